@@ -1,0 +1,232 @@
+//! Command line and environment, validated once into typed configuration.
+//! Every flag `--some-flag` is also read from `STREAMGUARD_SOME_FLAG`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::{Limit, OnLimit, Policy};
+use crate::store::StoreUrl;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "streamguard",
+    version,
+    about = "Limits how many streams each account watches at once"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (what runs without a subcommand).
+    Serve,
+    /// Create what the store needs before first use; safe to repeat.
+    Init,
+}
+
+impl Cli {
+    pub fn command(&self) -> Command {
+        self.command.unwrap_or(Command::Serve)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "STREAMGUARD_LISTEN",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Where state lives: `file:DIR` (embedded, durable) or `memory`.
+    #[arg(
+        long,
+        env = "STREAMGUARD_STORE",
+        default_value = "file:./streamguard-data",
+        global = true
+    )]
+    pub store: StoreUrl,
+
+    /// Streams an account may watch at once unless overridden (0–1000).
+    #[arg(long, env = "STREAMGUARD_DEFAULT_LIMIT", default_value = "3", value_parser = parse_limit, global = true)]
+    pub default_limit: Limit,
+
+    /// How long a stream stays live without a heartbeat (e.g. `90s`, `2m`).
+    #[arg(long, env = "STREAMGUARD_LEASE_TTL", default_value = "90s", value_parser = parse_lease_ttl, global = true)]
+    pub lease_ttl: Duration,
+
+    /// What a start does when the account is full.
+    #[arg(long, env = "STREAMGUARD_ON_LIMIT", value_enum, default_value_t = OnLimitArg::Reject, global = true)]
+    pub on_limit: OnLimitArg,
+
+    /// Bearer token for the /admin routes; without it they answer 404.
+    #[arg(long, env = "STREAMGUARD_ADMIN_TOKEN", value_parser = parse_secret, global = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Longest a request waits for the store before answering 503.
+    #[arg(long, env = "STREAMGUARD_STORE_TIMEOUT", default_value = "250ms", value_parser = parse_store_timeout, global = true)]
+    pub store_timeout: Duration,
+
+    /// When the store fails: `deny` (503) or `allow` playback unenforced.
+    #[arg(long, env = "STREAMGUARD_ON_STORE_ERROR", value_enum, default_value_t = OnStoreError::Deny, global = true)]
+    pub on_store_error: OnStoreError,
+}
+
+impl Config {
+    /// The admission policy these flags describe.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            default_limit: self.default_limit,
+            lease_ttl: self.lease_ttl,
+            on_limit: match self.on_limit {
+                OnLimitArg::Reject => OnLimit::Reject,
+                OnLimitArg::EvictOldest => OnLimit::EvictOldest,
+            },
+        }
+    }
+
+    /// Defaults, for tests and embedding: memory store, port 0.
+    pub fn for_tests() -> Self {
+        Cli::try_parse_from([
+            "streamguard",
+            "--store",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .expect("defaults parse")
+        .config
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnLimitArg {
+    Reject,
+    EvictOldest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnStoreError {
+    /// Answer 503 with Retry-After.
+    Deny,
+    /// Let playback go ahead, log it and count it as unenforced.
+    Allow,
+}
+
+/// A credential; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(Secret(s.to_owned()))
+}
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    Limit::new(n).map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 90s or 2m: {e}"))
+}
+
+fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(Duration::from_secs(3)..=Duration::from_secs(86_400)).contains(&d) {
+        return Err("must be between 3s and 24h".into());
+    }
+    Ok(d)
+}
+
+fn parse_store_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&d) {
+        return Err("must be between 1ms and 60s".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("streamguard").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.command(), Command::Serve);
+        let c = cli.config;
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.store.to_string(), "file:./streamguard-data");
+        assert_eq!(c.default_limit.get(), 3);
+        assert_eq!(c.lease_ttl, Duration::from_secs(90));
+        assert_eq!(c.store_timeout, Duration::from_millis(250));
+        assert_eq!(c.on_limit, OnLimitArg::Reject);
+        assert_eq!(c.on_store_error, OnStoreError::Deny);
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn flags_work_before_and_after_serve() {
+        let a = parse(&["--lease-ttl", "2m", "--store", "memory"]).unwrap();
+        let b = parse(&["serve", "--lease-ttl", "2m", "--store", "memory"]).unwrap();
+        assert_eq!(a.config.lease_ttl, Duration::from_secs(120));
+        assert_eq!(b.config.lease_ttl, a.config.lease_ttl);
+        assert_eq!(b.command(), Command::Serve);
+        assert_eq!(
+            parse(&["init", "--store", "memory"]).unwrap().command(),
+            Command::Init
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (args, flag) in [
+            (&["--default-limit", "1001"][..], "--default-limit"),
+            (&["--lease-ttl", "soon"], "--lease-ttl"),
+            (&["--lease-ttl", "1s"], "--lease-ttl"),
+            (&["--store", "postgres://x"], "--store"),
+            (&["--on-limit", "shrug"], "--on-limit"),
+            (&["--admin-token", ""], "--admin-token"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = parse(&["--admin-token", "hunter2"]).unwrap().config;
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

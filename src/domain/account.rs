@@ -1,0 +1,137 @@
+//! The state of one account: its live leases, the tombstones of recently
+//! ended streams, and its limit override. Everything a decision needs lives
+//! here, so every store keeps exactly this, under one key.
+
+use serde::{Deserialize, Serialize};
+
+use super::clock::Timestamp;
+use super::ids::{ContentId, DeviceId, StreamId};
+use super::policy::{Limit, Policy};
+
+/// A stream that holds a slot until `expires_at` unless renewed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub id: StreamId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<DeviceId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<ContentId>,
+    pub started_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Grant order within the account; breaks `started_at` ties.
+    pub seq: u64,
+}
+
+impl Lease {
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        now < self.expires_at
+    }
+
+    /// Sort key of "oldest first".
+    pub(crate) fn age_key(&self) -> (Timestamp, u64) {
+        (self.started_at, self.seq)
+    }
+}
+
+/// Why a stream is no longer live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The player stopped it.
+    Stopped,
+    /// No heartbeat arrived before the lease ran out.
+    Expired,
+    /// Another start ended it (evict-oldest, or its `terminate` list).
+    Evicted,
+    /// A new start from the same device took its place.
+    Replaced,
+    /// An administrator ended it, or lowered the limit below it.
+    Revoked,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Stopped => "stopped",
+            EndReason::Expired => "expired",
+            EndReason::Evicted => "evicted",
+            EndReason::Replaced => "replaced",
+            EndReason::Revoked => "revoked",
+        }
+    }
+}
+
+/// What is remembered of an ended stream, so a late heartbeat learns why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub id: StreamId,
+    pub reason: EndReason,
+    pub ended_at: Timestamp,
+}
+
+/// One account's whole state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Per-account override of the default limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+    /// Leases in grant order. May hold expired leases until the next decision.
+    #[serde(default)]
+    pub live: Vec<Lease>,
+    #[serde(default)]
+    pub ended: Vec<Tombstone>,
+    #[serde(default)]
+    pub next_seq: u64,
+}
+
+/// A read-only picture of an account at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountView {
+    pub limit: Limit,
+    /// Whether `limit` comes from a per-account override.
+    pub overridden: bool,
+    /// Live leases, oldest first.
+    pub live: Vec<Lease>,
+}
+
+impl Account {
+    /// The limit in force for this account.
+    pub fn limit(&self, policy: &Policy) -> Limit {
+        self.limit.unwrap_or(policy.default_limit)
+    }
+
+    /// The account as seen at `now`, without changing it.
+    pub fn view(&self, now: Timestamp, policy: &Policy) -> AccountView {
+        let mut live: Vec<Lease> = self
+            .live
+            .iter()
+            .filter(|s| s.is_live(now))
+            .cloned()
+            .collect();
+        live.sort_by_key(Lease::age_key);
+        AccountView {
+            limit: self.limit(policy),
+            overridden: self.limit.is_some(),
+            live,
+        }
+    }
+
+    /// True when nothing here is worth keeping: the account can be forgotten.
+    pub fn is_idle(&self) -> bool {
+        self.limit.is_none() && self.live.is_empty() && self.ended.is_empty()
+    }
+
+    /// The latest instant at which anything in this account still matters;
+    /// stores that expire keys use it as the key's deadline.
+    pub fn retain_until(&self, policy: &Policy) -> Option<Timestamp> {
+        let leases = self
+            .live
+            .iter()
+            .map(|s| s.expires_at + policy.tombstone_ttl());
+        let tombstones = self
+            .ended
+            .iter()
+            .map(|t| t.ended_at + policy.tombstone_ttl());
+        leases.chain(tombstones).max()
+    }
+}

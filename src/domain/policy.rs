@@ -1,0 +1,90 @@
+//! The knobs of admission: how many streams, for how long, and what happens
+//! when an account is full.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest limit an account may be given.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// How many streams an account may hold at once (0 blocks the account).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Limit(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit must be between 0 and {MAX_LIMIT}, got {0}")]
+pub struct LimitOutOfRange(pub i64);
+
+impl Limit {
+    pub fn new(n: u32) -> Result<Self, LimitOutOfRange> {
+        if n <= MAX_LIMIT {
+            Ok(Self(n))
+        } else {
+            Err(LimitOutOfRange(i64::from(n)))
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Whether `active` streams leave no room for one more.
+    pub fn is_reached_by(self, active: usize) -> bool {
+        active >= self.0 as usize
+    }
+}
+
+impl TryFrom<u32> for Limit {
+    type Error = LimitOutOfRange;
+    fn try_from(n: u32) -> Result<Self, LimitOutOfRange> {
+        Limit::new(n)
+    }
+}
+
+impl From<Limit> for u32 {
+    fn from(l: Limit) -> u32 {
+        l.0
+    }
+}
+
+/// What a start does when the account is already at its limit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum OnLimit {
+    /// Refuse the new stream (409); the streams already playing keep playing.
+    #[default]
+    Reject,
+    /// Grant the new stream and end the account's oldest one.
+    EvictOldest,
+}
+
+/// Everything the rules need besides the account and the clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub default_limit: Limit,
+    pub lease_ttl: Duration,
+    pub on_limit: OnLimit,
+}
+
+impl Policy {
+    /// How long an ended stream's reason is remembered.
+    pub fn tombstone_ttl(&self) -> Duration {
+        self.lease_ttl * 10
+    }
+
+    /// How often players should heartbeat: a third of the lease, at least 1 s.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.lease_ttl / 3).max(Duration::from_secs(1))
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            default_limit: Limit(3),
+            lease_ttl: Duration::from_secs(90),
+            on_limit: OnLimit::Reject,
+        }
+    }
+}

@@ -1,0 +1,606 @@
+//! The admission rules. Every store runs these inside its own atomic step;
+//! nothing else in the code decides who may watch.
+//!
+//! Each operation first applies what `now` already implies (leases that ran
+//! out become `expired` tombstones, old tombstones are forgotten), then decides.
+//! A start that is refused leaves the account exactly as it found it, apart
+//! from that clean-up, which changes no observable answer.
+
+use super::account::{Account, EndReason, Lease, Tombstone};
+use super::clock::Timestamp;
+use super::ids::{ContentId, DeviceId, StreamId};
+use super::policy::{Limit, OnLimit, Policy};
+
+/// Ended streams remembered per account at most; past this, the oldest
+/// tombstones are forgotten early (their stream still never comes back).
+pub const MAX_TOMBSTONES: usize = 100;
+
+/// A player asking to start (or resume) playback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartRequest {
+    pub stream_id: StreamId,
+    pub device_id: Option<DeviceId>,
+    pub content_id: Option<ContentId>,
+    /// Streams of the same account to end in the same step ("stop the TV").
+    pub terminate: Vec<StreamId>,
+}
+
+impl StartRequest {
+    pub fn new(stream_id: StreamId) -> Self {
+        Self {
+            stream_id,
+            device_id: None,
+            content_id: None,
+            terminate: Vec::new(),
+        }
+    }
+}
+
+/// A granted start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub stream: Lease,
+    /// Streams this start ended by eviction: evict-oldest and `terminate`.
+    pub evicted: Vec<StreamId>,
+    /// Streams this start ended because they played on the same device.
+    pub replaced: Vec<StreamId>,
+    /// Live streams after the start, this one included.
+    pub active: usize,
+    pub limit: Limit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartDecision {
+    /// A new lease was granted.
+    Granted(Grant),
+    /// The named stream is already live: an idempotent retry, nothing changed.
+    AlreadyLive {
+        stream: Lease,
+        active: usize,
+        limit: Limit,
+    },
+    /// The account is full; nothing changed.
+    LimitReached { limit: Limit, live: Vec<Lease> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeartbeatDecision {
+    /// The lease now runs until the new `expires_at`.
+    Renewed(Lease),
+    /// The stream ended and must not play on.
+    Ended(EndReason),
+    /// This account never had such a stream, or its tombstone is gone.
+    Unknown,
+}
+
+impl Account {
+    /// Turns leases that ran out by `now` into `expired` tombstones and drops
+    /// tombstones past retention. Returns how many leases expired.
+    pub fn expire(&mut self, now: Timestamp, policy: &Policy) -> usize {
+        let before = self.live.len();
+        let mut i = 0;
+        while i < self.live.len() {
+            if self.live[i].is_live(now) {
+                i += 1;
+            } else {
+                let lease = self.live.remove(i);
+                let ended_at = lease.expires_at;
+                self.bury(lease.id, EndReason::Expired, ended_at);
+            }
+        }
+        let keep_for = policy.tombstone_ttl();
+        self.ended.retain(|t| now < t.ended_at + keep_for);
+        before - self.live.len()
+    }
+
+    /// Decides a start. Only a grant changes the account.
+    pub fn start(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
+        self.expire(now, policy);
+        let limit = self.limit(policy);
+
+        if let Some(stream) = self.live.iter().find(|s| s.id == req.stream_id) {
+            return StartDecision::AlreadyLive {
+                stream: stream.clone(),
+                active: self.live.len(),
+                limit,
+            };
+        }
+
+        let terminated = |s: &Lease| req.terminate.contains(&s.id);
+        let same_device =
+            |s: &Lease| req.device_id.is_some() && s.device_id == req.device_id && !terminated(s);
+        let freed = self
+            .live
+            .iter()
+            .filter(|s| terminated(s) || same_device(s))
+            .count();
+        let remaining = self.live.len() - freed;
+        let overflow = if limit.is_reached_by(remaining) {
+            if policy.on_limit == OnLimit::Reject || limit.get() == 0 {
+                return StartDecision::LimitReached {
+                    limit,
+                    live: self.view(now, policy).live,
+                };
+            }
+            remaining + 1 - limit.get() as usize
+        } else {
+            0
+        };
+
+        let mut evicted = Vec::new();
+        let mut replaced = Vec::new();
+        for lease in std::mem::take(&mut self.live) {
+            if terminated(&lease) {
+                evicted.push(lease.id.clone());
+                self.bury(lease.id, EndReason::Evicted, now);
+            } else if same_device(&lease) {
+                replaced.push(lease.id.clone());
+                self.bury(lease.id, EndReason::Replaced, now);
+            } else {
+                self.live.push(lease);
+            }
+        }
+        for _ in 0..overflow {
+            let oldest = self.oldest_index().expect("overflow implies live streams");
+            let lease = self.live.remove(oldest);
+            evicted.push(lease.id.clone());
+            self.bury(lease.id, EndReason::Evicted, now);
+        }
+
+        self.ended.retain(|t| t.id != req.stream_id);
+        let stream = Lease {
+            id: req.stream_id,
+            device_id: req.device_id,
+            content_id: req.content_id,
+            started_at: now,
+            expires_at: now + policy.lease_ttl,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        self.live.push(stream.clone());
+        StartDecision::Granted(Grant {
+            stream,
+            evicted,
+            replaced,
+            active: self.live.len(),
+            limit,
+        })
+    }
+
+    /// Renews a live lease; an ended stream is never revived here.
+    pub fn heartbeat(
+        &mut self,
+        id: &StreamId,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> HeartbeatDecision {
+        self.expire(now, policy);
+        if let Some(lease) = self.live.iter_mut().find(|s| &s.id == id) {
+            lease.expires_at = now + policy.lease_ttl;
+            return HeartbeatDecision::Renewed(lease.clone());
+        }
+        match self.ended.iter().find(|t| &t.id == id) {
+            Some(t) => HeartbeatDecision::Ended(t.reason),
+            None => HeartbeatDecision::Unknown,
+        }
+    }
+
+    /// Ends a live stream with `reason` (`stopped` or `revoked`). Returns
+    /// whether it was live; ending a gone stream changes nothing.
+    pub fn end(
+        &mut self,
+        id: &StreamId,
+        reason: EndReason,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> bool {
+        self.expire(now, policy);
+        let Some(i) = self.live.iter().position(|s| &s.id == id) else {
+            return false;
+        };
+        let lease = self.live.remove(i);
+        self.bury(lease.id, reason, now);
+        true
+    }
+
+    /// Sets (or, with `None`, clears) the account's limit override. If the
+    /// new limit is below the live count, the streams the policy would give
+    /// up first are revoked at once, so the limit holds at every instant:
+    /// the newest under `reject`, the oldest under `evict-oldest`.
+    pub fn set_limit(
+        &mut self,
+        limit: Option<Limit>,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> Vec<StreamId> {
+        self.expire(now, policy);
+        self.limit = limit;
+        let allowed = self.limit(policy).get() as usize;
+        let mut revoked = Vec::new();
+        while self.live.len() > allowed {
+            let victim = match policy.on_limit {
+                OnLimit::Reject => self.newest_index(),
+                OnLimit::EvictOldest => self.oldest_index(),
+            }
+            .expect("more live streams than the limit");
+            let lease = self.live.remove(victim);
+            revoked.push(lease.id.clone());
+            self.bury(lease.id, EndReason::Revoked, now);
+        }
+        revoked
+    }
+
+    fn oldest_index(&self) -> Option<usize> {
+        (0..self.live.len()).min_by_key(|&i| self.live[i].age_key())
+    }
+
+    fn newest_index(&self) -> Option<usize> {
+        (0..self.live.len()).max_by_key(|&i| self.live[i].age_key())
+    }
+
+    fn bury(&mut self, id: StreamId, reason: EndReason, ended_at: Timestamp) {
+        self.ended.retain(|t| t.id != id);
+        if self.ended.len() >= MAX_TOMBSTONES {
+            self.ended.remove(0);
+        }
+        self.ended.push(Tombstone {
+            id,
+            reason,
+            ended_at,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    fn policy(limit: u32, on_limit: OnLimit) -> Policy {
+        Policy {
+            default_limit: Limit::new(limit).unwrap(),
+            lease_ttl: Duration::from_secs(90),
+            on_limit,
+        }
+    }
+
+    fn sid(s: &str) -> StreamId {
+        StreamId::parse(s).unwrap()
+    }
+
+    fn at(secs: u64) -> Timestamp {
+        T0 + Duration::from_secs(secs)
+    }
+
+    fn start(acc: &mut Account, id: &str, now: Timestamp, p: &Policy) -> StartDecision {
+        acc.start(StartRequest::new(sid(id)), now, p)
+    }
+
+    fn on_device(id: &str, device: &str) -> StartRequest {
+        StartRequest {
+            device_id: Some(DeviceId::parse(device).unwrap()),
+            ..StartRequest::new(sid(id))
+        }
+    }
+
+    fn granted(d: StartDecision) -> Grant {
+        match d {
+            StartDecision::Granted(g) => g,
+            other => panic!("expected a grant, got {other:?}"),
+        }
+    }
+
+    fn live_ids(acc: &Account, now: Timestamp, p: &Policy) -> Vec<String> {
+        acc.view(now, p)
+            .live
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn grants_up_to_the_limit_then_refuses_without_change() {
+        let p = policy(3, OnLimit::Reject);
+        let mut acc = Account::default();
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            let g = granted(start(&mut acc, id, at(i as u64), &p));
+            assert_eq!(g.active, i + 1);
+            assert_eq!(g.stream.expires_at, at(i as u64) + p.lease_ttl);
+        }
+        let before = acc.clone();
+        match start(&mut acc, "d", at(5), &p) {
+            StartDecision::LimitReached { limit, live } => {
+                assert_eq!(limit.get(), 3);
+                assert_eq!(live.len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(acc, before);
+    }
+
+    #[test]
+    fn limit_zero_blocks_even_with_evict_oldest() {
+        let p = policy(0, OnLimit::EvictOldest);
+        let mut acc = Account::default();
+        assert!(matches!(
+            start(&mut acc, "a", T0, &p),
+            StartDecision::LimitReached { .. }
+        ));
+        assert!(acc.live.is_empty());
+    }
+
+    #[test]
+    fn evict_oldest_ends_the_earliest_start_and_breaks_ties_by_grant_order() {
+        let p = policy(2, OnLimit::EvictOldest);
+        let mut acc = Account::default();
+        granted(start(&mut acc, "first", T0, &p));
+        granted(start(&mut acc, "second", T0, &p));
+        let g = granted(start(&mut acc, "third", T0, &p));
+        assert_eq!(g.evicted, vec![sid("first")]);
+        assert_eq!(g.active, 2);
+        assert_eq!(
+            acc.heartbeat(&sid("first"), at(1), &p),
+            HeartbeatDecision::Ended(EndReason::Evicted)
+        );
+    }
+
+    #[test]
+    fn a_lease_expires_exactly_at_expires_at() {
+        let p = policy(1, OnLimit::Reject);
+        let mut acc = Account::default();
+        granted(start(&mut acc, "a", T0, &p));
+        let just_before = T0 + (p.lease_ttl - Duration::from_millis(1));
+        assert!(matches!(
+            acc.heartbeat(&sid("a"), just_before, &p),
+            HeartbeatDecision::Renewed(_)
+        ));
+        let deadline = just_before + p.lease_ttl;
+        assert_eq!(
+            acc.heartbeat(&sid("a"), deadline, &p),
+            HeartbeatDecision::Ended(EndReason::Expired)
+        );
+        granted(start(&mut acc, "b", deadline, &p));
+    }
+
+    #[test]
+    fn heartbeat_pushes_the_lease_from_now() {
+        let p = policy(3, OnLimit::Reject);
+        let mut acc = Account::default();
+        granted(start(&mut acc, "a", T0, &p));
+        match acc.heartbeat(&sid("a"), at(60), &p) {
+            HeartbeatDecision::Renewed(s) => {
+                assert_eq!(s.expires_at, at(60) + p.lease_ttl);
+                assert_eq!(s.started_at, T0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(live_ids(&acc, at(149), &p), vec!["a"]);
+    }
+
+    #[test]
+    fn heartbeat_of_an_unknown_stream_is_unknown() {
+        let p = Policy::default();
+        let mut acc = Account::default();
+        assert_eq!(acc.heartbeat(&sid("x"), T0, &p), HeartbeatDecision::Unknown);
+    }
+
+    #[test]
+    fn device_replaces_its_own_stream_instead_of_taking_a_slot() {
+        let p = policy(1, OnLimit::Reject);
+        let mut acc = Account::default();
+        granted(acc.start(on_device("ep1", "tv"), T0, &p));
+        let g = granted(acc.start(on_device("ep2", "tv"), at(1), &p));
+        assert_eq!(g.replaced, vec![sid("ep1")]);
+        assert!(g.evicted.is_empty());
+        assert_eq!(g.active, 1);
+        assert_eq!(
+            acc.heartbeat(&sid("ep1"), at(2), &p),
+            HeartbeatDecision::Ended(EndReason::Replaced)
+        );
+    }
+
+    #[test]
+    fn terminate_frees_slots_in_the_same_step() {
+        let p = policy(2, OnLimit::Reject);
+        let mut acc = Account::default();
+        granted(start(&mut acc, "tv", T0, &p));
+        granted(start(&mut acc, "tablet", T0, &p));
+        let req = StartRequest {
+            terminate: vec![sid("tv"), sid("not-mine")],
+            ..StartRequest::new(sid("phone"))
+        };
+        let g = granted(acc.start(req, at(1), &p));
+        assert_eq!(g.evicted, vec![sid("tv")]);
+        assert_eq!(live_ids(&acc, at(1), &p), vec!["tablet", "phone"]);
+        assert_eq!(
+            acc.heartbeat(&sid("tv"), at(2), &p),
+            HeartbeatDecision::Ended(EndReason::Evicted)
+        );
+    }
+
+    #[test]
+    fn retry_of_a_live_stream_changes_nothing() {
+        let p = policy(2, OnLimit::Reject);
+        let mut acc = Account::default();
+        granted(acc.start(on_device("a", "tv"), T0, &p));
+        granted(start(&mut acc, "b", T0, &p));
+        let before = acc.clone();
+        let retry = StartRequest {
+            terminate: vec![sid("b")],
+            ..on_device("a", "tv")
+        };
+        match acc.start(retry, at(1), &p) {
+            StartDecision::AlreadyLive { stream, active, .. } => {
+                assert_eq!(stream.started_at, T0);
+                assert_eq!(active, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(acc, before);
+    }
+
+    #[test]
+    fn an_ended_id_may_start_again_but_never_heartbeat_back() {
+        let p = policy(1, OnLimit::Reject);
+        let mut acc = Account::default();
+        granted(start(&mut acc, "a", T0, &p));
+        assert!(acc.end(&sid("a"), EndReason::Stopped, at(1), &p));
+        assert_eq!(
+            acc.heartbeat(&sid("a"), at(2), &p),
+            HeartbeatDecision::Ended(EndReason::Stopped)
+        );
+        let g = granted(start(&mut acc, "a", at(3), &p));
+        assert_eq!(g.stream.started_at, at(3));
+        assert!(matches!(
+            acc.heartbeat(&sid("a"), at(4), &p),
+            HeartbeatDecision::Renewed(_)
+        ));
+    }
+
+    #[test]
+    fn ending_twice_is_a_no_op_that_keeps_the_first_reason() {
+        let p = Policy::default();
+        let mut acc = Account::default();
+        granted(start(&mut acc, "a", T0, &p));
+        assert!(acc.end(&sid("a"), EndReason::Revoked, at(1), &p));
+        assert!(!acc.end(&sid("a"), EndReason::Stopped, at(2), &p));
+        assert_eq!(
+            acc.heartbeat(&sid("a"), at(3), &p),
+            HeartbeatDecision::Ended(EndReason::Revoked)
+        );
+    }
+
+    #[test]
+    fn tombstones_last_ten_leases_then_go() {
+        let p = policy(3, OnLimit::Reject);
+        let mut acc = Account::default();
+        granted(start(&mut acc, "a", T0, &p));
+        acc.end(&sid("a"), EndReason::Stopped, T0, &p);
+        let almost = T0 + (p.tombstone_ttl() - Duration::from_millis(1));
+        assert_eq!(
+            acc.heartbeat(&sid("a"), almost, &p),
+            HeartbeatDecision::Ended(EndReason::Stopped)
+        );
+        assert_eq!(
+            acc.heartbeat(&sid("a"), T0 + p.tombstone_ttl(), &p),
+            HeartbeatDecision::Unknown
+        );
+        assert!(acc.is_idle());
+    }
+
+    #[test]
+    fn an_expired_lease_is_remembered_from_its_deadline() {
+        let p = Policy::default();
+        let mut acc = Account::default();
+        granted(start(&mut acc, "a", T0, &p));
+        assert_eq!(acc.expire(at(100), &p), 1);
+        assert_eq!(acc.ended[0].ended_at, T0 + p.lease_ttl);
+        assert_eq!(acc.expire(at(100), &p), 0);
+    }
+
+    #[test]
+    fn tombstones_are_capped_per_account() {
+        let p = policy(1, OnLimit::Reject);
+        let mut acc = Account::default();
+        for i in 0..(MAX_TOMBSTONES + 10) {
+            let id = format!("s{i}");
+            granted(start(&mut acc, &id, T0, &p));
+            acc.end(&sid(&id), EndReason::Stopped, T0, &p);
+        }
+        assert_eq!(acc.ended.len(), MAX_TOMBSTONES);
+        assert_eq!(
+            acc.heartbeat(&sid("s0"), T0, &p),
+            HeartbeatDecision::Unknown
+        );
+    }
+
+    #[test]
+    fn lowering_the_limit_revokes_the_newest_under_reject() {
+        let p = policy(3, OnLimit::Reject);
+        let mut acc = Account::default();
+        for id in ["a", "b", "c"] {
+            granted(start(&mut acc, id, T0, &p));
+        }
+        let revoked = acc.set_limit(Some(Limit::new(1).unwrap()), at(1), &p);
+        assert_eq!(revoked, vec![sid("c"), sid("b")]);
+        assert_eq!(live_ids(&acc, at(1), &p), vec!["a"]);
+        assert_eq!(
+            acc.heartbeat(&sid("c"), at(2), &p),
+            HeartbeatDecision::Ended(EndReason::Revoked)
+        );
+    }
+
+    #[test]
+    fn lowering_the_limit_revokes_the_oldest_under_evict_oldest() {
+        let p = policy(3, OnLimit::EvictOldest);
+        let mut acc = Account::default();
+        for id in ["a", "b", "c"] {
+            granted(start(&mut acc, id, T0, &p));
+        }
+        assert_eq!(
+            acc.set_limit(Some(Limit::new(2).unwrap()), at(1), &p),
+            vec![sid("a")]
+        );
+    }
+
+    #[test]
+    fn clearing_the_override_restores_the_default() {
+        let p = policy(3, OnLimit::Reject);
+        let mut acc = Account::default();
+        acc.set_limit(Some(Limit::new(5).unwrap()), T0, &p);
+        assert_eq!(acc.limit(&p).get(), 5);
+        acc.set_limit(None, T0, &p);
+        assert_eq!(acc.limit(&p).get(), 3);
+        assert!(acc.is_idle());
+    }
+
+    #[test]
+    fn the_limit_holds_under_any_sequence_of_operations() {
+        // A small deterministic walk over every operation, checking the
+        // invariant after each step.
+        for on_limit in [OnLimit::Reject, OnLimit::EvictOldest] {
+            let p = policy(3, on_limit);
+            let mut acc = Account::default();
+            let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut now = T0;
+            for _ in 0..5_000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let id = sid(&format!("s{}", seed % 7));
+                now = now + Duration::from_secs(seed % 40);
+                match (seed >> 8) % 6 {
+                    0 | 1 => {
+                        let req = StartRequest {
+                            device_id: Some(DeviceId::parse(&format!("d{}", seed % 4)).unwrap()),
+                            terminate: vec![sid(&format!("s{}", (seed >> 3) % 7))],
+                            ..StartRequest::new(id.clone())
+                        };
+                        acc.start(req, now, &p);
+                    }
+                    2 => {
+                        acc.heartbeat(&id, now, &p);
+                    }
+                    3 => {
+                        acc.end(&id, EndReason::Stopped, now, &p);
+                    }
+                    4 => {
+                        let limit = Limit::new((seed % 5) as u32).unwrap();
+                        acc.set_limit(Some(limit), now, &p);
+                    }
+                    _ => {
+                        acc.start(StartRequest::new(id.clone()), now, &p);
+                    }
+                }
+                let view = acc.view(now, &p);
+                assert!(view.live.len() <= view.limit.get() as usize);
+                let mut ids: Vec<_> = view.live.iter().map(|s| &s.id).collect();
+                ids.dedup();
+                assert_eq!(ids.len(), view.live.len(), "a stream id is live twice");
+            }
+        }
+    }
+}

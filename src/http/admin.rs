@@ -1,0 +1,154 @@
+//! Operator routes behind `--admin-token`: inspect and revoke any account's
+//! streams, and set per-account limits.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use subtle::ConstantTimeEq;
+
+use super::dto::{LimitBody, LimitResponse, LimitSource, StreamDto, StreamsResponse};
+use super::extract::{JsonBody, UserPath, UserStreamPath};
+use super::{ApiError, AppState};
+use crate::domain::{EndReason, StreamId};
+
+/// Proof that the request carries the admin token. Without a configured
+/// token the admin routes do not exist (404).
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let expected = state.admin_token.as_ref().ok_or(ApiError::RouteNotFound)?;
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::MissingAdminToken)?;
+        if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::WrongAdminToken)
+        }
+    }
+}
+
+/// Any account's live streams.
+#[utoipa::path(get, path = "/admin/users/{user}/streams", tag = "admin",
+    security(("admin_token" = [])),
+    params(("user" = String, Path, description = "Account id")),
+    responses(
+        (status = 200, body = StreamsResponse),
+        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No admin token configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, name = "admin_list")]
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<Json<StreamsResponse>, ApiError> {
+    let view = state.call("view", state.store.view(&user)).await?;
+    Ok(Json(StreamsResponse {
+        user_id: user.to_string(),
+        limit: view.limit.get(),
+        active: view.live.len(),
+        streams: StreamDto::list(&user, &view.live, &state.policy),
+    }))
+}
+
+/// End a stream; its heartbeat then answers 410 `revoked`.
+#[utoipa::path(delete, path = "/admin/users/{user}/streams/{id}", tag = "admin",
+    security(("admin_token" = [])),
+    params(("user" = String, Path, description = "Account id"), ("id" = String, Path, description = "Stream id")),
+    responses((status = 204, description = "Revoked, or already gone")))]
+#[tracing::instrument(skip_all, name = "admin_revoke")]
+pub async fn revoke(
+    _: Admin,
+    State(state): State<AppState>,
+    UserStreamPath(user, id): UserStreamPath,
+) -> Result<StatusCode, ApiError> {
+    state
+        .call("end", state.store.end(&user, &id, EndReason::Revoked))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The limit in force for an account.
+#[utoipa::path(get, path = "/admin/users/{user}/limit", tag = "admin",
+    security(("admin_token" = [])),
+    params(("user" = String, Path, description = "Account id")),
+    responses((status = 200, body = LimitResponse)))]
+#[tracing::instrument(skip_all, name = "admin_get_limit")]
+pub async fn get_limit(
+    _: Admin,
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<Json<LimitResponse>, ApiError> {
+    let view = state.call("view", state.store.view(&user)).await?;
+    Ok(Json(LimitResponse {
+        user_id: user.to_string(),
+        limit: view.limit.get(),
+        source: if view.overridden {
+            LimitSource::Override
+        } else {
+            LimitSource::Default
+        },
+        revoked: Vec::new(),
+    }))
+}
+
+/// Override an account's limit. Streams above a lowered limit are revoked.
+#[utoipa::path(put, path = "/admin/users/{user}/limit", tag = "admin",
+    security(("admin_token" = [])),
+    params(("user" = String, Path, description = "Account id")),
+    request_body = LimitBody,
+    responses(
+        (status = 200, body = LimitResponse),
+        (status = 400, description = "limit out of 0..=1000", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, name = "admin_set_limit")]
+pub async fn set_limit(
+    _: Admin,
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    JsonBody(body): JsonBody<LimitBody>,
+) -> Result<Json<LimitResponse>, ApiError> {
+    let body = body.ok_or_else(|| ApiError::InvalidRequest("send {\"limit\": N}".into()))?;
+    let limit = body.limit()?;
+    let revoked = state
+        .call("set_limit", state.store.set_limit(&user, Some(limit)))
+        .await?;
+    Ok(Json(LimitResponse {
+        user_id: user.to_string(),
+        limit: limit.get(),
+        source: LimitSource::Override,
+        revoked: revoked.into_iter().map(String::from).collect(),
+    }))
+}
+
+/// Return an account to the default limit.
+#[utoipa::path(delete, path = "/admin/users/{user}/limit", tag = "admin",
+    security(("admin_token" = [])),
+    params(("user" = String, Path, description = "Account id")),
+    responses((status = 204, description = "The default limit applies again")))]
+#[tracing::instrument(skip_all, name = "admin_clear_limit")]
+pub async fn clear_limit(
+    _: Admin,
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<StatusCode, ApiError> {
+    let revoked: Vec<StreamId> = state
+        .call("set_limit", state.store.set_limit(&user, None))
+        .await?;
+    if !revoked.is_empty() {
+        tracing::info!(
+            revoked = revoked.len(),
+            "clearing the override revoked streams"
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,154 @@
+//! The JSON shapes of the API, and their conversion from and to the domain.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use crate::domain::{
+    ContentId, DeviceId, InvalidId, Lease, Limit, Policy, StartRequest, StreamId, UserId,
+};
+
+/// A live stream as players see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StreamDto {
+    pub id: String,
+    pub user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
+    /// RFC 3339, UTC, millisecond precision.
+    pub started_at: String,
+    /// The lease ends here unless a heartbeat renews it.
+    pub expires_at: String,
+    /// How often the player should heartbeat, in seconds.
+    pub heartbeat_interval_s: u64,
+}
+
+impl StreamDto {
+    pub fn new(user: &UserId, lease: &Lease, policy: &Policy) -> Self {
+        Self {
+            id: lease.id.to_string(),
+            user_id: user.to_string(),
+            device_id: lease.device_id.as_ref().map(ToString::to_string),
+            content_id: lease.content_id.as_ref().map(ToString::to_string),
+            started_at: lease.started_at.to_rfc3339(),
+            expires_at: lease.expires_at.to_rfc3339(),
+            heartbeat_interval_s: policy.heartbeat_interval().as_secs(),
+        }
+    }
+
+    pub fn list(user: &UserId, leases: &[Lease], policy: &Policy) -> Vec<Self> {
+        leases.iter().map(|l| Self::new(user, l, policy)).collect()
+    }
+}
+
+/// Body of `POST /streams`; every field is optional, and so is the body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct StartBody {
+    /// Name the stream to make retries idempotent; generated when absent.
+    pub stream_id: Option<String>,
+    /// A device holds one slot: a new start from it replaces its old stream.
+    pub device_id: Option<String>,
+    pub content_id: Option<String>,
+    /// Streams of this account to end in the same step.
+    #[serde(default)]
+    pub terminate: Vec<String>,
+}
+
+fn field<T>(name: &str, parsed: Result<T, InvalidId>) -> Result<T, ApiError> {
+    parsed.map_err(|e| ApiError::InvalidRequest(format!("{name}: {e}")))
+}
+
+impl StartBody {
+    pub fn into_request(self) -> Result<StartRequest, ApiError> {
+        let stream_id = match self.stream_id {
+            Some(s) => field("stream_id", StreamId::try_from(s))?,
+            None => StreamId::random(),
+        };
+        Ok(StartRequest {
+            stream_id,
+            device_id: self
+                .device_id
+                .map(|s| field("device_id", DeviceId::try_from(s)))
+                .transpose()?,
+            content_id: self
+                .content_id
+                .map(|s| field("content_id", ContentId::try_from(s)))
+                .transpose()?,
+            terminate: self
+                .terminate
+                .into_iter()
+                .map(|s| field("terminate", StreamId::try_from(s)))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Answer to a start: 201 for a new lease, 200 for a retry of a live one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartResponse {
+    pub stream: StreamDto,
+    /// Live streams of the account after this start.
+    pub active: usize,
+    pub limit: u32,
+    /// Streams this start ended by eviction (evict-oldest and `terminate`).
+    pub evicted: Vec<String>,
+    /// Streams this start ended because they played on the same device.
+    pub replaced: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatResponse {
+    pub stream: StreamDto,
+}
+
+/// An account's live streams.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamsResponse {
+    pub user_id: String,
+    pub limit: u32,
+    pub active: usize,
+    pub streams: Vec<StreamDto>,
+}
+
+/// Body of `PUT /admin/users/{user}/limit`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LimitBody {
+    /// 0 (blocked) to 1000.
+    pub limit: i64,
+}
+
+impl LimitBody {
+    pub fn limit(&self) -> Result<Limit, ApiError> {
+        u32::try_from(self.limit)
+            .ok()
+            .and_then(|n| Limit::new(n).ok())
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "limit must be between 0 and 1000, got {}",
+                    self.limit
+                ))
+            })
+    }
+}
+
+/// Where an account's limit comes from.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitSource {
+    /// Set for this account through the admin API.
+    Override,
+    /// The service's `--default-limit`.
+    Default,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitResponse {
+    pub user_id: String,
+    pub limit: u32,
+    pub source: LimitSource,
+    /// Streams ended because the new limit is below the live count.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<String>,
+}

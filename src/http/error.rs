@@ -1,0 +1,167 @@
+//! Every error answer: RFC 9457 `application/problem+json`, mapped in one place.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::dto::StreamDto;
+use crate::domain::EndReason;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client is told to wait after a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// Well-formed JSON (or a path) whose values are not acceptable.
+    InvalidRequest(String),
+    /// The body is not JSON of the expected shape.
+    MalformedJson(String),
+    /// No account identity on the request.
+    MissingIdentity,
+    /// Admin route without a bearer token.
+    MissingAdminToken,
+    /// Admin route with the wrong bearer token.
+    WrongAdminToken,
+    /// No such route (or admin routes while no admin token is configured).
+    RouteNotFound,
+    StreamNotFound,
+    MethodNotAllowed,
+    LimitReached {
+        limit: u32,
+        active: usize,
+        streams: Vec<StreamDto>,
+    },
+    StreamEnded(EndReason),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// The store failed or timed out; the cause was logged where it happened.
+    StoreUnavailable,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            ),
+            MalformedJson(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON body",
+            ),
+            MissingIdentity => (
+                StatusCode::UNAUTHORIZED,
+                "missing-identity",
+                "No account identity",
+            ),
+            MissingAdminToken => (
+                StatusCode::UNAUTHORIZED,
+                "missing-admin-token",
+                "Admin token required",
+            ),
+            WrongAdminToken => (
+                StatusCode::FORBIDDEN,
+                "wrong-admin-token",
+                "Admin token not accepted",
+            ),
+            RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "No such resource"),
+            StreamNotFound => (StatusCode::NOT_FOUND, "stream-not-found", "No such stream"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            LimitReached { .. } => (
+                StatusCode::CONFLICT,
+                "stream-limit-reached",
+                "Stream limit reached",
+            ),
+            StreamEnded(_) => (StatusCode::GONE, "stream-ended", "Stream has ended"),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Body too large",
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Body must be application/json",
+            ),
+            StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Store unavailable",
+            ),
+        }
+    }
+
+    fn detail(&self) -> String {
+        use ApiError::*;
+        match self {
+            InvalidRequest(d) | MalformedJson(d) => d.clone(),
+            MissingIdentity => "send the account id in the X-ID header".into(),
+            MissingAdminToken => "send Authorization: Bearer <admin token>".into(),
+            WrongAdminToken => "the bearer token does not match the admin token".into(),
+            RouteNotFound => "no route matches this path".into(),
+            StreamNotFound => "this account has no such stream".into(),
+            MethodNotAllowed => "this route does not accept that method".into(),
+            LimitReached { limit, active, .. } => format!(
+                "the account already watches {active} of {limit} allowed streams; stop one to start another"
+            ),
+            StreamEnded(reason) => format!("the stream ended ({}); stop playback", reason.as_str()),
+            PayloadTooLarge => "the body is larger than 16 KiB".into(),
+            UnsupportedMediaType => "send Content-Type: application/json".into(),
+            StoreUnavailable => "the limiter's store did not answer in time; retry shortly".into(),
+        }
+    }
+
+    fn extensions(self) -> Map<String, Value> {
+        let mut ext = Map::new();
+        match self {
+            ApiError::LimitReached {
+                limit,
+                active,
+                streams,
+            } => {
+                ext.insert("limit".into(), json!(limit));
+                ext.insert("active".into(), json!(active));
+                ext.insert("streams".into(), json!(streams));
+            }
+            ApiError::StreamEnded(reason) => {
+                ext.insert("reason".into(), json!(reason.as_str()));
+            }
+            _ => {}
+        }
+        ext
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!("urn:streamguard:problem:{slug}")),
+        );
+        body.insert("title".into(), json!(title));
+        body.insert("status".into(), json!(status.as_u16()));
+        body.insert("detail".into(), json!(self.detail()));
+        body.extend(self.extensions());
+        let mut response = (status, Value::Object(body).to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}

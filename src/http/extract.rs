@@ -1,0 +1,138 @@
+//! Extractors that turn every bad request into our problem+json answers.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::{InvalidId, StreamId, UserId};
+
+/// The account a request acts for, from the `X-ID` header.
+pub struct Identity(pub UserId);
+
+impl FromRequestParts<AppState> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let value = parts.headers.get("x-id").ok_or(ApiError::MissingIdentity)?;
+        let text = value.to_str().map_err(|_| {
+            ApiError::InvalidRequest("X-ID: user id may only contain A-Z a-z 0-9 . _ : @ -".into())
+        })?;
+        UserId::parse(text)
+            .map(Identity)
+            .map_err(|e| ApiError::InvalidRequest(format!("X-ID: {e}")))
+    }
+}
+
+/// A JSON body that may also be absent (`None` for an empty body).
+pub struct JsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(is_json_content_type);
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_) if e.status() == 413 => ApiError::PayloadTooLarge,
+            other => ApiError::MalformedJson(other.body_text()),
+        })?;
+        if bytes.is_empty() {
+            return Ok(JsonBody(None));
+        }
+        if json_type != Some(true) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(Some(v)))
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
+
+fn is_json_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn path_id<T>(what: &str, parsed: Result<T, InvalidId>) -> Result<T, ApiError> {
+    parsed.map_err(|e| ApiError::InvalidRequest(format!("{what} in the path: {e}")))
+}
+
+async fn path_segments<const N: usize>(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<[String; N], ApiError>
+where
+    [String; N]: DeserializeOwned,
+{
+    Path::<[String; N]>::from_request_parts(parts, state)
+        .await
+        .map(|Path(p)| p)
+        .map_err(|e| ApiError::InvalidRequest(e.body_text()))
+}
+
+/// `{id}`: a stream of the calling account.
+pub struct StreamPath(pub StreamId);
+
+impl FromRequestParts<AppState> for StreamPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let [id] = path_segments(parts, state).await?;
+        Ok(StreamPath(path_id("stream id", StreamId::try_from(id))?))
+    }
+}
+
+/// `{user}`: an account named by an admin route.
+pub struct UserPath(pub UserId);
+
+impl FromRequestParts<AppState> for UserPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let [user] = path_segments(parts, state).await?;
+        Ok(UserPath(path_id("user id", UserId::try_from(user))?))
+    }
+}
+
+/// `{user}/streams/{id}`: a stream of an account named by an admin route.
+pub struct UserStreamPath(pub UserId, pub StreamId);
+
+impl FromRequestParts<AppState> for UserStreamPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let [user, id] = path_segments(parts, state).await?;
+        Ok(UserStreamPath(
+            path_id("user id", UserId::try_from(user))?,
+            path_id("stream id", StreamId::try_from(id))?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_content_type;
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("Application/JSON; charset=utf-8"));
+        assert!(is_json_content_type("application/merge-patch+json"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(!is_json_content_type("application/x-www-form-urlencoded"));
+    }
+}

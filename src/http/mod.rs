@@ -1,0 +1,113 @@
+//! The HTTP API: routes, extractors, JSON shapes and error answers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::{OnStoreError, Secret};
+use crate::domain::{Clock, Policy};
+use crate::store::{StoreError, StreamStore};
+
+mod admin;
+pub mod dto;
+mod error;
+mod extract;
+mod middleware;
+mod openapi;
+mod ops;
+mod streams;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub store: Arc<dyn StreamStore>,
+    pub policy: Policy,
+    pub clock: Arc<dyn Clock>,
+    pub admin_token: Option<Secret>,
+    pub store_timeout: Duration,
+    pub on_store_error: OnStoreError,
+    pub metrics: PrometheusHandle,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    /// Runs one store call within `--store-timeout`, timing it. A failure is
+    /// logged here, once, with its cause; callers only see that it failed.
+    pub async fn call<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ApiError> {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.store_timeout, call).await;
+        metrics::histogram!("streamguard_store_call_duration_seconds", "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                metrics::counter!("streamguard_store_errors_total", "op" => op, "kind" => "error")
+                    .increment(1);
+                tracing::error!(op, error = %error, cause = ?std::error::Error::source(&error), "store call failed");
+                Err(ApiError::StoreUnavailable)
+            }
+            Err(_) => {
+                metrics::counter!("streamguard_store_errors_total", "op" => op, "kind" => "timeout")
+                    .increment(1);
+                tracing::error!(
+                    op,
+                    timeout_ms = self.store_timeout.as_millis() as u64,
+                    "store call timed out"
+                );
+                Err(ApiError::StoreUnavailable)
+            }
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/", get(ops::legacy_health))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/streams", get(streams::list).post(streams::start))
+        .route("/streams/{id}", delete(streams::stop))
+        .route("/streams/{id}/heartbeat", post(streams::heartbeat))
+        .route("/admin/users/{user}/streams", get(admin::list))
+        .route("/admin/users/{user}/streams/{id}", delete(admin::revoke))
+        .route(
+            "/admin/users/{user}/limit",
+            get(admin::get_limit)
+                .put(admin::set_limit)
+                .delete(admin::clear_limit),
+        )
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    middleware::around(routes).with_state(state)
+}

@@ -1,0 +1,63 @@
+//! Operational routes: health, readiness, metrics, the API description,
+//! and the answers for unknown routes and methods.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::json;
+use utoipa::OpenApi;
+
+use super::openapi::ApiDoc;
+use super::{ApiError, AppState};
+
+/// The original service's health check, kept for its load balancers.
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "The service runs", body = String, content_type = "text/plain")))]
+pub async fn legacy_health() -> &'static str {
+    "ITS WORKING"
+}
+
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 when the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "The store answers"),
+    (status = 503, description = "The store does not answer", content_type = "application/problem+json"),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    state.call("ping", state.store.ping()).await?;
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::RouteNotFound
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,201 @@
+//! The player's routes: list, start, heartbeat, stop.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::dto::{HeartbeatResponse, StartBody, StartResponse, StreamDto, StreamsResponse};
+use super::extract::{Identity, JsonBody, StreamPath};
+use super::{ApiError, AppState};
+use crate::config::OnStoreError;
+use crate::domain::{
+    EndReason, HeartbeatDecision, Lease, StartDecision, StartRequest, StreamId, UserId,
+};
+
+/// The calling account's live streams.
+#[utoipa::path(get, path = "/streams", tag = "streams",
+    params(("X-ID" = String, Header, description = "Account id")),
+    responses(
+        (status = 200, body = StreamsResponse),
+        (status = 401, description = "No identity", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, name = "list_streams")]
+pub async fn list(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+) -> Result<Json<StreamsResponse>, ApiError> {
+    let view = state.call("view", state.store.view(&user)).await?;
+    Ok(Json(StreamsResponse {
+        user_id: user.to_string(),
+        limit: view.limit.get(),
+        active: view.live.len(),
+        streams: StreamDto::list(&user, &view.live, &state.policy),
+    }))
+}
+
+/// Start playback: takes a slot, or says why not.
+#[utoipa::path(post, path = "/streams", tag = "streams",
+    params(("X-ID" = String, Header, description = "Account id")),
+    request_body(content = Option<StartBody>, description = "Optional"),
+    responses(
+        (status = 201, description = "Granted; Location names the stream", body = StartResponse),
+        (status = 200, description = "The named stream is already live (idempotent retry)", body = StartResponse),
+        (status = 400, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stream-limit-reached, with limit, active and streams", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, name = "start_stream")]
+pub async fn start(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    JsonBody(body): JsonBody<StartBody>,
+) -> Result<Response, ApiError> {
+    let req = body.unwrap_or_default().into_request()?;
+    let decision = match state
+        .call("start", state.store.start(&user, req.clone()))
+        .await
+    {
+        Ok(decision) => decision,
+        Err(error) => return unenforced_start(&state, &user, req, error),
+    };
+    let dto = |lease: &Lease| StreamDto::new(&user, lease, &state.policy);
+    let ids = |ids: Vec<StreamId>| ids.into_iter().map(String::from).collect();
+    match decision {
+        StartDecision::Granted(grant) => {
+            let location = format!("/streams/{}", grant.stream.id);
+            let body = StartResponse {
+                stream: dto(&grant.stream),
+                active: grant.active,
+                limit: grant.limit.get(),
+                evicted: ids(grant.evicted),
+                replaced: ids(grant.replaced),
+            };
+            Ok(created(location, body))
+        }
+        StartDecision::AlreadyLive {
+            stream,
+            active,
+            limit,
+        } => Ok(Json(StartResponse {
+            stream: dto(&stream),
+            active,
+            limit: limit.get(),
+            evicted: Vec::new(),
+            replaced: Vec::new(),
+        })
+        .into_response()),
+        StartDecision::LimitReached { limit, live } => Err(ApiError::LimitReached {
+            limit: limit.get(),
+            active: live.len(),
+            streams: StreamDto::list(&user, &live, &state.policy),
+        }),
+    }
+}
+
+fn created(location: String, body: StartResponse) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Keep the stream alive.
+#[utoipa::path(post, path = "/streams/{id}/heartbeat", tag = "streams",
+    params(("X-ID" = String, Header, description = "Account id"), ("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, body = HeartbeatResponse),
+        (status = 404, description = "This account has no such stream", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "stream-ended, with reason", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, name = "heartbeat")]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    StreamPath(id): StreamPath,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let decision = match state
+        .call("heartbeat", state.store.heartbeat(&user, &id))
+        .await
+    {
+        Ok(decision) => decision,
+        Err(error) => {
+            let lease = unenforced(&state, "heartbeat", error, StartRequest::new(id))?;
+            HeartbeatDecision::Renewed(lease)
+        }
+    };
+    match decision {
+        HeartbeatDecision::Renewed(lease) => Ok(Json(HeartbeatResponse {
+            stream: StreamDto::new(&user, &lease, &state.policy),
+        })),
+        HeartbeatDecision::Ended(reason) => Err(ApiError::StreamEnded(reason)),
+        HeartbeatDecision::Unknown => Err(ApiError::StreamNotFound),
+    }
+}
+
+/// Stop playback; succeeds also when the stream is already gone.
+#[utoipa::path(delete, path = "/streams/{id}", tag = "streams",
+    params(("X-ID" = String, Header, description = "Account id"), ("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 204, description = "Stopped, or already gone"),
+        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, name = "stop_stream")]
+pub async fn stop(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    StreamPath(id): StreamPath,
+) -> Result<StatusCode, ApiError> {
+    state
+        .call("end", state.store.end(&user, &id, EndReason::Stopped))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// With `--on-store-error allow`, a start the store could not decide is
+/// granted without a slot, counted and logged; otherwise it is a 503.
+fn unenforced_start(
+    state: &AppState,
+    user: &UserId,
+    req: StartRequest,
+    error: ApiError,
+) -> Result<Response, ApiError> {
+    let lease = unenforced(state, "start", error, req)?;
+    let location = format!("/streams/{}", lease.id);
+    let body = StartResponse {
+        stream: StreamDto::new(user, &lease, &state.policy),
+        active: 0,
+        limit: state.policy.default_limit.get(),
+        evicted: Vec::new(),
+        replaced: Vec::new(),
+    };
+    Ok(created(location, body))
+}
+
+fn unenforced(
+    state: &AppState,
+    op: &'static str,
+    error: ApiError,
+    req: StartRequest,
+) -> Result<Lease, ApiError> {
+    if state.on_store_error != OnStoreError::Allow {
+        return Err(error);
+    }
+    metrics::counter!("streamguard_unenforced_total", "op" => op).increment(1);
+    tracing::warn!(op, stream_id = %req.stream_id, "store unavailable: allowing playback unenforced");
+    let now = state.clock.now();
+    Ok(Lease {
+        id: req.stream_id,
+        device_id: req.device_id,
+        content_id: req.content_id,
+        started_at: now,
+        expires_at: now + state.policy.lease_ttl,
+        seq: 0,
+    })
+}

@@ -1,0 +1,27 @@
+use std::sync::Arc;
+
+use clap::Parser;
+use streamguard::config::{Cli, Command};
+use streamguard::domain::SystemClock;
+use streamguard::{store, telemetry};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _logs = telemetry::init_logging();
+    let config = cli.config.clone();
+
+    if cli.command() == Command::Init {
+        store::init(&config.store).await?;
+        tracing::info!(store = %config.store, "store is ready");
+        return Ok(());
+    }
+
+    let state = streamguard::app_state(&config, Arc::new(SystemClock)).await?;
+    let listener = TcpListener::bind(config.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
+    streamguard::serve(listener, state, streamguard::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

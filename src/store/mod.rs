@@ -1,0 +1,114 @@
+//! Where account state lives. A store's only job is to run the domain rules
+//! on one account atomically; it never decides anything itself.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision, StartRequest,
+    StreamId, UserId,
+};
+
+#[cfg(feature = "embedded")]
+mod embedded;
+#[cfg(feature = "embedded")]
+mod journal;
+mod memory;
+mod sweeper;
+mod table;
+mod url;
+
+#[cfg(feature = "embedded")]
+pub use embedded::EmbeddedStore;
+pub use memory::MemoryStore;
+pub use url::StoreUrl;
+
+/// The store failed; contention and full accounts are decisions, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable while {context}")]
+    Unavailable {
+        context: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("stored data is unreadable: {detail}")]
+    Corrupt { detail: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub fn unavailable(
+        context: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Unavailable {
+            context,
+            source: source.into(),
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// One operation per API decision; each runs atomically on one account.
+#[async_trait]
+pub trait StreamStore: Send + Sync + 'static {
+    async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError>;
+
+    async fn heartbeat(
+        &self,
+        user: &UserId,
+        stream: &StreamId,
+    ) -> Result<HeartbeatDecision, StoreError>;
+
+    /// Ends a live stream (`stopped` or `revoked`); `false` if it was not live.
+    async fn end(
+        &self,
+        user: &UserId,
+        stream: &StreamId,
+        reason: EndReason,
+    ) -> Result<bool, StoreError>;
+
+    async fn view(&self, user: &UserId) -> Result<AccountView, StoreError>;
+
+    /// Sets or clears the limit override; returns the streams it revoked.
+    async fn set_limit(
+        &self,
+        user: &UserId,
+        limit: Option<Limit>,
+    ) -> Result<Vec<StreamId>, StoreError>;
+
+    /// Succeeds when the store can serve requests.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Makes everything acknowledged durable and releases the store.
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names.
+pub async fn connect(
+    url: &StoreUrl,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn StreamStore>, StoreError> {
+    match url {
+        StoreUrl::Memory => Ok(MemoryStore::open(policy, clock)),
+        #[cfg(feature = "embedded")]
+        StoreUrl::File(path) => Ok(EmbeddedStore::open(path, policy, clock).await?),
+    }
+}
+
+/// Creates what a store needs before first use; idempotent.
+pub async fn init(url: &StoreUrl) -> Result<(), StoreError> {
+    match url {
+        StoreUrl::Memory => Ok(()),
+        #[cfg(feature = "embedded")]
+        StoreUrl::File(path) => EmbeddedStore::init(path).await,
+    }
+}

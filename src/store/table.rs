@@ -1,0 +1,317 @@
+//! The in-memory account table behind the `memory` and `file:` stores: a
+//! sharded map whose shard lock is the atomic step around each decision.
+//!
+//! A [`Journal`] sees every change while the account is still locked, so
+//! the order it records for one account is the order of the decisions.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::domain::{
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision,
+    StartRequest, StreamId, Timestamp, UserId,
+};
+use crate::telemetry;
+
+/// Receives account states that must reach disk.
+pub(crate) trait Journal: Send + Sync + 'static {
+    /// Records `account` as the new state of `user`; returns the journal
+    /// position an answer that depends on it must wait for.
+    fn record(&self, user: &UserId, account: &Account) -> u64;
+}
+
+/// The memory store journals nothing.
+impl Journal for () {
+    fn record(&self, _: &UserId, _: &Account) -> u64 {
+        0
+    }
+}
+
+struct Entry {
+    account: Account,
+    /// Journal position of the last recorded change of this account.
+    lsn: u64,
+}
+
+/// What one operation did, as far as persistence cares.
+#[derive(PartialEq, Eq)]
+enum Change {
+    /// Nothing, or only what a restart restores anyway (a renewed lease).
+    Volatile,
+    /// A change an acknowledgement promises (grant, end, limit).
+    Recorded,
+}
+
+pub(crate) struct AccountTable<J> {
+    accounts: DashMap<UserId, Entry>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    journal: J,
+}
+
+/// An answer together with the journal position it depends on.
+pub(crate) struct Applied<R> {
+    pub value: R,
+    pub lsn: u64,
+}
+
+impl<J: Journal> AccountTable<J> {
+    pub fn new(policy: Policy, clock: Arc<dyn Clock>, journal: J) -> Self {
+        Self {
+            accounts: DashMap::new(),
+            policy,
+            clock,
+            journal,
+        }
+    }
+
+    /// Puts recovered accounts in place before the table serves requests.
+    pub fn restore(&self, user: UserId, account: Account) {
+        self.accounts.insert(user, Entry { account, lsn: 0 });
+    }
+
+    pub fn journal(&self) -> &J {
+        &self.journal
+    }
+
+    pub fn start(&self, user: &UserId, req: StartRequest) -> Applied<StartDecision> {
+        self.update(user, |acc, now, policy| {
+            let decision = acc.start(req, now, policy);
+            let change = match decision {
+                StartDecision::Granted(ref g) => {
+                    telemetry::record_grant(g);
+                    Change::Recorded
+                }
+                StartDecision::AlreadyLive { .. } => Change::Volatile,
+                StartDecision::LimitReached { .. } => {
+                    telemetry::record_decision("denied", 1);
+                    Change::Volatile
+                }
+            };
+            (decision, change)
+        })
+    }
+
+    pub fn heartbeat(&self, user: &UserId, id: &StreamId) -> Applied<HeartbeatDecision> {
+        self.update_existing(user, HeartbeatDecision::Unknown, |acc, now, policy| {
+            let decision = acc.heartbeat(id, now, policy);
+            if matches!(decision, HeartbeatDecision::Renewed(_)) {
+                telemetry::record_decision("renewed", 1);
+            }
+            (decision, Change::Volatile)
+        })
+    }
+
+    pub fn end(&self, user: &UserId, id: &StreamId, reason: EndReason) -> Applied<bool> {
+        self.update_existing(user, false, |acc, now, policy| {
+            let ended = acc.end(id, reason, now, policy);
+            if ended {
+                telemetry::record_decision(reason.as_str(), 1);
+            }
+            (
+                ended,
+                if ended {
+                    Change::Recorded
+                } else {
+                    Change::Volatile
+                },
+            )
+        })
+    }
+
+    pub fn set_limit(&self, user: &UserId, limit: Option<Limit>) -> Applied<Vec<StreamId>> {
+        self.update(user, |acc, now, policy| {
+            let revoked = acc.set_limit(limit, now, policy);
+            telemetry::record_decision("revoked", revoked.len());
+            (revoked, Change::Recorded)
+        })
+    }
+
+    pub fn view(&self, user: &UserId) -> Applied<AccountView> {
+        let now = self.clock.now();
+        match self.accounts.get(user) {
+            Some(entry) => Applied {
+                value: entry.account.view(now, &self.policy),
+                lsn: entry.lsn,
+            },
+            None => Applied {
+                value: Account::default().view(now, &self.policy),
+                lsn: 0,
+            },
+        }
+    }
+
+    /// Expires leases and forgets old tombstones in every account, dropping
+    /// accounts left with nothing. Returns how many accounts remain.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now();
+        self.accounts.retain(|user, entry| {
+            let tombstones = entry.account.ended.len();
+            let expired = entry.account.expire(now, &self.policy);
+            telemetry::record_decision("expired", expired);
+            if expired > 0 || entry.account.ended.len() != tombstones {
+                entry.lsn = self.journal.record(user, &entry.account);
+            }
+            !entry.account.is_idle()
+        });
+        self.accounts.len()
+    }
+
+    /// Runs `op` on the account, creating it if needed.
+    fn update<R>(
+        &self,
+        user: &UserId,
+        op: impl FnOnce(&mut Account, Timestamp, &Policy) -> (R, Change),
+    ) -> Applied<R> {
+        let mut entry = self.accounts.entry(user.clone()).or_insert_with(|| Entry {
+            account: Account::default(),
+            lsn: 0,
+        });
+        let applied = self.apply(user, &mut entry, op);
+        let idle = entry.account.is_idle();
+        drop(entry);
+        if idle {
+            self.accounts.remove_if(user, |_, e| e.account.is_idle());
+        }
+        applied
+    }
+
+    /// Runs `op` on the account if it exists; otherwise answers `absent`.
+    fn update_existing<R>(
+        &self,
+        user: &UserId,
+        absent: R,
+        op: impl FnOnce(&mut Account, Timestamp, &Policy) -> (R, Change),
+    ) -> Applied<R> {
+        match self.accounts.get_mut(user) {
+            Some(mut entry) => self.apply(user, &mut entry, op),
+            None => Applied {
+                value: absent,
+                lsn: 0,
+            },
+        }
+    }
+
+    fn apply<R>(
+        &self,
+        user: &UserId,
+        entry: &mut Entry,
+        op: impl FnOnce(&mut Account, Timestamp, &Policy) -> (R, Change),
+    ) -> Applied<R> {
+        let now = self.clock.now();
+        let expired = entry.account.expire(now, &self.policy);
+        telemetry::record_decision("expired", expired);
+        let (value, change) = op(&mut entry.account, now, &self.policy);
+        if change == Change::Recorded || expired > 0 {
+            entry.lsn = self.journal.record(user, &entry.account);
+        }
+        Applied {
+            value,
+            lsn: entry.lsn,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::ManualClock;
+
+    /// Remembers what was recorded, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, Account)>>);
+
+    impl Journal for Recorder {
+        fn record(&self, user: &UserId, account: &Account) -> u64 {
+            let mut log = self.0.lock().unwrap();
+            log.push((user.to_string(), account.clone()));
+            log.len() as u64
+        }
+    }
+
+    fn table() -> (AccountTable<Recorder>, ManualClock) {
+        let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+        let table = AccountTable::new(
+            Policy::default(),
+            Arc::new(clock.clone()),
+            Recorder::default(),
+        );
+        (table, clock)
+    }
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn req(s: &str) -> StartRequest {
+        StartRequest::new(StreamId::parse(s).unwrap())
+    }
+
+    #[test]
+    fn grants_are_recorded_heartbeats_are_not() {
+        let (table, _) = table();
+        let applied = table.start(&user("u"), req("a"));
+        assert_eq!(applied.lsn, 1);
+        let beat = table.heartbeat(&user("u"), &StreamId::parse("a").unwrap());
+        assert!(matches!(beat.value, HeartbeatDecision::Renewed(_)));
+        assert_eq!(beat.lsn, 1, "a heartbeat waits for the grant it renews");
+        assert_eq!(table.journal().0.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reads_of_unknown_accounts_create_nothing() {
+        let (table, _) = table();
+        assert!(table.view(&user("nobody")).value.live.is_empty());
+        let beat = table.heartbeat(&user("nobody"), &StreamId::parse("x").unwrap());
+        assert_eq!(beat.value, HeartbeatDecision::Unknown);
+        assert!(
+            !table
+                .end(
+                    &user("nobody"),
+                    &StreamId::parse("x").unwrap(),
+                    EndReason::Stopped
+                )
+                .value
+        );
+        assert_eq!(table.sweep(), 0);
+        assert!(table.journal().0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sweep_reclaims_idle_accounts_and_records_what_it_changed() {
+        let (table, clock) = table();
+        table.start(&user("gone"), req("a"));
+        table.set_limit(&user("kept"), Some(Limit::new(5).unwrap()));
+        assert_eq!(table.sweep(), 2);
+
+        clock.advance(Duration::from_secs(91));
+        assert_eq!(table.sweep(), 2, "the expired lease leaves a tombstone");
+        let log = table.journal().0.lock().unwrap().clone();
+        let (who, last) = log.last().unwrap();
+        assert_eq!(who, "gone");
+        assert!(last.live.is_empty());
+        assert_eq!(last.ended[0].reason, EndReason::Expired);
+
+        clock.advance(Duration::from_secs(900));
+        assert_eq!(table.sweep(), 1, "only the limit override is left");
+        let log = table.journal().0.lock().unwrap();
+        assert!(log.last().unwrap().1.is_idle());
+    }
+
+    #[test]
+    fn clearing_the_only_state_forgets_the_account() {
+        let (table, _) = table();
+        table.set_limit(&user("u"), Some(Limit::new(5).unwrap()));
+        table.set_limit(&user("u"), None);
+        assert_eq!(table.accounts.len(), 0);
+        let log = table.journal().0.lock().unwrap();
+        assert!(
+            log.last().unwrap().1.is_idle(),
+            "the journal learns it is gone"
+        );
+    }
+}
