@@ -1,0 +1,42 @@
+//! One store contract, run against every backend compiled in.
+
+mod cases;
+mod durability;
+mod harness;
+
+/// Instantiates every case of the contract for one backend.
+macro_rules! conformance {
+    ($backend:ident, $make:path) => {
+        mod $backend {
+            conformance!(@cases $make;
+                grants_up_to_the_limit_then_refuses,
+                concurrent_starts_grant_exactly_the_limit,
+                concurrent_evictions_keep_the_limit,
+                heartbeat_renews_until_the_lease_runs_out,
+                evict_oldest_ends_the_oldest,
+                a_device_replaces_its_own_stream,
+                terminate_ends_named_streams_in_the_same_step,
+                a_retry_of_a_live_stream_changes_nothing,
+                stopping_twice_is_harmless,
+                an_ended_id_can_start_again,
+                accounts_are_isolated,
+                a_limit_override_applies_and_clears,
+                limit_zero_blocks_the_account,
+                tombstones_outlive_ten_leases_then_go,
+                an_unknown_account_reads_as_empty,
+            );
+        }
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                crate::cases::$case($make).await;
+            }
+        )*
+    };
+}
+
+conformance!(memory, crate::harness::memory);
+#[cfg(feature = "embedded")]
+conformance!(file, crate::harness::file);
