@@ -106,7 +106,10 @@ pub async fn concurrent_evictions_keep_the_limit(make: Make) {
     for task in tasks {
         evicted += granted(task.await.unwrap()).evicted.len();
     }
-    assert_eq!(evicted, 98, "every grant past the second evicts exactly one");
+    assert_eq!(
+        evicted, 98,
+        "every grant past the second evicts exactly one"
+    );
     assert_eq!(live_ids(&h, &u).await.len(), 2);
 }
 
@@ -129,7 +132,10 @@ pub async fn heartbeat_renews_until_the_lease_runs_out(make: Make) {
         h.store.heartbeat(&u, &sid("a")).await.unwrap(),
         HeartbeatDecision::Ended(EndReason::Expired)
     );
-    assert!(live_ids(&h, &u).await.is_empty(), "an expired lease holds no slot");
+    assert!(
+        live_ids(&h, &u).await.is_empty(),
+        "an expired lease holds no slot"
+    );
     granted(h.store.start(&u, req("b")).await.unwrap());
 }
 
@@ -153,7 +159,12 @@ pub async fn a_device_replaces_its_own_stream(make: Make) {
     let h = make(policy(2, OnLimit::Reject)).await;
     let u = user("device");
     granted(h.store.start(&u, on_device("ep1", "tv")).await.unwrap());
-    granted(h.store.start(&u, on_device("other", "phone")).await.unwrap());
+    granted(
+        h.store
+            .start(&u, on_device("other", "phone"))
+            .await
+            .unwrap(),
+    );
     let g = granted(h.store.start(&u, on_device("ep2", "tv")).await.unwrap());
     assert_eq!(g.replaced, [sid("ep1")]);
     assert!(g.evicted.is_empty());
@@ -206,9 +217,24 @@ pub async fn stopping_twice_is_harmless(make: Make) {
     let h = make(policy(1, OnLimit::Reject)).await;
     let u = user("stop");
     granted(h.store.start(&u, req("a")).await.unwrap());
-    assert!(h.store.end(&u, &sid("a"), EndReason::Stopped).await.unwrap());
-    assert!(!h.store.end(&u, &sid("a"), EndReason::Stopped).await.unwrap());
-    assert!(!h.store.end(&u, &sid("never"), EndReason::Stopped).await.unwrap());
+    assert!(
+        h.store
+            .end(&u, &sid("a"), EndReason::Stopped)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.store
+            .end(&u, &sid("a"), EndReason::Stopped)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.store
+            .end(&u, &sid("never"), EndReason::Stopped)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         h.store.heartbeat(&u, &sid("a")).await.unwrap(),
         HeartbeatDecision::Ended(EndReason::Stopped)
@@ -220,10 +246,16 @@ pub async fn an_ended_id_can_start_again(make: Make) {
     let h = make(policy(1, OnLimit::Reject)).await;
     let u = user("restart");
     let first = granted(h.store.start(&u, req("a")).await.unwrap());
-    h.store.end(&u, &sid("a"), EndReason::Revoked).await.unwrap();
+    h.store
+        .end(&u, &sid("a"), EndReason::Revoked)
+        .await
+        .unwrap();
     h.advance(Duration::from_secs(1));
     let again = granted(h.store.start(&u, req("a")).await.unwrap());
-    assert!(again.stream.started_at > first.stream.started_at, "a new lease, not the old one");
+    assert!(
+        again.stream.started_at > first.stream.started_at,
+        "a new lease, not the old one"
+    );
     assert!(matches!(
         h.store.heartbeat(&u, &sid("a")).await.unwrap(),
         HeartbeatDecision::Renewed(_)
@@ -239,16 +271,30 @@ pub async fn accounts_are_isolated(make: Make) {
         h.store.heartbeat(&bob, &sid("shared-id")).await.unwrap(),
         HeartbeatDecision::Unknown
     );
-    assert!(!h.store.end(&bob, &sid("shared-id"), EndReason::Stopped).await.unwrap());
+    assert!(
+        !h.store
+            .end(&bob, &sid("shared-id"), EndReason::Stopped)
+            .await
+            .unwrap()
+    );
     assert_eq!(live_ids(&h, &alice).await, ["shared-id"]);
-    h.store.set_limit(&bob, Some(Limit::new(0).unwrap())).await.unwrap();
+    h.store
+        .set_limit(&bob, Some(Limit::new(0).unwrap()))
+        .await
+        .unwrap();
     assert_eq!(h.store.view(&alice).await.unwrap().limit.get(), 1);
 }
 
 pub async fn a_limit_override_applies_and_clears(make: Make) {
     let h = make(policy(1, OnLimit::Reject)).await;
     let u = user("override");
-    assert!(h.store.set_limit(&u, Some(Limit::new(2).unwrap())).await.unwrap().is_empty());
+    assert!(
+        h.store
+            .set_limit(&u, Some(Limit::new(2).unwrap()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let view = h.store.view(&u).await.unwrap();
     assert_eq!((view.limit.get(), view.overridden), (2, true));
     granted(h.store.start(&u, req("a")).await.unwrap());
@@ -258,7 +304,11 @@ pub async fn a_limit_override_applies_and_clears(make: Make) {
         StartDecision::LimitReached { limit, .. } if limit.get() == 2
     ));
     let revoked = h.store.set_limit(&u, None).await.unwrap();
-    assert_eq!(revoked, [sid("b")], "back to 1: the newest goes under reject");
+    assert_eq!(
+        revoked,
+        [sid("b")],
+        "back to 1: the newest goes under reject"
+    );
     let view = h.store.view(&u).await.unwrap();
     assert_eq!((view.limit.get(), view.overridden), (1, false));
     assert_eq!(
@@ -271,7 +321,11 @@ pub async fn limit_zero_blocks_the_account(make: Make) {
     let h = make(policy(3, OnLimit::EvictOldest)).await;
     let u = user("blocked");
     granted(h.store.start(&u, req("a")).await.unwrap());
-    let revoked = h.store.set_limit(&u, Some(Limit::new(0).unwrap())).await.unwrap();
+    let revoked = h
+        .store
+        .set_limit(&u, Some(Limit::new(0).unwrap()))
+        .await
+        .unwrap();
     assert_eq!(revoked, [sid("a")]);
     assert!(matches!(
         h.store.start(&u, req("b")).await.unwrap(),
@@ -283,7 +337,10 @@ pub async fn tombstones_outlive_ten_leases_then_go(make: Make) {
     let h = make(policy(3, OnLimit::Reject)).await;
     let u = user("tombstone");
     granted(h.store.start(&u, req("a")).await.unwrap());
-    h.store.end(&u, &sid("a"), EndReason::Stopped).await.unwrap();
+    h.store
+        .end(&u, &sid("a"), EndReason::Stopped)
+        .await
+        .unwrap();
     h.advance(Duration::from_secs(899));
     assert_eq!(
         h.store.heartbeat(&u, &sid("a")).await.unwrap(),

@@ -22,21 +22,32 @@ async fn a_reopened_store_restores_streams_overrides_and_tombstones() {
     let (u, capped) = (user("durable"), user("capped"));
     let sid = |s: &str| StreamId::parse(s).unwrap();
 
-    let store = store::connect(&url, p, Arc::new(clock.clone())).await.unwrap();
+    let store = store::connect(&url, p, Arc::new(clock.clone()))
+        .await
+        .unwrap();
     for id in ["a", "b"] {
         store.start(&u, StartRequest::new(sid(id))).await.unwrap();
     }
     store.end(&u, &sid("a"), EndReason::Stopped).await.unwrap();
     store.start(&u, StartRequest::new(sid("c"))).await.unwrap();
-    store.set_limit(&capped, Some(Limit::new(7).unwrap())).await.unwrap();
+    store
+        .set_limit(&capped, Some(Limit::new(7).unwrap()))
+        .await
+        .unwrap();
     store.close().await.unwrap();
     drop(store);
 
     clock.advance(Duration::from_secs(600));
-    let store = store::connect(&url, p, Arc::new(clock.clone())).await.unwrap();
+    let store = store::connect(&url, p, Arc::new(clock.clone()))
+        .await
+        .unwrap();
     let view = store.view(&u).await.unwrap();
     let ids: Vec<_> = view.live.iter().map(|s| s.id.to_string()).collect();
-    assert_eq!(ids, ["b", "c"], "live streams come back, long past their old lease");
+    assert_eq!(
+        ids,
+        ["b", "c"],
+        "live streams come back, long past their old lease"
+    );
     assert!(matches!(
         store.start(&u, StartRequest::new(sid("d"))).await.unwrap(),
         StartDecision::LimitReached { .. }
@@ -48,7 +59,10 @@ async fn a_reopened_store_restores_streams_overrides_and_tombstones() {
     assert_eq!(store.view(&capped).await.unwrap().limit.get(), 7);
 
     clock.advance(Duration::from_secs(90));
-    assert!(store.view(&u).await.unwrap().live.is_empty(), "restored leases still expire");
+    assert!(
+        store.view(&u).await.unwrap().live.is_empty(),
+        "restored leases still expire"
+    );
     store.close().await.unwrap();
 }
 
@@ -57,7 +71,9 @@ async fn a_second_process_cannot_open_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let url = StoreUrl::File(dir.path().to_path_buf());
     let p = policy(2, OnLimit::Reject);
-    let first = store::connect(&url, p, Arc::new(start_clock())).await.unwrap();
+    let first = store::connect(&url, p, Arc::new(start_clock()))
+        .await
+        .unwrap();
     let second = store::connect(&url, p, Arc::new(start_clock())).await;
     let message = second.err().expect("the directory is locked").to_string();
     assert!(message.contains("in use"), "{message}");

@@ -1,0 +1,9 @@
+//! Black-box tests of the HTTP API on the real router.
+
+mod admin;
+mod bad_input;
+mod ops;
+mod server;
+mod store_failure;
+mod streams;
+mod support;

@@ -1,0 +1,93 @@
+//! Health, readiness, metrics, request ids and the API description.
+
+use serde_json::Value;
+
+use crate::support::app;
+
+#[tokio::test]
+async fn the_legacy_health_check_is_kept() {
+    let app = app(&[]).await;
+    let reply = app.get("/").send().await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text, "ITS WORKING");
+    assert!(reply.content_type().starts_with("text/plain"));
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = app(&[]).await;
+    assert_eq!(app.get("/healthz").send().await.status, 200);
+    assert_eq!(app.get("/readyz").send().await.status, 200);
+}
+
+#[tokio::test]
+async fn request_ids_are_taken_or_made_and_returned() {
+    let app = app(&[]).await;
+    let given = app
+        .get("/healthz")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await;
+    assert_eq!(given.headers["x-request-id"], "abc-123");
+    let made = app.get("/healthz").send().await;
+    let id = made.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let problem = app.get("/missing").send().await;
+    assert!(
+        problem.headers.contains_key("x-request-id"),
+        "errors carry the id too"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_decisions_without_account_ids() {
+    let app = app(&["--default-limit", "1"]).await;
+    app.post("/streams").user("secret-account-42").send().await;
+    app.post("/streams").user("secret-account-42").send().await;
+    let reply = app.get("/metrics").send().await;
+    assert_eq!(reply.status, 200);
+    let text = reply.text;
+    for needle in [
+        "streamguard_http_requests_total{",
+        r#"route="/streams""#,
+        r#"status="409""#,
+        "streamguard_http_request_duration_seconds_bucket",
+        r#"streamguard_decisions_total{outcome="granted"}"#,
+        r#"streamguard_decisions_total{outcome="denied"}"#,
+        "streamguard_store_call_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    assert!(!text.contains("secret-account-42"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = app(&[]).await;
+    let doc: Value = app.get("/openapi.json").send().await.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/streams", "get"),
+        ("/streams", "post"),
+        ("/streams/{id}/heartbeat", "post"),
+        ("/streams/{id}", "delete"),
+        ("/admin/users/{user}/streams", "get"),
+        ("/admin/users/{user}/streams/{id}", "delete"),
+        ("/admin/users/{user}/limit", "get"),
+        ("/admin/users/{user}/limit", "put"),
+        ("/admin/users/{user}/limit", "delete"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(paths.len(), 11, "no undocumented or stale paths");
+    assert!(doc["components"]["schemas"]["StartResponse"].is_object());
+}
