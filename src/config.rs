@@ -37,6 +37,14 @@ impl Cli {
     }
 }
 
+/// The embedded store when it is compiled in; otherwise there is no
+/// durable default and a build without it starts on `memory`.
+pub const DEFAULT_STORE: &str = if cfg!(feature = "embedded") {
+    "file:./streamguard-data"
+} else {
+    "memory"
+};
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
@@ -52,7 +60,7 @@ pub struct Config {
     #[arg(
         long,
         env = "STREAMGUARD_STORE",
-        default_value = "file:./streamguard-data",
+        default_value = DEFAULT_STORE,
         global = true
     )]
     pub store: StoreUrl,
@@ -187,6 +195,8 @@ mod tests {
         assert_eq!(cli.command(), Command::Serve);
         let c = cli.config;
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.store.to_string(), DEFAULT_STORE);
+        #[cfg(feature = "embedded")]
         assert_eq!(c.store.to_string(), "file:./streamguard-data");
         assert_eq!(c.default_limit.get(), 3);
         assert_eq!(c.lease_ttl, Duration::from_secs(90));

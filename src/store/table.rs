@@ -51,6 +51,7 @@ pub(crate) struct AccountTable<J> {
 }
 
 /// An answer together with the journal position it depends on.
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 pub(crate) struct Applied<R> {
     pub value: R,
     pub lsn: u64,
@@ -67,10 +68,12 @@ impl<J: Journal> AccountTable<J> {
     }
 
     /// Puts recovered accounts in place before the table serves requests.
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub fn restore(&self, user: UserId, account: Account) {
         self.accounts.insert(user, Entry { account, lsn: 0 });
     }
 
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub fn journal(&self) -> &J {
         &self.journal
     }

@@ -1,6 +1,7 @@
 //! Parsing of `--store` URLs.
 
 use std::fmt;
+#[cfg(feature = "embedded")]
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -65,8 +66,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_memory_and_file() {
+    fn parses_memory() {
         assert_eq!("memory".parse(), Ok(StoreUrl::Memory));
+    }
+
+    #[cfg(feature = "embedded")]
+    #[test]
+    fn parses_file() {
         assert_eq!(
             "file:./data".parse(),
             Ok(StoreUrl::File(PathBuf::from("./data")))

@@ -52,6 +52,7 @@ pub fn memory(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
     })
 }
 
+#[cfg(feature = "embedded")]
 pub fn file(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
     Box::pin(async move {
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -1,0 +1,227 @@
+//! The real binary as an operator runs it: flags and environment, crash
+//! recovery after `kill -9`, and a clean exit on SIGTERM.
+#![cfg(feature = "embedded")]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ADMIN: &str = "process-test-admin-token";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the binary and waits for its "listening" log line.
+    fn start(data: &Path, envs: &[(&str, &str)]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_streamguard"))
+            .args(["--listen", "127.0.0.1:0", "--admin-token", ADMIN])
+            .arg("--store")
+            .arg(format!("file:{}", data.display()))
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            let log: Value = serde_json::from_str(&line).expect("log lines are JSON");
+            if log["message"] == "listening" {
+                let addr = log["addr"].as_str().unwrap().to_owned();
+                // Keep draining stdout so the server never blocks on it.
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return Server {
+                    child,
+                    base: format!("http://{addr}"),
+                };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not log that it listens");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn start(s: &Server, user: &str, id: &str) -> u16 {
+    client()
+        .post(s.url("/streams"))
+        .header("x-id", user)
+        .json(&json!({ "stream_id": id }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn live(s: &Server, user: &str) -> Vec<String> {
+    let body: Value = client()
+        .get(s.url("/streams"))
+        .header("x-id", user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn acknowledged_state_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
+
+    assert_eq!(start(&server, "family", "tv").await, 201);
+    assert_eq!(start(&server, "family", "phone").await, 201);
+    assert_eq!(
+        start(&server, "family", "tablet").await,
+        409,
+        "the env sets the limit to 2"
+    );
+    let set = client()
+        .put(server.url("/admin/users/solo/limit"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "limit": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    assert_eq!(start(&server, "solo", "only").await, 201);
+    let stop = client()
+        .delete(server.url("/streams/phone"))
+        .header("x-id", "family")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status(), 204);
+    assert_eq!(start(&server, "family", "laptop").await, 201);
+
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL: no flush, no goodbye
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = Server::start(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
+    assert_eq!(live(&server, "family").await, ["tv", "laptop"]);
+    assert_eq!(live(&server, "solo").await, ["only"]);
+    assert_eq!(
+        start(&server, "family", "tablet").await,
+        409,
+        "the limit still holds"
+    );
+    assert_eq!(
+        start(&server, "solo", "second").await,
+        409,
+        "the override survived"
+    );
+    let beat = client()
+        .post(server.url("/streams/phone/heartbeat"))
+        .header("x-id", "family")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        beat.status(),
+        410,
+        "the stopped stream's tombstone survived"
+    );
+    let beat = client()
+        .post(server.url("/streams/tv/heartbeat"))
+        .header("x-id", "family")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beat.status(), 200);
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    assert_eq!(start(&server, "u", "s").await, 201);
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn a_bad_flag_fails_at_start_naming_the_flag() {
+    let output = Command::new(env!("CARGO_BIN_EXE_streamguard"))
+        .args(["--store", "memory", "--lease-ttl", "forever"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--lease-ttl"), "{stderr}");
+}
+
+#[test]
+fn a_bad_environment_value_fails_at_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_streamguard"))
+        .args(["--store", "memory"])
+        .env("STREAMGUARD_ON_LIMIT", "sometimes")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--on-limit"));
+}
+
+#[test]
+fn init_creates_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let status = Command::new(env!("CARGO_BIN_EXE_streamguard"))
+        .args(["init", "--store"])
+        .arg(format!("file:{}", data.display()))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(data.join("streamguard.sqlite3").is_file());
+}
