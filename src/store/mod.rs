@@ -15,6 +15,8 @@ mod embedded;
 #[cfg(feature = "embedded")]
 mod journal;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod sweeper;
 mod table;
 mod url;
@@ -22,6 +24,10 @@ mod url;
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisTime};
+#[cfg(feature = "redis")]
+pub use url::RedisTarget;
 pub use url::StoreUrl;
 
 /// The store failed; contention and full accounts are decisions, not errors.
@@ -101,6 +107,8 @@ pub async fn connect(
         StoreUrl::Memory => Ok(MemoryStore::open(policy, clock)),
         #[cfg(feature = "embedded")]
         StoreUrl::File(path) => Ok(EmbeddedStore::open(path, policy, clock).await?),
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(target) => Ok(RedisStore::open(target, policy, RedisTime::Server).await?),
     }
 }
 
@@ -110,5 +118,7 @@ pub async fn init(url: &StoreUrl) -> Result<(), StoreError> {
         StoreUrl::Memory => Ok(()),
         #[cfg(feature = "embedded")]
         StoreUrl::File(path) => EmbeddedStore::init(path).await,
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(_) => Ok(()),
     }
 }

@@ -13,7 +13,25 @@ pub enum StoreUrl {
     /// `file:PATH`: the embedded durable store in directory PATH.
     #[cfg(feature = "embedded")]
     File(PathBuf),
+    /// `redis://…`, `rediss://…`, `redis+cluster://h1:p1,h2:p2`.
+    #[cfg(feature = "redis")]
+    Redis(RedisTarget),
 }
+
+/// Where a Redis store lives and how its keys are named.
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// One URL for a single server; one per seed node for a cluster.
+    pub nodes: Vec<String>,
+    pub cluster: bool,
+    /// Keys are `<prefix>:{<account>}`; `?prefix=` sets it.
+    pub prefix: String,
+}
+
+/// Key prefix when the URL names none.
+#[cfg(feature = "redis")]
+pub const DEFAULT_REDIS_PREFIX: &str = "streamguard";
 
 impl FromStr for StoreUrl {
     type Err = String;
@@ -26,12 +44,23 @@ impl FromStr for StoreUrl {
             return file_store(path);
         }
         let scheme = s.split_once(':').map_or(s, |(scheme, _)| scheme);
+        #[cfg(feature = "redis")]
+        if matches!(
+            scheme,
+            "redis" | "rediss" | "redis+cluster" | "rediss+cluster"
+        ) {
+            return redis_target(s).map(StoreUrl::Redis);
+        }
         match scheme {
-            "redis" | "rediss" | "redis+cluster" | "dynamodb" => Err(format!(
-                "the {scheme} store is not part of this build of streamguard"
-            )),
+            "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Err(
+                "the redis store is not part of this build (rebuild with --features redis)".into(),
+            ),
+            "dynamodb" => Err(
+                "the dynamodb store is not part of this build (rebuild with --features dynamodb)"
+                    .into(),
+            ),
             _ => Err(format!(
-                "unknown store {s:?}: expected `memory` or `file:PATH`"
+                "unknown store {s:?}: expected `memory`, `file:PATH`, `redis://…` or `redis+cluster://…`"
             )),
         }
     }
@@ -51,12 +80,74 @@ fn file_store(_: &str) -> Result<StoreUrl, String> {
     Err("the file store is not part of this build (enable the `embedded` feature)".into())
 }
 
+/// Splits `?prefix=` off a Redis URL and, for a cluster, the seed list.
+#[cfg(feature = "redis")]
+fn redis_target(url: &str) -> Result<RedisTarget, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut prefix = DEFAULT_REDIS_PREFIX.to_owned();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("prefix=") {
+            Some(p) => prefix = p.to_owned(),
+            None => rest.push(pair),
+        }
+    }
+    crate::domain::UserId::parse(&prefix).map_err(|_| {
+        format!("redis key prefix {prefix:?} may only contain A-Z a-z 0-9 . _ : @ -")
+    })?;
+    let query = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", rest.join("&"))
+    };
+    let (scheme, hosts) = base
+        .split_once("://")
+        .ok_or("a Redis URL looks like redis://host:6379")?;
+    let (scheme, cluster) = match scheme.strip_suffix("+cluster") {
+        Some(plain) => (plain, true),
+        None => (scheme, false),
+    };
+    let nodes: Vec<String> = if cluster {
+        hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{h}{query}"))
+            .collect()
+    } else {
+        vec![format!("{scheme}://{hosts}{query}")]
+    };
+    if hosts.is_empty() || nodes.is_empty() {
+        return Err(format!("{url:?} names no Redis host"));
+    }
+    Ok(RedisTarget {
+        nodes,
+        cluster,
+        prefix,
+    })
+}
+
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::Memory => f.write_str("memory"),
             #[cfg(feature = "embedded")]
             StoreUrl::File(path) => write!(f, "file:{}", path.display()),
+            #[cfg(feature = "redis")]
+            StoreUrl::Redis(target) => {
+                // Host names only: a URL may carry a password.
+                let hosts: Vec<&str> = target
+                    .nodes
+                    .iter()
+                    .map(|n| n.rsplit('@').next().unwrap_or(n))
+                    .map(|n| n.split("://").nth(1).unwrap_or(n))
+                    .collect();
+                let kind = if target.cluster {
+                    "redis+cluster"
+                } else {
+                    "redis"
+                };
+                write!(f, "{kind}://{} (prefix {})", hosts.join(","), target.prefix)
+            }
         }
     }
 }

@@ -68,3 +68,54 @@ pub fn file(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
         }
     })
 }
+
+/// Where the test Redis is; a missing service fails the test, loudly.
+#[cfg(feature = "redis")]
+pub fn service_url(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set. Run the tests with scripts/test, which starts Redis \
+             (install it with: apt-get install -y redis-server)"
+        )
+    })
+}
+
+/// A prefix no other test uses, so tests share one server safely.
+#[cfg(feature = "redis")]
+pub fn unique_prefix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("t{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(feature = "redis")]
+async fn redis_harness(var: &str, policy: Policy) -> Harness {
+    use streamguard::store::{RedisStore, RedisTime};
+    let url = format!("{}?prefix={}", service_url(var), unique_prefix());
+    let StoreUrl::Redis(target) = url.parse().unwrap() else {
+        unreachable!("a redis URL parses as redis")
+    };
+    let clock = start_clock();
+    let store = RedisStore::open(&target, policy, RedisTime::Clock(Arc::new(clock.clone())))
+        .await
+        .expect("Redis answers");
+    Harness {
+        store,
+        clock,
+        _keep: Box::new(()),
+    }
+}
+
+#[cfg(feature = "redis")]
+pub fn redis(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
+    Box::pin(redis_harness("STREAMGUARD_TEST_REDIS_URL", policy))
+}
+
+#[cfg(feature = "redis")]
+pub fn redis_cluster(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
+    Box::pin(redis_harness("STREAMGUARD_TEST_REDIS_CLUSTER_URL", policy))
+}

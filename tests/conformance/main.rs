@@ -40,3 +40,7 @@ macro_rules! conformance {
 conformance!(memory, crate::harness::memory);
 #[cfg(feature = "embedded")]
 conformance!(file, crate::harness::file);
+#[cfg(feature = "redis")]
+conformance!(redis, crate::harness::redis);
+#[cfg(feature = "redis")]
+conformance!(redis_cluster, crate::harness::redis_cluster);

@@ -1,0 +1,69 @@
+# Sourced by scripts/test: starts the services the store tests need on free
+# local ports, exports where they are, and stops them when the shell exits.
+# A missing program fails the run with the command that installs it.
+
+SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/streamguard-services.XXXXXX")
+SERVICE_PIDS=()
+
+stop_services() {
+  for pid in "${SERVICE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$SERVICES_DIR"
+}
+trap stop_services EXIT
+
+require() {
+  if ! command -v "$1" >/dev/null 2>&1; then
+    echo "error: '$1' is missing; install it with: $2" >&2
+    exit 1
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() { # wait_for DESCRIPTION COMMAND...
+  local what=$1; shift
+  for _ in $(seq 1 100); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "error: $what did not come up" >&2
+  exit 1
+}
+
+# redis_node PORT [extra redis-server args...]: one redis-server in the background.
+redis_node() {
+  local port=$1; shift
+  local dir="$SERVICES_DIR/redis-$port"
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
+    --daemonize no "$@" >"$dir/log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for "redis-server on port $port" redis-cli -p "$port" ping
+}
+
+start_redis() {
+  require redis-server "apt-get install -y redis-server"
+  require redis-cli "apt-get install -y redis-server"
+  local port; port=$(free_port)
+  redis_node "$port"
+  export STREAMGUARD_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  echo "redis on $STREAMGUARD_TEST_REDIS_URL"
+}
+
+start_redis_cluster() {
+  require redis-server "apt-get install -y redis-server"
+  local ports=() seeds=()
+  for _ in 1 2 3; do
+    local port; port=$(free_port)
+    redis_node "$port" --cluster-enabled yes --cluster-config-file "nodes-$port.conf" \
+      --cluster-node-timeout 2000
+    ports+=("$port"); seeds+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes >"$SERVICES_DIR/cluster-create.log" 2>&1
+  wait_for "the redis cluster" sh -c "redis-cli -p ${ports[0]} cluster info | grep -q cluster_state:ok"
+  export STREAMGUARD_TEST_REDIS_CLUSTER_URL="redis+cluster://$(IFS=,; echo "${seeds[*]}")"
+  echo "redis cluster on $STREAMGUARD_TEST_REDIS_CLUSTER_URL"
+}
