@@ -2,70 +2,23 @@
 //! recovery after `kill -9`, and a clean exit on SIGTERM.
 #![cfg(feature = "embedded")]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 const ADMIN: &str = "process-test-admin-token";
 
-struct Server {
-    child: Child,
-    base: String,
-}
+#[path = "../common/server.rs"]
+mod server;
 
-impl Server {
-    /// Starts the binary and waits for its "listening" log line.
-    fn start(data: &Path, envs: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamguard"))
-            .args(["--listen", "127.0.0.1:0", "--admin-token", ADMIN])
-            .arg("--store")
-            .arg(format!("file:{}", data.display()))
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            let log: Value = serde_json::from_str(&line).expect("log lines are JSON");
-            if log["message"] == "listening" {
-                let addr = log["addr"].as_str().unwrap().to_owned();
-                // Keep draining stdout so the server never blocks on it.
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Server {
-                    child,
-                    base: format!("http://{addr}"),
-                };
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server did not log that it listens");
-    }
+use server::Server;
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary on a `file:` store in `data`, with an admin token.
+fn serve(data: &Path, envs: &[(&str, &str)]) -> Server {
+    let store = format!("file:{}", data.display());
+    Server::start(&["--admin-token", ADMIN, "--store", &store], envs)
 }
 
 fn client() -> reqwest::Client {
@@ -108,7 +61,7 @@ async fn live(s: &Server, user: &str) -> Vec<String> {
 #[tokio::test]
 async fn acknowledged_state_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
+    let server = serve(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
 
     assert_eq!(start(&server, "family", "tv").await, 201);
     assert_eq!(start(&server, "family", "phone").await, 201);
@@ -140,7 +93,7 @@ async fn acknowledged_state_survives_kill_9() {
     server.child.wait().unwrap();
     drop(server);
 
-    let server = Server::start(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
+    let server = serve(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
     assert_eq!(live(&server, "family").await, ["tv", "laptop"]);
     assert_eq!(live(&server, "solo").await, ["only"]);
     assert_eq!(
@@ -176,7 +129,7 @@ async fn acknowledged_state_survives_kill_9() {
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = serve(dir.path(), &[]);
     assert_eq!(start(&server, "u", "s").await, 201);
     let pid = server.child.id().to_string();
     assert!(

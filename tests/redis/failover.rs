@@ -1,0 +1,124 @@
+//! Redis going away and coming back, and the cost of a decision in round trips.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{OwnRedis, unique_prefix};
+
+#[path = "../common/server.rs"]
+mod server;
+
+async fn status(http: &reqwest::Client, request: reqwest::RequestBuilder) -> u16 {
+    let _ = http;
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_gives_fast_503s_and_service_resumes_when_it_returns() {
+    let mut redis = OwnRedis::start();
+    let store = format!("{}?prefix={}", redis.url(), unique_prefix("failover"));
+    let sg = server::Server::start(&["--store", &store, "--store-timeout", "250ms"], &[]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let start = |id: &str| {
+        http.post(sg.url("/streams"))
+            .header("x-id", "u")
+            .json(&json!({ "stream_id": id }))
+    };
+
+    assert_eq!(status(&http, start("before")).await, 201);
+    assert_eq!(status(&http, http.get(sg.url("/readyz"))).await, 200);
+
+    redis.kill();
+    let asked = Instant::now();
+    let reply = start("during").send().await.unwrap();
+    assert_eq!(reply.status(), 503);
+    assert_eq!(reply.headers()["retry-after"], "1");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status(&http, http.get(sg.url("/readyz"))).await, 503);
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let code = status(&http, start("after")).await;
+        if code == 201 {
+            break;
+        }
+        assert_eq!(code, 503, "only 503 while reconnecting");
+        assert!(Instant::now() < deadline, "no recovery without a restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status(&http, http.get(sg.url("/readyz"))).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decision_is_exactly_one_evalsha() {
+    let redis = OwnRedis::start();
+    let store = format!("{}?prefix={}", redis.url(), unique_prefix("round-trips"));
+    let sg = server::Server::start(&["--store", &store], &[]);
+    let http = reqwest::Client::new();
+    let decide = |n: usize| {
+        let http = http.clone();
+        let sg_url = |p: &str| sg.url(p);
+        let (start, beat, stop, list) = (
+            sg_url("/streams"),
+            sg_url(&format!("/streams/s{n}/heartbeat")),
+            sg_url(&format!("/streams/s{n}")),
+            sg_url("/streams"),
+        );
+        async move {
+            let body = json!({ "stream_id": format!("s{n}") });
+            http.post(start)
+                .header("x-id", "rt")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            http.post(beat).header("x-id", "rt").send().await.unwrap();
+            http.delete(stop).header("x-id", "rt").send().await.unwrap();
+            http.get(list).header("x-id", "rt").send().await.unwrap();
+        }
+    };
+    decide(0).await; // loads the scripts
+    let mut con = redis.connection();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query::<()>(&mut con)
+        .unwrap();
+    for n in 1..=25 {
+        decide(n).await;
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut con)
+        .unwrap();
+    let calls = |cmd: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    assert_eq!(calls("evalsha"), 100, "{stats}");
+    let outside_scripts: Vec<&str> = stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter(|l| {
+            let name = l.trim_start_matches("cmdstat_").split(':').next().unwrap();
+            !matches!(
+                name,
+                "evalsha" | "get" | "set" | "del" | "time" | "config|resetstat" | "info"
+            )
+        })
+        .collect();
+    assert!(
+        outside_scripts.is_empty(),
+        "commands besides the scripts: {outside_scripts:?}"
+    );
+}

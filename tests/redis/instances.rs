@@ -1,0 +1,108 @@
+//! Several streamguard instances on one Redis: one exact limit, whatever
+//! their own clocks say.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use streamguard::domain::{
+    HeartbeatDecision, Limit, ManualClock, OnLimit, Policy, StartDecision, StartRequest, StreamId,
+    Timestamp, UserId,
+};
+use streamguard::store::{self, StoreUrl};
+
+use crate::support::{shared_url, unique_prefix};
+
+#[path = "../common/server.rs"]
+mod server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_grant_exactly_the_limit() {
+    let store = format!("{}?prefix={}", shared_url(), unique_prefix("two-processes"));
+    let args = ["--store", store.as_str(), "--default-limit", "3"];
+    let servers = [
+        server::Server::start(&args, &[]),
+        server::Server::start(&args, &[]),
+    ];
+    let http = reqwest::Client::new();
+
+    let starts: Vec<_> = (0..100)
+        .map(|i| {
+            let url = servers[i % 2].url("/streams");
+            let http = http.clone();
+            tokio::spawn(async move {
+                let reply = http
+                    .post(url)
+                    .header("x-id", "shared-family")
+                    .json(&json!({ "stream_id": format!("s{i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                reply.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for start in starts {
+        statuses.push(start.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|&&s| s == 409).count(), 97);
+
+    for server in &servers {
+        let list: serde_json::Value = http
+            .get(server.url("/streams"))
+            .header("x-id", "shared-family")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["active"], 3, "both instances see the same streams");
+    }
+}
+
+#[tokio::test]
+async fn skewed_instance_clocks_do_not_change_decisions() {
+    let url: StoreUrl = format!("{}?prefix={}", shared_url(), unique_prefix("skew"))
+        .parse()
+        .unwrap();
+    let policy = Policy {
+        default_limit: Limit::new(1).unwrap(),
+        lease_ttl: Duration::from_secs(90),
+        on_limit: OnLimit::Reject,
+    };
+    let real = streamguard::domain::Clock::now(&streamguard::domain::SystemClock).as_millis();
+    let ahead = ManualClock::new(Timestamp::from_millis(real + 10 * 60_000));
+    let behind = ManualClock::new(Timestamp::from_millis(real - 10 * 60_000));
+    let a = store::connect(&url, policy, Arc::new(ahead)).await.unwrap();
+    let b = store::connect(&url, policy, Arc::new(behind))
+        .await
+        .unwrap();
+    let user = UserId::parse("skewed").unwrap();
+    let sid = |s: &str| StreamId::parse(s).unwrap();
+
+    let StartDecision::Granted(grant) = a.start(&user, StartRequest::new(sid("s"))).await.unwrap()
+    else {
+        panic!("the first start is granted")
+    };
+    let started = grant.stream.started_at.as_millis();
+    assert!(
+        (started - real).abs() < 5_000,
+        "time comes from Redis, not from the instance"
+    );
+
+    assert!(matches!(
+        b.start(&user, StartRequest::new(sid("t"))).await.unwrap(),
+        StartDecision::LimitReached { .. }
+    ));
+    let HeartbeatDecision::Renewed(renewed) = b.heartbeat(&user, &sid("s")).await.unwrap() else {
+        panic!("the lease is live for the other instance too")
+    };
+    assert!((renewed.expires_at.as_millis() - (real + 90_000)).abs() < 5_000);
+}

@@ -1,0 +1,129 @@
+//! The Lua scripts against the Rust rules they mirror: the same random walk
+//! of operations, step by step, must give the same decisions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamguard::domain::{
+    Account, DeviceId, EndReason, Limit, ManualClock, OnLimit, Policy, StartRequest, StreamId,
+    Timestamp, UserId,
+};
+use streamguard::store::{RedisStore, RedisTime, StoreUrl, StreamStore};
+
+use crate::support::{shared_url, unique_prefix};
+
+/// A tiny deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn walk(on_limit: OnLimit, seed: u64) {
+    let policy = Policy {
+        default_limit: Limit::new(2).unwrap(),
+        lease_ttl: Duration::from_secs(30),
+        on_limit,
+    };
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let url = format!("{}?prefix={}", shared_url(), unique_prefix("mirror"));
+    let StoreUrl::Redis(target) = url.parse().unwrap() else {
+        unreachable!()
+    };
+    let redis = RedisStore::open(&target, policy, RedisTime::Clock(Arc::new(clock.clone())))
+        .await
+        .unwrap();
+    let user = UserId::parse("walker").unwrap();
+    let mut model = Account::default();
+    let mut rng = Rng(seed);
+    let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
+
+    for step in 0..600 {
+        clock.advance(Duration::from_millis(rng.below(12_000)));
+        let now = streamguard::domain::Clock::now(&clock);
+        let id = sid(rng.below(6));
+        let context = format!("seed {seed}, step {step}");
+        match rng.below(10) {
+            0..=3 => {
+                let req = StartRequest {
+                    device_id: (rng.below(2) == 0)
+                        .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
+                    terminate: (0..rng.below(3)).map(|_| sid(rng.below(6))).collect(),
+                    ..StartRequest::new(id)
+                };
+                let expected = model.start(req.clone(), now, &policy);
+                assert_eq!(
+                    redis.start(&user, req).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
+            }
+            4..=5 => {
+                let expected = model.heartbeat(&id, now, &policy);
+                assert_eq!(
+                    redis.heartbeat(&user, &id).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
+            }
+            6 => {
+                let reason = if rng.below(2) == 0 {
+                    EndReason::Stopped
+                } else {
+                    EndReason::Revoked
+                };
+                let expected = model.end(&id, reason, now, &policy);
+                assert_eq!(
+                    redis.end(&user, &id, reason).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
+            }
+            7 => {
+                let limit = match rng.below(5) {
+                    4 => None,
+                    n => Some(Limit::new(n as u32).unwrap()),
+                };
+                let expected = model.set_limit(limit, now, &policy);
+                assert_eq!(
+                    redis.set_limit(&user, limit).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
+            }
+            _ => {}
+        }
+        assert_eq!(
+            redis.view(&user).await.unwrap(),
+            model.view(now, &policy),
+            "{context}"
+        );
+        if model.is_idle() {
+            // Every store forgets an idle account, grant counter included.
+            model = Account::default();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_scripts_decide_like_the_rust_rules_under_reject() {
+    for seed in [1, 2, 3] {
+        walk(OnLimit::Reject, 0x5EED_0000 + seed).await;
+    }
+}
+
+#[tokio::test]
+async fn the_scripts_decide_like_the_rust_rules_under_evict_oldest() {
+    for seed in [1, 2, 3] {
+        walk(OnLimit::EvictOldest, 0xE51C_0000 + seed).await;
+    }
+}
