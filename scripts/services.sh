@@ -19,8 +19,25 @@ require() {
   fi
 }
 
+# A free local port whose +10000 neighbour (a cluster node's bus port) is free too.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 - <<'PY'
+import random, socket
+def free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    port = random.randint(20000, 50000)
+    if free(port) and free(port + 10000):
+        print(port)
+        break
+PY
 }
 
 wait_for() { # wait_for DESCRIPTION COMMAND...

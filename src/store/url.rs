@@ -174,6 +174,32 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "redis")]
+    #[test]
+    fn parses_redis_and_cluster_urls() {
+        let single: StoreUrl = "rediss://:pw@cache:6380/2?prefix=tv".parse().unwrap();
+        assert_eq!(
+            single,
+            StoreUrl::Redis(RedisTarget {
+                nodes: vec!["rediss://:pw@cache:6380/2".into()],
+                cluster: false,
+                prefix: "tv".into(),
+            })
+        );
+        assert!(!single.to_string().contains("pw"), "{single}");
+        let cluster: StoreUrl = "redis+cluster://h1:7000,h2:7001".parse().unwrap();
+        assert_eq!(
+            cluster,
+            StoreUrl::Redis(RedisTarget {
+                nodes: vec!["redis://h1:7000".into(), "redis://h2:7001".into()],
+                cluster: true,
+                prefix: DEFAULT_REDIS_PREFIX.into(),
+            })
+        );
+        assert!("redis://h?prefix={bad}".parse::<StoreUrl>().is_err());
+        assert!("redis+cluster://".parse::<StoreUrl>().is_err());
+    }
+
     #[test]
     fn rejects_unknown_and_empty() {
         assert!("file:".parse::<StoreUrl>().is_err());
@@ -183,6 +209,7 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown store")
         );
+        #[cfg(not(feature = "redis"))]
         assert!(
             "redis://localhost"
                 .parse::<StoreUrl>()

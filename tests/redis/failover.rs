@@ -6,9 +6,6 @@ use serde_json::json;
 
 use crate::support::{OwnRedis, unique_prefix};
 
-#[path = "../common/server.rs"]
-mod server;
-
 async fn status(http: &reqwest::Client, request: reqwest::RequestBuilder) -> u16 {
     let _ = http;
     request.send().await.unwrap().status().as_u16()
@@ -18,7 +15,7 @@ async fn status(http: &reqwest::Client, request: reqwest::RequestBuilder) -> u16
 async fn a_dead_redis_gives_fast_503s_and_service_resumes_when_it_returns() {
     let mut redis = OwnRedis::start();
     let store = format!("{}?prefix={}", redis.url(), unique_prefix("failover"));
-    let sg = server::Server::start(&["--store", &store, "--store-timeout", "250ms"], &[]);
+    let sg = crate::server::Server::start(&["--store", &store, "--store-timeout", "250ms"], &[]);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -62,7 +59,7 @@ async fn a_dead_redis_gives_fast_503s_and_service_resumes_when_it_returns() {
 async fn every_decision_is_exactly_one_evalsha() {
     let redis = OwnRedis::start();
     let store = format!("{}?prefix={}", redis.url(), unique_prefix("round-trips"));
-    let sg = server::Server::start(&["--store", &store], &[]);
+    let sg = crate::server::Server::start(&["--store", &store], &[]);
     let http = reqwest::Client::new();
     let decide = |n: usize| {
         let http = http.clone();

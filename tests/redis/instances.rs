@@ -13,16 +13,13 @@ use streamguard::store::{self, StoreUrl};
 
 use crate::support::{shared_url, unique_prefix};
 
-#[path = "../common/server.rs"]
-mod server;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_grant_exactly_the_limit() {
     let store = format!("{}?prefix={}", shared_url(), unique_prefix("two-processes"));
     let args = ["--store", store.as_str(), "--default-limit", "3"];
     let servers = [
-        server::Server::start(&args, &[]),
-        server::Server::start(&args, &[]),
+        crate::server::Server::start(&args, &[]),
+        crate::server::Server::start(&args, &[]),
     ];
     let http = reqwest::Client::new();
 

@@ -7,4 +7,6 @@ mod failover;
 mod instances;
 mod mirror;
 mod scripts;
+#[path = "../common/server.rs"]
+mod server;
 mod support;
