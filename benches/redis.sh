@@ -26,9 +26,11 @@ ARGS=(''  3 90000 reject 900000 100)
 echo "== redis-benchmark (Redis alone)"
 redis-cli -p "$RPORT" EVALSHA "$(sha_of start)" 1 'bench:{bench-user}' "${ARGS[@]}" bench-stream '' '' >/dev/null
 redis-benchmark -p "$RPORT" -c 64 -n 300000 -q \
-  EVALSHA "$(sha_of heartbeat)" 1 'bench:{bench-user}' "${ARGS[@]}" bench-stream | tail -1 | sed 's/^/heartbeat script: /'
+  EVALSHA "$(sha_of heartbeat)" 1 'bench:{bench-user}' "${ARGS[@]}" bench-stream \
+  | tr '\r' '\n' | grep 'requests per second' | sed 's/^.*: /heartbeat script: /'
 redis-benchmark -p "$RPORT" -c 64 -n 300000 -r 1000000 -q \
-  EVALSHA "$(sha_of start)" 1 'bench:{__rand_int__}' "${ARGS[@]}" s '' '' | tail -1 | sed 's/^/start script:     /'
+  EVALSHA "$(sha_of start)" 1 'bench:{__rand_int__}' "${ARGS[@]}" s '' '' \
+  | tr '\r' '\n' | grep 'requests per second' | sed 's/^.*: /start script:     /'
 redis-cli -p "$RPORT" FLUSHALL >/dev/null
 
 echo "== streamguard on that Redis (wrk, 64 connections, $DURATION)"

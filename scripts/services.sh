@@ -84,3 +84,21 @@ start_redis_cluster() {
   export STREAMGUARD_TEST_REDIS_CLUSTER_URL="redis+cluster://$(IFS=,; echo "${seeds[*]}")"
   echo "redis cluster on $STREAMGUARD_TEST_REDIS_CLUSTER_URL"
 }
+
+# A TLS-only Redis with a throw-away self-signed certificate.
+start_redis_tls() {
+  require redis-server "apt-get install -y redis-server"
+  require openssl "apt-get install -y openssl"
+  local dir="$SERVICES_DIR/tls" port; port=$(free_port)
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1
+  redis-server --port 0 --tls-port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --tls-cert-file "$dir/cert.pem" --tls-key-file "$dir/key.pem" \
+    --tls-ca-cert-file "$dir/cert.pem" --tls-auth-clients no >"$dir/log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for "redis-server (TLS) on port $port" redis-cli --tls --insecure -p "$port" ping
+  # The certificate is self-signed: the client skips verification (#insecure).
+  export STREAMGUARD_TEST_REDISS_URL="rediss://127.0.0.1:$port/#insecure"
+  echo "redis (TLS) on $STREAMGUARD_TEST_REDISS_URL"
+}

@@ -83,6 +83,10 @@ fn file_store(_: &str) -> Result<StoreUrl, String> {
 /// Splits `?prefix=` off a Redis URL and, for a cluster, the seed list.
 #[cfg(feature = "redis")]
 fn redis_target(url: &str) -> Result<RedisTarget, String> {
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, fragment)) => (url, format!("#{fragment}")),
+        None => (url, String::new()),
+    };
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut prefix = DEFAULT_REDIS_PREFIX.to_owned();
     let mut rest = Vec::new();
@@ -96,9 +100,9 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
         format!("redis key prefix {prefix:?} may only contain A-Z a-z 0-9 . _ : @ -")
     })?;
     let query = if rest.is_empty() {
-        String::new()
+        fragment
     } else {
-        format!("?{}", rest.join("&"))
+        format!("?{}{fragment}", rest.join("&"))
     };
     let (scheme, hosts) = base
         .split_once("://")
@@ -196,6 +200,14 @@ mod tests {
                 prefix: DEFAULT_REDIS_PREFIX.into(),
             })
         );
+        let tls: StoreUrl = "rediss://h:6380/?prefix=p&protocol=resp3#insecure"
+            .parse()
+            .unwrap();
+        let StoreUrl::Redis(tls) = tls else {
+            unreachable!()
+        };
+        assert_eq!(tls.nodes, ["rediss://h:6380/?protocol=resp3#insecure"]);
+        assert_eq!(tls.prefix, "p");
         assert!("redis://h?prefix={bad}".parse::<StoreUrl>().is_err());
         assert!("redis+cluster://".parse::<StoreUrl>().is_err());
     }

@@ -95,7 +95,11 @@ pub fn unique_prefix() -> String {
 #[cfg(feature = "redis")]
 async fn redis_harness(var: &str, policy: Policy) -> Harness {
     use streamguard::store::{RedisStore, RedisTime};
-    let url = format!("{}?prefix={}", service_url(var), unique_prefix());
+    let url = service_url(var);
+    let url = match url.split_once('#') {
+        Some((base, fragment)) => format!("{base}?prefix={}#{fragment}", unique_prefix()),
+        None => format!("{url}?prefix={}", unique_prefix()),
+    };
     let StoreUrl::Redis(target) = url.parse().unwrap() else {
         unreachable!("a redis URL parses as redis")
     };
@@ -118,4 +122,9 @@ pub fn redis(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
 #[cfg(feature = "redis")]
 pub fn redis_cluster(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
     Box::pin(redis_harness("STREAMGUARD_TEST_REDIS_CLUSTER_URL", policy))
+}
+
+#[cfg(feature = "redis")]
+pub fn rediss(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
+    Box::pin(redis_harness("STREAMGUARD_TEST_REDISS_URL", policy))
 }

@@ -44,3 +44,5 @@ conformance!(file, crate::harness::file);
 conformance!(redis, crate::harness::redis);
 #[cfg(feature = "redis")]
 conformance!(redis_cluster, crate::harness::redis_cluster);
+#[cfg(feature = "redis")]
+conformance!(rediss, crate::harness::rediss);
