@@ -74,8 +74,19 @@ local function bury(s, id, reason, at)
 end
 
 -- Leases that ran out become 'expired' tombstones; old tombstones go.
--- Returns how many leases expired and whether anything changed.
+-- Returns how many leases expired and whether anything changed. The usual
+-- case, nothing to do, allocates nothing.
 local function expire(s, now)
+  local stale = false
+  for _, l in ipairs(s.live) do
+    if now >= l.expires_at then stale = true break end
+  end
+  if not stale then
+    for _, t in ipairs(s.ended) do
+      if now >= t.ended_at + TOMBSTONE_TTL then stale = true break end
+    end
+  end
+  if not stale then return 0, false end
   local live, expired = {}, {}
   for _, l in ipairs(s.live) do
     if now < l.expires_at then live[#live + 1] = l else expired[#expired + 1] = l end
@@ -86,9 +97,8 @@ local function expire(s, now)
   for _, t in ipairs(s.ended) do
     if now < t.ended_at + TOMBSTONE_TTL then kept[#kept + 1] = t end
   end
-  local changed = #expired > 0 or #kept ~= #s.ended
   s.ended = kept
-  return #expired, changed
+  return #expired, true
 end
 
 local function older(a, b)
