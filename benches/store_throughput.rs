@@ -51,13 +51,18 @@ where
 async fn bench(name: &str, store: Arc<dyn StreamStore>) {
     let user = |t: usize| UserId::parse(&format!("user-{t}")).unwrap();
     let s = store.clone();
-    s.start(&user(0), StartRequest::new(StreamId::parse("hb").unwrap())).await.unwrap();
+    s.start(&user(0), StartRequest::new(StreamId::parse("hb").unwrap()))
+        .await
+        .unwrap();
     let heartbeats = rate(1, move |_, _| {
         let s = s.clone();
         async move {
-            s.heartbeat(&UserId::parse("user-0").unwrap(), &StreamId::parse("hb").unwrap())
-                .await
-                .unwrap();
+            s.heartbeat(
+                &UserId::parse("user-0").unwrap(),
+                &StreamId::parse("hb").unwrap(),
+            )
+            .await
+            .unwrap();
         }
     })
     .await;
@@ -69,7 +74,9 @@ async fn bench(name: &str, store: Arc<dyn StreamStore>) {
             async move {
                 // A fresh account each time: one stream, as most accounts hold.
                 let account = UserId::parse(&format!("u{tasks}-{t}-{n}")).unwrap();
-                s.start(&account, StartRequest::new(StreamId::parse("s").unwrap())).await.unwrap();
+                s.start(&account, StartRequest::new(StreamId::parse("s").unwrap()))
+                    .await
+                    .unwrap();
             }
         })
         .await;
@@ -80,14 +87,18 @@ async fn bench(name: &str, store: Arc<dyn StreamStore>) {
 #[tokio::main]
 async fn main() {
     let clock = Arc::new(SystemClock);
-    let memory = store::connect(&StoreUrl::Memory, policy(), clock.clone()).await.unwrap();
+    let memory = store::connect(&StoreUrl::Memory, policy(), clock.clone())
+        .await
+        .unwrap();
     bench("memory", memory).await;
 
     let dir = std::env::var("STREAMGUARD_BENCH_DIR").map_or_else(
         |_| tempfile::tempdir_in(".").unwrap(),
         |d| tempfile::tempdir_in(d).unwrap(),
     );
-    let file = store::connect(&StoreUrl::File(dir.path().into()), policy(), clock).await.unwrap();
+    let file = store::connect(&StoreUrl::File(dir.path().into()), policy(), clock)
+        .await
+        .unwrap();
     bench("file", file.clone()).await;
     file.close().await.unwrap();
 }

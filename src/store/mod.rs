@@ -10,6 +10,8 @@ use crate::domain::{
     StreamId, UserId,
 };
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 #[cfg(feature = "embedded")]
 mod embedded;
 #[cfg(feature = "embedded")]
@@ -19,9 +21,13 @@ mod sweeper;
 mod table;
 mod url;
 
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::DynamoDbStore;
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "dynamodb")]
+pub use url::DynamoDbUrl;
 pub use url::StoreUrl;
 
 /// The store failed; contention and full accounts are decisions, not errors.
@@ -33,6 +39,10 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Other instances kept changing the account between our read and
+    /// our conditional write, every time we tried.
+    #[error("the account kept changing under us: gave up after {attempts} attempts")]
+    Contended { attempts: u32 },
     #[error("stored data is unreadable: {detail}")]
     Corrupt { detail: String },
     #[error("{0}")]
@@ -52,7 +62,10 @@ impl StoreError {
 
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Contended { .. }
+        )
     }
 }
 
@@ -101,6 +114,8 @@ pub async fn connect(
         StoreUrl::Memory => Ok(MemoryStore::open(policy, clock)),
         #[cfg(feature = "embedded")]
         StoreUrl::File(path) => Ok(EmbeddedStore::open(path, policy, clock).await?),
+        #[cfg(feature = "dynamodb")]
+        StoreUrl::DynamoDb(url) => Ok(DynamoDbStore::connect(url, policy, clock).await?),
     }
 }
 
@@ -110,5 +125,7 @@ pub async fn init(url: &StoreUrl) -> Result<(), StoreError> {
         StoreUrl::Memory => Ok(()),
         #[cfg(feature = "embedded")]
         StoreUrl::File(path) => EmbeddedStore::init(path).await,
+        #[cfg(feature = "dynamodb")]
+        StoreUrl::DynamoDb(url) => DynamoDbStore::init(url).await,
     }
 }

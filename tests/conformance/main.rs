@@ -2,6 +2,7 @@
 
 mod cases;
 mod durability;
+mod dynamodb_table;
 mod harness;
 
 /// Instantiates every case of the contract for one backend.
@@ -40,3 +41,5 @@ macro_rules! conformance {
 conformance!(memory, crate::harness::memory);
 #[cfg(feature = "embedded")]
 conformance!(file, crate::harness::file);
+#[cfg(feature = "dynamodb")]
+conformance!(dynamodb, crate::harness::dynamodb);
