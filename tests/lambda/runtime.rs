@@ -70,11 +70,17 @@ fn lambda_env(runtime_api: &str, store: &str) -> Vec<(&'static str, String)> {
     .collect()
 }
 
+/// An invocation's answer: the response, or the error the function posted.
+type Outcome = Result<Value, Value>;
+
+/// Invocations waiting for their answer, by request id.
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>;
+
 /// Pending invocations and where their answers go.
 #[derive(Clone)]
 struct RuntimeApi {
     next: Arc<tokio::sync::Mutex<mpsc::Receiver<(String, String)>>>,
-    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Value>>>>>,
+    waiting: Waiting,
 }
 
 async fn next_invocation(State(api): State<RuntimeApi>) -> impl IntoResponse {
@@ -112,7 +118,7 @@ async fn next_invocation(State(api): State<RuntimeApi>) -> impl IntoResponse {
     (headers, event)
 }
 
-fn answer(api: &RuntimeApi, id: &str, outcome: Result<Value, Value>) {
+fn answer(api: &RuntimeApi, id: &str, outcome: Outcome) {
     if let Some(waiter) = api.waiting.lock().unwrap().remove(id) {
         let _ = waiter.send(outcome);
     }
@@ -143,7 +149,7 @@ async fn init_error(body: String) -> &'static str {
 /// Queues events for the function and waits for its answers.
 struct Invoker {
     queue: mpsc::Sender<(String, String)>,
-    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Value>>>>>,
+    waiting: Waiting,
     count: usize,
 }
 
@@ -267,7 +273,8 @@ async fn the_binary_serves_api_gateway_events_from_the_runtime_api() {
             && l["outcome"] == outcome
             && l["decisions"] == 1
     };
-    let mut wanted: Vec<(&str, Box<dyn Fn(&Value) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&Value) -> bool>;
+    let mut wanted: Vec<(&str, Check)> = vec![
         (
             "an EMF line for the grant",
             Box::new(move |l| emf(l, "granted")),

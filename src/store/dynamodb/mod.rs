@@ -8,6 +8,7 @@
 //! at most [`backoff::MAX_ATTEMPTS`] times. Within one instance, decisions
 //! on one account take turns ([`account_locks`]), so only other instances
 //! race it.
+//!
 //! Decisions that change nothing (a refusal, an idempotent retry, an unknown
 //! stream, a read) write nothing. Expiry is decided by the rules at read
 //! time; DynamoDB TTL only deletes items nobody needs any more.
@@ -93,7 +94,7 @@ impl DynamoDbStore {
         }))
     }
 
-    /// `streamguard init`: creates the table with TTL, as [`create_table`].
+    /// `streamguard init`: creates the table with TTL, as [`Self::create_table`].
     pub async fn init(url: &DynamoDbUrl) -> Result<(), StoreError> {
         Self::create_table(&sdk_config(url).await, &url.table).await
     }
