@@ -102,3 +102,29 @@ start_redis_tls() {
   export STREAMGUARD_TEST_REDISS_URL="rediss://127.0.0.1:$port/#insecure"
   echo "redis (TLS) on $STREAMGUARD_TEST_REDISS_URL"
 }
+
+# The local DynamoDB API: moto's app served single-threaded, so that its
+# conditional writes are atomic (scripts/dynamodb-emulator.py).
+start_dynamodb() {
+  if ! python3 -c 'import moto.moto_server.werkzeug_app, werkzeug' 2>/dev/null; then
+    echo 'error: the DynamoDB tests need moto; install it with: pip install "moto[server]"' >&2
+    exit 1
+  fi
+  local dir="$SERVICES_DIR/dynamodb"
+  mkdir -p "$dir"
+  python3 scripts/dynamodb-emulator.py --port-file "$dir/port" >"$dir/log" 2>&1 &
+  local pid=$!
+  SERVICE_PIDS+=("$pid")
+  for _ in $(seq 100); do
+    [ -s "$dir/port" ] && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+      cat "$dir/log" >&2
+      echo "error: the DynamoDB emulator did not start" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  [ -s "$dir/port" ] || { echo "error: the DynamoDB emulator did not start" >&2; exit 1; }
+  export STREAMGUARD_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$(cat "$dir/port")"
+  echo "DynamoDB emulator on $STREAMGUARD_TEST_DYNAMODB_ENDPOINT"
+}

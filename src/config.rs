@@ -56,7 +56,8 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
-    /// Where state lives: `file:DIR` (embedded, durable) or `memory`.
+    /// Where state lives: `file:DIR` (embedded, durable), `memory`, or
+    /// `dynamodb://TABLE?region=R&endpoint=URL` (built with `dynamodb`).
     #[arg(
         long,
         env = "STREAMGUARD_STORE",

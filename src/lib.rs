@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 pub mod config;
 pub mod domain;
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod store;
 pub mod telemetry;
 

@@ -22,6 +22,10 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(store = %config.store, "store is ready");
         return Ok(());
     }
+    #[cfg(feature = "lambda")]
+    if streamguard::lambda::is_lambda() {
+        return Ok(streamguard::lambda::run(&config).await?);
+    }
 
     let state = streamguard::app_state(&config, Arc::new(SystemClock)).await?;
     let listener = TcpListener::bind(config.listen).await?;

@@ -55,6 +55,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn record_decision(outcome: &'static str, n: usize) {
     if n > 0 {
         metrics::counter!("streamguard_decisions_total", "outcome" => outcome).increment(n as u64);
+        #[cfg(feature = "lambda")]
+        crate::lambda::emf::record(outcome, n as u64);
     }
 }
 

@@ -10,6 +10,8 @@ use crate::domain::{
     StreamId, UserId,
 };
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 #[cfg(feature = "embedded")]
 mod embedded;
 #[cfg(feature = "embedded")]
@@ -21,11 +23,15 @@ mod sweeper;
 mod table;
 mod url;
 
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::DynamoDbStore;
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisTime};
+#[cfg(feature = "dynamodb")]
+pub use url::DynamoDbUrl;
 #[cfg(feature = "redis")]
 pub use url::RedisTarget;
 pub use url::StoreUrl;
@@ -39,6 +45,10 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Other instances kept changing the account between our read and
+    /// our conditional write, every time we tried.
+    #[error("the account kept changing under us: gave up after {attempts} attempts")]
+    Contended { attempts: u32 },
     #[error("stored data is unreadable: {detail}")]
     Corrupt { detail: String },
     #[error("{0}")]
@@ -58,7 +68,10 @@ impl StoreError {
 
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Contended { .. }
+        )
     }
 }
 
@@ -109,6 +122,8 @@ pub async fn connect(
         StoreUrl::File(path) => Ok(EmbeddedStore::open(path, policy, clock).await?),
         #[cfg(feature = "redis")]
         StoreUrl::Redis(target) => Ok(RedisStore::open(target, policy, RedisTime::Server).await?),
+        #[cfg(feature = "dynamodb")]
+        StoreUrl::DynamoDb(url) => Ok(DynamoDbStore::connect(url, policy, clock).await?),
     }
 }
 
@@ -120,5 +135,7 @@ pub async fn init(url: &StoreUrl) -> Result<(), StoreError> {
         StoreUrl::File(path) => EmbeddedStore::init(path).await,
         #[cfg(feature = "redis")]
         StoreUrl::Redis(_) => Ok(()),
+        #[cfg(feature = "dynamodb")]
+        StoreUrl::DynamoDb(url) => DynamoDbStore::init(url).await,
     }
 }

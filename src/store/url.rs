@@ -16,6 +16,35 @@ pub enum StoreUrl {
     /// `redis://…`, `rediss://…`, `redis+cluster://h1:p1,h2:p2`.
     #[cfg(feature = "redis")]
     Redis(RedisTarget),
+    /// `dynamodb://TABLE?region=R&endpoint=URL`: an Amazon DynamoDB table.
+    #[cfg(feature = "dynamodb")]
+    DynamoDb(DynamoDbUrl),
+}
+
+/// Where a DynamoDB table is: its name, and optionally the region and an
+/// endpoint (for local emulators); both default to the AWS SDK's chain.
+#[cfg(feature = "dynamodb")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamoDbUrl {
+    pub table: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+impl StoreUrl {
+    /// Whether the state lives outside this process, so that any number of
+    /// instances (Lambda's included) can share it.
+    pub fn is_shared(&self) -> bool {
+        match self {
+            StoreUrl::Memory => false,
+            #[cfg(feature = "embedded")]
+            StoreUrl::File(_) => false,
+            #[cfg(feature = "redis")]
+            StoreUrl::Redis(_) => true,
+            #[cfg(feature = "dynamodb")]
+            StoreUrl::DynamoDb(_) => true,
+        }
+    }
 }
 
 /// Where a Redis store lives and how its keys are named.
@@ -52,12 +81,15 @@ impl FromStr for StoreUrl {
             return redis_target(s).map(StoreUrl::Redis);
         }
         match scheme {
-            "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Err(
-                "the redis store is not part of this build (rebuild with --features redis)".into(),
-            ),
+            #[cfg(feature = "dynamodb")]
+            "dynamodb" => dynamodb_store(s),
+            #[cfg(not(feature = "dynamodb"))]
             "dynamodb" => Err(
                 "the dynamodb store is not part of this build (rebuild with --features dynamodb)"
                     .into(),
+            ),
+            "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Err(
+                "the redis store is not part of this build (rebuild with --features redis)".into(),
             ),
             _ => Err(format!(
                 "unknown store {s:?}: expected `memory`, `file:PATH`, `redis://…` or `redis+cluster://…`"
@@ -130,6 +162,45 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
     })
 }
 
+#[cfg(feature = "dynamodb")]
+fn dynamodb_store(s: &str) -> Result<StoreUrl, String> {
+    const EXAMPLE: &str = "e.g. dynamodb://streamguard?region=eu-west-1";
+    let rest = s
+        .strip_prefix("dynamodb://")
+        .ok_or_else(|| format!("a DynamoDB store is dynamodb://TABLE, {EXAMPLE}"))?;
+    let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let valid_name = (3..=255).contains(&table.len())
+        && table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid_name {
+        return Err(format!(
+            "{table:?} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ - .), {EXAMPLE}"
+        ));
+    }
+    let mut url = DynamoDbUrl {
+        table: table.to_owned(),
+        region: None,
+        endpoint: None,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if value.is_empty() {
+            return Err(format!("dynamodb store parameter {key:?} needs a value"));
+        }
+        match key {
+            "region" => url.region = Some(value.to_owned()),
+            "endpoint" => url.endpoint = Some(value.to_owned()),
+            _ => {
+                return Err(format!(
+                    "unknown dynamodb store parameter {key:?}: expected region or endpoint"
+                ));
+            }
+        }
+    }
+    Ok(StoreUrl::DynamoDb(url))
+}
+
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -151,6 +222,19 @@ impl fmt::Display for StoreUrl {
                     "redis"
                 };
                 write!(f, "{kind}://{} (prefix {})", hosts.join(","), target.prefix)
+            }
+            #[cfg(feature = "dynamodb")]
+            StoreUrl::DynamoDb(url) => {
+                write!(f, "dynamodb://{}", url.table)?;
+                let params = [("region", &url.region), ("endpoint", &url.endpoint)];
+                let mut sep = '?';
+                for (key, value) in params {
+                    if let Some(value) = value {
+                        write!(f, "{sep}{key}={value}")?;
+                        sep = '&';
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -210,6 +294,44 @@ mod tests {
         assert_eq!(tls.prefix, "p");
         assert!("redis://h?prefix={bad}".parse::<StoreUrl>().is_err());
         assert!("redis+cluster://".parse::<StoreUrl>().is_err());
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn parses_dynamodb_and_prints_it_back() {
+        let text = "dynamodb://sg-leases?region=eu-west-1&endpoint=http://127.0.0.1:8000";
+        let url: StoreUrl = text.parse().unwrap();
+        assert_eq!(
+            url,
+            StoreUrl::DynamoDb(DynamoDbUrl {
+                table: "sg-leases".into(),
+                region: Some("eu-west-1".into()),
+                endpoint: Some("http://127.0.0.1:8000".into()),
+            })
+        );
+        assert_eq!(url.to_string(), text);
+        assert_eq!(
+            "dynamodb://leases".parse::<StoreUrl>().unwrap().to_string(),
+            "dynamodb://leases"
+        );
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn rejects_bad_dynamodb_urls() {
+        for (text, says) in [
+            ("dynamodb://", "not a DynamoDB table name"),
+            ("dynamodb://a/b", "not a DynamoDB table name"),
+            ("dynamodb:leases", "dynamodb://TABLE"),
+            (
+                "dynamodb://leases?colour=red",
+                "unknown dynamodb store parameter",
+            ),
+            ("dynamodb://leases?region=", "needs a value"),
+        ] {
+            let err = text.parse::<StoreUrl>().unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -128,3 +128,51 @@ pub fn redis_cluster(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + S
 pub fn rediss(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
     Box::pin(redis_harness("STREAMGUARD_TEST_REDISS_URL", policy))
 }
+/// The local DynamoDB API the tests use; missing, the test fails and says
+/// how to start one.
+#[cfg(feature = "dynamodb")]
+pub async fn dynamodb_config() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("STREAMGUARD_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "STREAMGUARD_TEST_DYNAMODB_ENDPOINT is not set. The DynamoDB store tests need a local \
+             DynamoDB API: run them with scripts/test, which starts one, or start it yourself with \
+             `pip install \"moto[server]\" && python3 scripts/dynamodb-emulator.py --port 8000` \
+             and export STREAMGUARD_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:8000"
+        )
+    });
+    let credentials =
+        aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "streamguard-tests");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// A table name no other test uses.
+#[cfg(feature = "dynamodb")]
+pub fn unique_table() -> String {
+    crate::cases::user("sg-test").to_string()
+}
+
+/// A fresh table of its own, created as `streamguard init` does.
+#[cfg(feature = "dynamodb")]
+pub fn dynamodb(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
+    Box::pin(async move {
+        let config = dynamodb_config().await;
+        let table = unique_table();
+        store::DynamoDbStore::create_table(&config, &table)
+            .await
+            .expect("the test table is created on the emulator");
+        let clock = start_clock();
+        let store = store::DynamoDbStore::open(&config, &table, policy, Arc::new(clock.clone()))
+            .await
+            .expect("dynamodb store opens");
+        Harness {
+            store,
+            clock,
+            _keep: Box::new(()),
+        }
+    })
+}

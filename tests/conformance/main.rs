@@ -2,6 +2,7 @@
 
 mod cases;
 mod durability;
+mod dynamodb_table;
 mod harness;
 
 /// Instantiates every case of the contract for one backend.
@@ -46,3 +47,5 @@ conformance!(redis, crate::harness::redis);
 conformance!(redis_cluster, crate::harness::redis_cluster);
 #[cfg(feature = "redis")]
 conformance!(rediss, crate::harness::rediss);
+#[cfg(feature = "dynamodb")]
+conformance!(dynamodb, crate::harness::dynamodb);

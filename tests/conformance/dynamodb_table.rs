@@ -1,0 +1,274 @@
+//! What only the DynamoDB store promises: exact limits across instances that
+//! share one table, no write for decisions that change nothing, the item's
+//! TTL, and a clear refusal of a table it cannot use.
+#![cfg(feature = "dynamodb")]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TimeToLiveStatus,
+};
+use streamguard::domain::{OnLimit, StartDecision, StartRequest, StreamId, UserId};
+use streamguard::store::{DynamoDbStore, StoreError, StreamStore};
+
+use crate::cases::user;
+use crate::harness::{dynamodb_config, policy, start_clock, unique_table};
+
+fn req(s: &str) -> StartRequest {
+    StartRequest::new(StreamId::parse(s).unwrap())
+}
+
+/// The account's item as stored, read around the store.
+async fn raw_item(client: &Client, table: &str, u: &UserId) -> HashMap<String, AttributeValue> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(u.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the account has an item")
+}
+
+async fn new_table() -> (aws_config::SdkConfig, String) {
+    let config = dynamodb_config().await;
+    let table = unique_table();
+    DynamoDbStore::create_table(&config, &table).await.unwrap();
+    (config, table)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_racing_grant_exactly_the_limit() {
+    let (config, table) = new_table().await;
+    let clock = start_clock();
+    let p = policy(3, OnLimit::Reject);
+    // Two stores, each with its own SDK client and connections, as two
+    // streamguard instances behind one load balancer.
+    let a = DynamoDbStore::open(&config, &table, p, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let b = DynamoDbStore::open(&dynamodb_config().await, &table, p, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let u = user("two-instances");
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store: Arc<dyn StreamStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let u = u.clone();
+            tokio::spawn(async move { store.start(&u, req(&format!("s{i}"))).await })
+        })
+        .collect();
+    let mut grants = 0;
+    for task in tasks {
+        match task
+            .await
+            .unwrap()
+            .expect("no start gives up under this contention")
+        {
+            StartDecision::Granted(_) => grants += 1,
+            StartDecision::LimitReached { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(grants, 3);
+    assert_eq!(a.view(&u).await.unwrap().live.len(), 3);
+    assert_eq!(b.view(&u).await.unwrap().live.len(), 3);
+    let item = raw_item(&Client::new(&config), &table, &u).await;
+    assert_eq!(
+        item["version"],
+        AttributeValue::N("3".into()),
+        "three grants are three writes; the 97 refusals wrote nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_instances_evicting_at_once_keep_the_limit() {
+    // Every start here writes, so the instances keep losing conditional
+    // writes to each other: this passes only if those retries work.
+    let (config, table) = new_table().await;
+    let clock = start_clock();
+    let p = policy(2, OnLimit::EvictOldest);
+    let mut instances: Vec<Arc<dyn StreamStore>> = Vec::new();
+    for _ in 0..4 {
+        let config = dynamodb_config().await;
+        instances.push(
+            DynamoDbStore::open(&config, &table, p, Arc::new(clock.clone()))
+                .await
+                .unwrap(),
+        );
+    }
+    let u = user("four-instances");
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = instances[i % 4].clone();
+            let u = u.clone();
+            tokio::spawn(async move { store.start(&u, req(&format!("s{i}"))).await })
+        })
+        .collect();
+    let mut evicted = 0;
+    for task in tasks {
+        match task
+            .await
+            .unwrap()
+            .expect("no start gives up under this contention")
+        {
+            StartDecision::Granted(grant) => evicted += grant.evicted.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        evicted, 98,
+        "every grant past the second evicts exactly one"
+    );
+    assert_eq!(instances[0].view(&u).await.unwrap().live.len(), 2);
+    let item = raw_item(&Client::new(&config), &table, &u).await;
+    assert_eq!(item["version"], AttributeValue::N("100".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_that_change_nothing_write_nothing() {
+    let (config, table) = new_table().await;
+    let clock = start_clock();
+    let store = DynamoDbStore::open(&config, &table, policy(2, OnLimit::Reject), Arc::new(clock))
+        .await
+        .unwrap();
+    let client = Client::new(&config);
+    let u = user("no-write");
+    for id in ["a", "b"] {
+        store.start(&u, req(id)).await.unwrap();
+    }
+    let before = raw_item(&client, &table, &u).await;
+    assert_eq!(before["version"], AttributeValue::N("2".into()));
+
+    assert!(matches!(
+        store.start(&u, req("c")).await.unwrap(),
+        StartDecision::LimitReached { .. }
+    ));
+    assert!(matches!(
+        store.start(&u, req("a")).await.unwrap(),
+        StartDecision::AlreadyLive { .. }
+    ));
+    let unknown = StreamId::parse("never").unwrap();
+    store.heartbeat(&u, &unknown).await.unwrap();
+    store
+        .end(&u, &unknown, streamguard::domain::EndReason::Stopped)
+        .await
+        .unwrap();
+    store.view(&u).await.unwrap();
+    assert_eq!(raw_item(&client, &table, &u).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_carry_a_ttl_and_idle_accounts_are_deleted() {
+    let (config, table) = new_table().await;
+    let clock = start_clock();
+    let p = policy(2, OnLimit::Reject);
+    let store = DynamoDbStore::open(&config, &table, p, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let client = Client::new(&config);
+
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .unwrap();
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+
+    let u = user("ttl");
+    store.start(&u, req("a")).await.unwrap();
+    // The lease ends 90 s after the start; its tombstone is kept 900 s more.
+    let deadline = 1_800_000_000 + 90 + 900;
+    assert_eq!(
+        raw_item(&client, &table, &u).await["ttl"],
+        AttributeValue::N(deadline.to_string())
+    );
+
+    let capped = user("capped");
+    let five = streamguard::domain::Limit::new(5).unwrap();
+    store.set_limit(&capped, Some(five)).await.unwrap();
+    assert!(
+        !raw_item(&client, &table, &capped).await.contains_key("ttl"),
+        "a limit override must not be garbage-collected"
+    );
+    store.set_limit(&capped, None).await.unwrap();
+    let gone = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(capped.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        gone.item.is_none(),
+        "an account with nothing left is deleted"
+    );
+
+    // TTL is only garbage collection: an item past its ttl that DynamoDB has
+    // not deleted yet still reads as expired.
+    clock.advance(Duration::from_secs(2_000));
+    assert!(store.view(&u).await.unwrap().live.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_is_idempotent() {
+    let (config, table) = new_table().await;
+    DynamoDbStore::create_table(&config, &table)
+        .await
+        .expect("a second init changes nothing and succeeds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_foreign_table_is_refused_with_the_reason() {
+    let config = dynamodb_config().await;
+    let p = policy(3, OnLimit::Reject);
+    let missing = unique_table();
+    let error = DynamoDbStore::open(&config, &missing, p, Arc::new(start_clock()))
+        .await
+        .err()
+        .expect("a missing table is refused");
+    assert!(matches!(error, StoreError::Config(_)));
+    assert!(error.to_string().contains("does not exist"), "{error}");
+    assert!(error.to_string().contains("streamguard init"), "{error}");
+
+    let foreign = unique_table();
+    Client::new(&config)
+        .create_table()
+        .table_name(&foreign)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let error = DynamoDbStore::open(&config, &foreign, p, Arc::new(start_clock()))
+        .await
+        .err()
+        .expect("a table with another key is refused");
+    let message = error.to_string();
+    assert!(message.contains("partition key `id` (N)"), "{message}");
+    assert!(message.contains("`pk`"), "{message}");
+}
