@@ -56,8 +56,9 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
-    /// Where state lives: `file:DIR` (embedded, durable), `memory`, or
-    /// `dynamodb://TABLE?region=R&endpoint=URL` (built with `dynamodb`).
+    /// Where state lives: `file:DIR` (embedded, durable), `memory`,
+    /// `redis://…`, `rediss://…`, `redis+cluster://h1:p1,h2:p2` (built with
+    /// `redis`), or `dynamodb://TABLE?region=R&endpoint=URL` (`dynamodb`).
     #[arg(
         long,
         env = "STREAMGUARD_STORE",
