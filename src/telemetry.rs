@@ -19,7 +19,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// request handlers never block on the terminal or the log shipper. Keep the
 /// guard alive until exit: dropping it flushes what is buffered.
 pub fn init_logging() -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    // Buffered: the writer thread flushes whenever it has drained what is
+    // queued, so under load many lines share one write(2) instead of one each.
+    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking(stdout);
     let filter =
         EnvFilter::try_from_env("STREAMGUARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
