@@ -49,6 +49,22 @@ impl MakeRequestId for SequentialIds {
     }
 }
 
+/// A fixed set of labels: hyper accepts any extension method, and each
+/// new label value would be a new series kept forever.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
@@ -70,7 +86,7 @@ async fn access_log(req: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     metrics::counter!(
         "streamguard_http_requests_total",
-        "method" => method.to_string(),
+        "method" => method_label(&method),
         "route" => route.clone(),
         "status" => status.to_string(),
     )

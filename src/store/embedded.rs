@@ -112,8 +112,13 @@ impl StreamStore for EmbeddedStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         let table = self.table.clone();
-        tokio::task::spawn_blocking(move || table.journal().close())
-            .await
-            .map_err(|e| StoreError::unavailable("closing the database", e))
+        // A last sweep first, so leases that ran out are on disk as expired
+        // and a restart does not bring them back with a fresh lease.
+        tokio::task::spawn_blocking(move || {
+            table.sweep();
+            table.journal().close();
+        })
+        .await
+        .map_err(|e| StoreError::unavailable("closing the database", e))
     }
 }

@@ -167,6 +167,11 @@ impl SqliteJournal {
 
 impl Journal for SqliteJournal {
     fn record(&self, user: &UserId, account: &Account) -> u64 {
+        if !self.is_healthy() {
+            // Nothing drains the queue once the writer has failed, and the
+            // answer waiting for this write is a 503 either way.
+            return u64::MAX;
+        }
         let state = (!account.is_idle())
             .then(|| serde_json::to_vec(account).expect("an account always serializes"));
         let mut pending = self.shared.pending.lock().unwrap();

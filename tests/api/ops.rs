@@ -63,6 +63,20 @@ async fn metrics_count_requests_and_decisions_without_account_ids() {
 }
 
 #[tokio::test]
+async fn unknown_methods_share_one_metric_label() {
+    let app = app(&[]).await;
+    let odd = axum::http::Method::from_bytes(b"FROBNICATE").unwrap();
+    app.call(odd, "/streams")
+        .user("u")
+        .send()
+        .await
+        .problem(405, "method-not-allowed");
+    let text = app.get("/metrics").send().await.text;
+    assert!(text.contains(r#"method="other""#), "{text}");
+    assert!(!text.contains("FROBNICATE"));
+}
+
+#[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let app = app(&[]).await;
     let doc: Value = app.get("/openapi.json").send().await.json();

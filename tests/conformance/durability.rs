@@ -88,3 +88,34 @@ async fn init_is_idempotent() {
     store::init(&url).await.unwrap();
     assert!(dir.path().join("new").is_dir());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_ran_out_before_shutdown_stays_ended_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::File(dir.path().to_path_buf());
+    let p = policy(1, OnLimit::Reject);
+    let clock = start_clock();
+    let u = user("ran-out");
+    let sid = StreamId::parse("gone").unwrap();
+
+    let store = store::connect(&url, p, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    store
+        .start(&u, StartRequest::new(sid.clone()))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(91));
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = store::connect(&url, p, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.heartbeat(&u, &sid).await.unwrap(),
+        HeartbeatDecision::Ended(EndReason::Expired),
+        "the shutdown recorded the expiry; the restart does not revive it"
+    );
+    store.close().await.unwrap();
+}
