@@ -116,6 +116,14 @@ impl Account {
         }
     }
 
+    /// Whether `now` has ended a lease or outlived a tombstone, i.e. whether
+    /// [`Account::expire`] would change anything.
+    pub fn has_lapsed(&self, now: Timestamp, policy: &Policy) -> bool {
+        let keep_for = policy.tombstone_ttl();
+        self.live.iter().any(|s| !s.is_live(now))
+            || self.ended.iter().any(|t| now >= t.ended_at + keep_for)
+    }
+
     /// True when nothing here is worth keeping: the account can be forgotten.
     pub fn is_idle(&self) -> bool {
         self.limit.is_none() && self.live.is_empty() && self.ended.is_empty()

@@ -572,6 +572,13 @@ mod tests {
                 seed ^= seed << 17;
                 let id = sid(&format!("s{}", seed % 7));
                 now = now + Duration::from_secs(seed % 40);
+                let mut probe = acc.clone();
+                probe.expire(now, &p);
+                assert_eq!(
+                    acc.has_lapsed(now, &p),
+                    probe != acc,
+                    "has_lapsed agrees with expire"
+                );
                 match (seed >> 8) % 6 {
                     0 | 1 => {
                         let req = StartRequest {

@@ -43,6 +43,9 @@ enum Change {
     Recorded,
 }
 
+/// Shards of the account map: many, so a shard's lock guards few accounts.
+const SHARDS: usize = 256;
+
 pub(crate) struct AccountTable<J> {
     accounts: DashMap<UserId, Entry>,
     policy: Policy,
@@ -60,7 +63,7 @@ pub(crate) struct Applied<R> {
 impl<J: Journal> AccountTable<J> {
     pub fn new(policy: Policy, clock: Arc<dyn Clock>, journal: J) -> Self {
         Self {
-            accounts: DashMap::new(),
+            accounts: DashMap::with_shard_amount(SHARDS),
             policy,
             clock,
             journal,
@@ -147,17 +150,29 @@ impl<J: Journal> AccountTable<J> {
 
     /// Expires leases and forgets old tombstones in every account, dropping
     /// accounts left with nothing. Returns how many accounts remain.
+    ///
+    /// It first finds the accounts with something to do, holding each
+    /// shard's read lock only while it looks, then fixes them one at a time,
+    /// so decisions never wait long behind a sweep.
     pub fn sweep(&self) -> usize {
         let now = self.clock.now();
-        self.accounts.retain(|user, entry| {
-            let tombstones = entry.account.ended.len();
-            let expired = entry.account.expire(now, &self.policy);
-            telemetry::record_decision("expired", expired);
-            if expired > 0 || entry.account.ended.len() != tombstones {
-                entry.lsn = self.journal.record(user, &entry.account);
+        let stale: Vec<UserId> = self
+            .accounts
+            .iter()
+            .filter(|e| e.account.is_idle() || e.account.has_lapsed(now, &self.policy))
+            .map(|e| e.key().clone())
+            .collect();
+        for user in stale {
+            if let Some(mut entry) = self.accounts.get_mut(&user) {
+                let tombstones = entry.account.ended.len();
+                let expired = entry.account.expire(now, &self.policy);
+                telemetry::record_decision("expired", expired);
+                if expired > 0 || entry.account.ended.len() != tombstones {
+                    entry.lsn = self.journal.record(&user, &entry.account);
+                }
             }
-            !entry.account.is_idle()
-        });
+            self.accounts.remove_if(&user, |_, e| e.account.is_idle());
+        }
         self.accounts.len()
     }
 
