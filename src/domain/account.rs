@@ -102,12 +102,14 @@ impl Account {
 
     /// The account as seen at `now`, without changing it.
     pub fn view(&self, now: Timestamp, policy: &Policy) -> AccountView {
-        let mut live: Vec<Lease> = self
-            .live
-            .iter()
-            .filter(|s| s.is_live(now))
-            .cloned()
-            .collect();
+        let mut live = if self.has_lapsed(now, policy) {
+            // What the next decision will find, expiry and limit applied.
+            let mut settled = self.clone();
+            settled.expire(now, policy);
+            settled.live
+        } else {
+            self.live.clone()
+        };
         live.sort_by_key(Lease::age_key);
         AccountView {
             limit: self.limit(policy),
@@ -116,12 +118,14 @@ impl Account {
         }
     }
 
-    /// Whether `now` has ended a lease or outlived a tombstone, i.e. whether
-    /// [`Account::expire`] would change anything.
+    /// Whether `now` has ended a lease or outlived a tombstone, or the
+    /// account is over its limit, i.e. whether [`Account::expire`] would
+    /// change anything.
     pub fn has_lapsed(&self, now: Timestamp, policy: &Policy) -> bool {
         let keep_for = policy.tombstone_ttl();
         self.live.iter().any(|s| !s.is_live(now))
             || self.ended.iter().any(|t| now >= t.ended_at + keep_for)
+            || self.live.len() > self.limit(policy).get() as usize
     }
 
     /// True when nothing here is worth keeping: the account can be forgotten.

@@ -74,8 +74,11 @@ pub enum HeartbeatDecision {
 }
 
 impl Account {
-    /// Turns leases that ran out by `now` into `expired` tombstones and drops
-    /// tombstones past retention. Returns how many leases expired.
+    /// Applies what `now` and the policy already imply: leases that ran out
+    /// become `expired` tombstones, tombstones past retention go, and if the
+    /// account holds more live streams than its limit (a lowered
+    /// `--default-limit`), the excess is revoked as [`Account::set_limit`]
+    /// would. Returns how many leases expired.
     pub fn expire(&mut self, now: Timestamp, policy: &Policy) -> usize {
         let before = self.live.len();
         let mut i = 0;
@@ -88,9 +91,11 @@ impl Account {
                 self.bury(lease.id, EndReason::Expired, ended_at);
             }
         }
+        let expired = before - self.live.len();
         let keep_for = policy.tombstone_ttl();
         self.ended.retain(|t| now < t.ended_at + keep_for);
-        before - self.live.len()
+        self.trim(now, policy);
+        expired
     }
 
     /// Decides a start. Only a grant changes the account.
@@ -215,6 +220,12 @@ impl Account {
     ) -> Vec<StreamId> {
         self.expire(now, policy);
         self.limit = limit;
+        self.trim(now, policy)
+    }
+
+    /// Revokes live streams above the limit in force: the newest under
+    /// `reject` (who came last yields), the oldest under `evict-oldest`.
+    fn trim(&mut self, now: Timestamp, policy: &Policy) -> Vec<StreamId> {
         let allowed = self.limit(policy).get() as usize;
         let mut revoked = Vec::new();
         while self.live.len() > allowed {
@@ -544,6 +555,26 @@ mod tests {
             acc.set_limit(Some(Limit::new(2).unwrap()), at(1), &p),
             vec![sid("a")]
         );
+    }
+
+    #[test]
+    fn a_lowered_default_limit_is_enforced_at_the_next_decision() {
+        let three = policy(3, OnLimit::Reject);
+        let two = policy(2, OnLimit::Reject);
+        let mut acc = Account::default();
+        for id in ["a", "b", "c"] {
+            granted(start(&mut acc, id, T0, &three));
+        }
+        assert_eq!(
+            acc.view(at(1), &two).live.len(),
+            2,
+            "reads see the limit at once"
+        );
+        assert_eq!(
+            acc.heartbeat(&sid("c"), at(1), &two),
+            HeartbeatDecision::Ended(EndReason::Revoked)
+        );
+        assert_eq!(live_ids(&acc, at(1), &two), vec!["a", "b"]);
     }
 
     #[test]

@@ -163,13 +163,12 @@ impl<J: Journal> AccountTable<J> {
             .map(|e| e.key().clone())
             .collect();
         for user in stale {
-            if let Some(mut entry) = self.accounts.get_mut(&user) {
-                let tombstones = entry.account.ended.len();
+            if let Some(mut entry) = self.accounts.get_mut(&user)
+                && entry.account.has_lapsed(now, &self.policy)
+            {
                 let expired = entry.account.expire(now, &self.policy);
                 telemetry::record_decision("expired", expired);
-                if expired > 0 || entry.account.ended.len() != tombstones {
-                    entry.lsn = self.journal.record(&user, &entry.account);
-                }
+                entry.lsn = self.journal.record(&user, &entry.account);
             }
             self.accounts.remove_if(&user, |_, e| e.account.is_idle());
         }
@@ -218,10 +217,11 @@ impl<J: Journal> AccountTable<J> {
         op: impl FnOnce(&mut Account, Timestamp, &Policy) -> (R, Change),
     ) -> Applied<R> {
         let now = self.clock.now();
+        let lapsed = entry.account.has_lapsed(now, &self.policy);
         let expired = entry.account.expire(now, &self.policy);
         telemetry::record_decision("expired", expired);
         let (value, change) = op(&mut entry.account, now, &self.policy);
-        if change == Change::Recorded || expired > 0 {
+        if change == Change::Recorded || lapsed {
             entry.lsn = self.journal.record(user, &entry.account);
         }
         Applied {

@@ -119,3 +119,48 @@ async fn a_lease_that_ran_out_before_shutdown_stays_ended_after_restart() {
     );
     store.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_lower_default_limit_revokes_the_excess() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::File(dir.path().to_path_buf());
+    let clock = start_clock();
+    let u = user("downgraded");
+    let sid = |s: &str| StreamId::parse(s).unwrap();
+
+    let store = store::connect(
+        &url,
+        policy(3, OnLimit::EvictOldest),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    for id in ["a", "b", "c"] {
+        store.start(&u, StartRequest::new(sid(id))).await.unwrap();
+        clock.advance(Duration::from_millis(1));
+    }
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = store::connect(
+        &url,
+        policy(2, OnLimit::EvictOldest),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<_> = store
+        .view(&u)
+        .await
+        .unwrap()
+        .live
+        .iter()
+        .map(|s| s.id.to_string())
+        .collect();
+    assert_eq!(ids, ["b", "c"], "the oldest gives way under evict-oldest");
+    assert_eq!(
+        store.heartbeat(&u, &sid("a")).await.unwrap(),
+        HeartbeatDecision::Ended(EndReason::Revoked)
+    );
+    store.close().await.unwrap();
+}

@@ -103,3 +103,34 @@ async fn skewed_instance_clocks_do_not_change_decisions() {
     };
     assert!((renewed.expires_at.as_millis() - (real + 90_000)).abs() < 5_000);
 }
+
+#[tokio::test]
+async fn a_lowered_default_limit_holds_for_accounts_already_over_it() {
+    let url: StoreUrl = format!("{}?prefix={}", shared_url(), unique_prefix("lowered"))
+        .parse()
+        .unwrap();
+    let with_limit = |n| Policy {
+        default_limit: Limit::new(n).unwrap(),
+        lease_ttl: Duration::from_secs(90),
+        on_limit: OnLimit::Reject,
+    };
+    let clock = Arc::new(streamguard::domain::SystemClock);
+    let before = store::connect(&url, with_limit(3), clock.clone())
+        .await
+        .unwrap();
+    let after = store::connect(&url, with_limit(2), clock).await.unwrap();
+    let user = UserId::parse("downgraded").unwrap();
+    let sid = |s: &str| StreamId::parse(s).unwrap();
+    for id in ["a", "b", "c"] {
+        before
+            .start(&user, StartRequest::new(sid(id)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(after.view(&user).await.unwrap().live.len(), 2);
+    assert_eq!(
+        after.heartbeat(&user, &sid("c")).await.unwrap(),
+        HeartbeatDecision::Ended(streamguard::domain::EndReason::Revoked),
+        "the newest stream gives way under reject"
+    );
+}

@@ -73,34 +73,6 @@ local function bury(s, id, reason, at)
   s.ended = kept
 end
 
--- Leases that ran out become 'expired' tombstones; old tombstones go.
--- Returns how many leases expired and whether anything changed. The usual
--- case, nothing to do, allocates nothing.
-local function expire(s, now)
-  local stale = false
-  for _, l in ipairs(s.live) do
-    if now >= l.expires_at then stale = true break end
-  end
-  if not stale then
-    for _, t in ipairs(s.ended) do
-      if now >= t.ended_at + TOMBSTONE_TTL then stale = true break end
-    end
-  end
-  if not stale then return 0, false end
-  local live, expired = {}, {}
-  for _, l in ipairs(s.live) do
-    if now < l.expires_at then live[#live + 1] = l else expired[#expired + 1] = l end
-  end
-  s.live = live
-  for _, l in ipairs(expired) do bury(s, l.id, 'expired', l.expires_at) end
-  local kept = {}
-  for _, t in ipairs(s.ended) do
-    if now < t.ended_at + TOMBSTONE_TTL then kept[#kept + 1] = t end
-  end
-  s.ended = kept
-  return #expired, true
-end
-
 local function older(a, b)
   if a.started_at ~= b.started_at then return a.started_at < b.started_at end
   return a.seq < b.seq
@@ -120,6 +92,53 @@ local function newest_index(s)
     if best == nil or older(s.live[best], l) then best = i end
   end
   return best
+end
+
+-- Revokes live streams above the limit in force: the newest under
+-- 'reject', the oldest under 'evict-oldest'. Mirrors Account::trim.
+local function trim(s, now)
+  local revoked = {}
+  local allowed = limit_of(s)
+  while #s.live > allowed do
+    local victim
+    if ON_LIMIT == 'reject' then victim = newest_index(s) else victim = oldest_index(s) end
+    local l = table.remove(s.live, victim)
+    revoked[#revoked + 1] = l.id
+    bury(s, l.id, 'revoked', now)
+  end
+  return revoked
+end
+
+-- What now and the policy imply: leases that ran out become 'expired'
+-- tombstones, old tombstones go, and streams above the limit (a lowered
+-- default) are revoked. Returns how many leases expired and whether
+-- anything changed. The usual case, nothing to do, allocates nothing.
+local function expire(s, now)
+  local stale = #s.live > limit_of(s)
+  if not stale then
+    for _, l in ipairs(s.live) do
+      if now >= l.expires_at then stale = true break end
+    end
+  end
+  if not stale then
+    for _, t in ipairs(s.ended) do
+      if now >= t.ended_at + TOMBSTONE_TTL then stale = true break end
+    end
+  end
+  if not stale then return 0, false end
+  local live, expired = {}, {}
+  for _, l in ipairs(s.live) do
+    if now < l.expires_at then live[#live + 1] = l else expired[#expired + 1] = l end
+  end
+  s.live = live
+  for _, l in ipairs(expired) do bury(s, l.id, 'expired', l.expires_at) end
+  local kept = {}
+  for _, t in ipairs(s.ended) do
+    if now < t.ended_at + TOMBSTONE_TTL then kept[#kept + 1] = t end
+  end
+  s.ended = kept
+  trim(s, now)
+  return #expired, true
 end
 
 local function sorted_live(s, now)

@@ -1,4 +1,5 @@
 -- Read an account as of now; writes nothing. Mirrors Account::view.
 local now = clock()
 local s = load()
+expire(s, now) -- as the next decision will see it; nothing is written
 return reply({ outcome = 'view', limit = limit_of(s), overridden = s.limit ~= nil, live = sorted_live(s, now) })
