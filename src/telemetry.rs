@@ -7,7 +7,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-use crate::domain::Grant;
+use crate::domain::StartDecision;
 
 /// Seconds buckets for request and store latency.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -63,9 +63,15 @@ pub fn record_decision(outcome: &'static str, n: usize) {
     }
 }
 
-/// Counts a grant and what it ended.
-pub fn record_grant(grant: &Grant) {
-    record_decision("granted", 1);
-    record_decision("evicted", grant.evicted.len());
-    record_decision("replaced", grant.replaced.len());
+/// Counts what a start decided: a grant and what it ended, or a denial.
+pub fn record_start(decision: &StartDecision) {
+    match decision {
+        StartDecision::Granted(grant) => {
+            record_decision("granted", 1);
+            record_decision("evicted", grant.evicted.len());
+            record_decision("replaced", grant.replaced.len());
+        }
+        StartDecision::LimitReached { .. } => record_decision("denied", 1),
+        StartDecision::AlreadyLive { .. } => {}
+    }
 }

@@ -11,6 +11,7 @@ use super::dto::{LimitBody, LimitResponse, LimitSource, StreamDto, StreamsRespon
 use super::extract::{JsonBody, UserPath, UserStreamPath};
 use super::{ApiError, AppState};
 use crate::domain::{EndReason, StreamId};
+use crate::telemetry;
 
 /// Proof that the request carries the admin token. Without a configured
 /// token the admin routes do not exist (404).
@@ -71,9 +72,10 @@ pub async fn revoke(
     State(state): State<AppState>,
     UserStreamPath(user, id): UserStreamPath,
 ) -> Result<StatusCode, ApiError> {
-    state
+    let ended = state
         .call("end", state.store.end(&user, &id, EndReason::Revoked))
         .await?;
+    telemetry::record_decision("revoked", usize::from(ended));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -122,6 +124,7 @@ pub async fn set_limit(
     let revoked = state
         .call("set_limit", state.store.set_limit(&user, Some(limit)))
         .await?;
+    telemetry::record_decision("revoked", revoked.len());
     Ok(Json(LimitResponse {
         user_id: user.to_string(),
         limit: limit.get(),
@@ -144,6 +147,7 @@ pub async fn clear_limit(
     let revoked: Vec<StreamId> = state
         .call("set_limit", state.store.set_limit(&user, None))
         .await?;
+    telemetry::record_decision("revoked", revoked.len());
     if !revoked.is_empty() {
         tracing::info!(
             revoked = revoked.len(),

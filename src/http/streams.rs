@@ -12,6 +12,7 @@ use crate::config::OnStoreError;
 use crate::domain::{
     EndReason, HeartbeatDecision, Lease, StartDecision, StartRequest, StreamId, UserId,
 };
+use crate::telemetry;
 
 /// The calling account's live streams.
 #[utoipa::path(get, path = "/streams", tag = "streams",
@@ -63,6 +64,7 @@ pub async fn start(
         Ok(decision) => decision,
         Err(error) => return unenforced_start(&state, &user, req, error),
     };
+    telemetry::record_start(&decision);
     let dto = |lease: &Lease| StreamDto::new(&user, lease, &state.policy);
     let ids = |ids: Vec<StreamId>| ids.into_iter().map(String::from).collect();
     match decision {
@@ -124,7 +126,12 @@ pub async fn heartbeat(
         .call("heartbeat", state.store.heartbeat(&user, &id))
         .await
     {
-        Ok(decision) => decision,
+        Ok(decision) => {
+            if matches!(decision, HeartbeatDecision::Renewed(_)) {
+                telemetry::record_decision("renewed", 1);
+            }
+            decision
+        }
         Err(error) => {
             let lease = unenforced(&state, "heartbeat", error, StartRequest::new(id))?;
             HeartbeatDecision::Renewed(lease)
@@ -152,9 +159,10 @@ pub async fn stop(
     Identity(user): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<StatusCode, ApiError> {
-    state
+    let ended = state
         .call("end", state.store.end(&user, &id, EndReason::Stopped))
         .await?;
+    telemetry::record_decision("stopped", usize::from(ended));
     Ok(StatusCode::NO_CONTENT)
 }
 

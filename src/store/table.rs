@@ -85,13 +85,8 @@ impl<J: Journal> AccountTable<J> {
         self.update(user, |acc, now, policy| {
             let decision = acc.start(req, now, policy);
             let change = match decision {
-                StartDecision::Granted(ref g) => {
-                    telemetry::record_grant(g);
-                    Change::Recorded
-                }
-                StartDecision::AlreadyLive { .. } => Change::Volatile,
-                StartDecision::LimitReached { .. } => {
-                    telemetry::record_decision("denied", 1);
+                StartDecision::Granted(_) => Change::Recorded,
+                StartDecision::AlreadyLive { .. } | StartDecision::LimitReached { .. } => {
                     Change::Volatile
                 }
             };
@@ -101,20 +96,13 @@ impl<J: Journal> AccountTable<J> {
 
     pub fn heartbeat(&self, user: &UserId, id: &StreamId) -> Applied<HeartbeatDecision> {
         self.update_existing(user, HeartbeatDecision::Unknown, |acc, now, policy| {
-            let decision = acc.heartbeat(id, now, policy);
-            if matches!(decision, HeartbeatDecision::Renewed(_)) {
-                telemetry::record_decision("renewed", 1);
-            }
-            (decision, Change::Volatile)
+            (acc.heartbeat(id, now, policy), Change::Volatile)
         })
     }
 
     pub fn end(&self, user: &UserId, id: &StreamId, reason: EndReason) -> Applied<bool> {
         self.update_existing(user, false, |acc, now, policy| {
             let ended = acc.end(id, reason, now, policy);
-            if ended {
-                telemetry::record_decision(reason.as_str(), 1);
-            }
             (
                 ended,
                 if ended {
@@ -128,9 +116,7 @@ impl<J: Journal> AccountTable<J> {
 
     pub fn set_limit(&self, user: &UserId, limit: Option<Limit>) -> Applied<Vec<StreamId>> {
         self.update(user, |acc, now, policy| {
-            let revoked = acc.set_limit(limit, now, policy);
-            telemetry::record_decision("revoked", revoked.len());
-            (revoked, Change::Recorded)
+            (acc.set_limit(limit, now, policy), Change::Recorded)
         })
     }
 

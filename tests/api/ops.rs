@@ -43,8 +43,22 @@ async fn request_ids_are_taken_or_made_and_returned() {
 #[tokio::test]
 async fn metrics_count_requests_and_decisions_without_account_ids() {
     let app = app(&["--default-limit", "1"]).await;
-    app.post("/streams").user("secret-account-42").send().await;
-    app.post("/streams").user("secret-account-42").send().await;
+    let start = |id: &'static str| {
+        app.post("/streams")
+            .user("secret-account-42")
+            .json(serde_json::json!({ "stream_id": id }))
+            .send()
+    };
+    start("s1").await;
+    start("s2").await;
+    app.post("/streams/s1/heartbeat")
+        .user("secret-account-42")
+        .send()
+        .await;
+    app.delete("/streams/s1")
+        .user("secret-account-42")
+        .send()
+        .await;
     let reply = app.get("/metrics").send().await;
     assert_eq!(reply.status, 200);
     let text = reply.text;
@@ -55,6 +69,8 @@ async fn metrics_count_requests_and_decisions_without_account_ids() {
         "streamguard_http_request_duration_seconds_bucket",
         r#"streamguard_decisions_total{outcome="granted"}"#,
         r#"streamguard_decisions_total{outcome="denied"}"#,
+        r#"streamguard_decisions_total{outcome="renewed"}"#,
+        r#"streamguard_decisions_total{outcome="stopped"}"#,
         "streamguard_store_call_duration_seconds_bucket",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");

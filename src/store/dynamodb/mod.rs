@@ -266,11 +266,6 @@ impl StreamStore for DynamoDbStore {
                 (decision, granted)
             })
             .await?;
-        match &decision {
-            StartDecision::Granted(grant) => telemetry::record_grant(grant),
-            StartDecision::LimitReached { .. } => telemetry::record_decision("denied", 1),
-            StartDecision::AlreadyLive { .. } => {}
-        }
         Ok(decision)
     }
 
@@ -287,9 +282,6 @@ impl StreamStore for DynamoDbStore {
                 (decision, renewed)
             })
             .await?;
-        if matches!(decision, HeartbeatDecision::Renewed(_)) {
-            telemetry::record_decision("renewed", 1);
-        }
         Ok(decision)
     }
 
@@ -306,9 +298,6 @@ impl StreamStore for DynamoDbStore {
                 (ended, ended)
             })
             .await?;
-        if ended {
-            telemetry::record_decision(reason.as_str(), 1);
-        }
         Ok(ended)
     }
 
@@ -336,7 +325,6 @@ impl StreamStore for DynamoDbStore {
                 (revoked, changed)
             })
             .await?;
-        telemetry::record_decision("revoked", revoked.len());
         Ok(revoked)
     }
 

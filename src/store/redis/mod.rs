@@ -140,17 +140,13 @@ impl StreamStore for RedisStore {
                 active,
                 limit,
                 ..
-            } => {
-                let grant = Grant {
-                    stream,
-                    evicted: evicted.0,
-                    replaced: replaced.0,
-                    active,
-                    limit,
-                };
-                telemetry::record_grant(&grant);
-                StartDecision::Granted(grant)
-            }
+            } => StartDecision::Granted(Grant {
+                stream,
+                evicted: evicted.0,
+                replaced: replaced.0,
+                active,
+                limit,
+            }),
             Reply::AlreadyLive {
                 stream,
                 active,
@@ -161,13 +157,10 @@ impl StreamStore for RedisStore {
                 active,
                 limit,
             },
-            Reply::LimitReached { limit, live, .. } => {
-                telemetry::record_decision("denied", 1);
-                StartDecision::LimitReached {
-                    limit,
-                    live: live.0,
-                }
-            }
+            Reply::LimitReached { limit, live, .. } => StartDecision::LimitReached {
+                limit,
+                live: live.0,
+            },
             other => return Err(unexpected("start", other)),
         };
         Ok(decision)
@@ -188,10 +181,7 @@ impl StreamStore for RedisStore {
             )
             .await?;
         match reply {
-            Reply::Renewed { stream, .. } => {
-                telemetry::record_decision("renewed", 1);
-                Ok(HeartbeatDecision::Renewed(stream))
-            }
+            Reply::Renewed { stream, .. } => Ok(HeartbeatDecision::Renewed(stream)),
             Reply::Ended { reason, .. } => Ok(HeartbeatDecision::Ended(reason)),
             Reply::Unknown { .. } => Ok(HeartbeatDecision::Unknown),
             other => Err(unexpected("heartbeat", other)),
@@ -207,12 +197,7 @@ impl StreamStore for RedisStore {
     ) -> Result<bool, StoreError> {
         let args = [stream.as_str(), reason.as_str()];
         match self.run("end", &self.scripts.end, user, &args).await? {
-            Reply::EndedStream { ended, .. } => {
-                if ended {
-                    telemetry::record_decision(reason.as_str(), 1);
-                }
-                Ok(ended)
-            }
+            Reply::EndedStream { ended, .. } => Ok(ended),
             other => Err(unexpected("end", other)),
         }
     }
@@ -244,10 +229,7 @@ impl StreamStore for RedisStore {
             .run("set_limit", &self.scripts.set_limit, user, &[&limit])
             .await?
         {
-            Reply::LimitSet { revoked, .. } => {
-                telemetry::record_decision("revoked", revoked.0.len());
-                Ok(revoked.0)
-            }
+            Reply::LimitSet { revoked, .. } => Ok(revoked.0),
             other => Err(unexpected("set_limit", other)),
         }
     }
