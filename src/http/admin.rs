@@ -94,11 +94,7 @@ pub async fn get_limit(
     Ok(Json(LimitResponse {
         user_id: user.to_string(),
         limit: view.limit.get(),
-        source: if view.overridden {
-            LimitSource::Override
-        } else {
-            LimitSource::Default
-        },
+        source: view.source.into(),
         revoked: Vec::new(),
     }))
 }
