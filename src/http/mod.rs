@@ -14,6 +14,7 @@ use crate::domain::{Clock, Policy};
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
+mod bearer;
 pub mod dto;
 mod error;
 mod extract;
