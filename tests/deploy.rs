@@ -154,3 +154,48 @@ fn collect_references(v: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[test]
+fn the_api_defaults_to_verified_jwt_identity() {
+    let t = template();
+    let auth = &t["Parameters"]["AuthMode"];
+    assert_eq!(auth["Default"], "jwt", "internet-facing: never header mode by default");
+    let allowed: Vec<&str> = auth["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(allowed, ["jwt", "header"]);
+    for parameter in ["JwtJwksUrl", "JwtIssuer", "JwtAudience", "JwtLimitClaim"] {
+        assert!(t["Parameters"].get(parameter).is_some(), "{parameter}");
+        assert!(README.contains(parameter), "the README describes {parameter}");
+    }
+
+    let env = &resource(&t, "StreamguardFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(tagged(&env["STREAMGUARD_AUTH"], "!Ref").unwrap(), "AuthMode");
+    let jwks = tagged(&env["STREAMGUARD_JWT_JWKS"], "!If").expect("JWKS set in jwt mode");
+    assert_eq!(jwks[0], "IsJwt");
+    assert_eq!(tagged(&jwks[1], "!Ref").unwrap(), "JwtJwksUrl");
+
+    // Deploying in jwt mode without keys is refused before anything runs.
+    let rule = &t["Rules"]["JwtNeedsKeys"];
+    let condition = tagged(&rule["RuleCondition"], "!Equals").unwrap();
+    assert_eq!(tagged(&condition[0], "!Ref").unwrap(), "AuthMode");
+    assert_eq!(condition[1], "jwt");
+    let assertion = tagged(&rule["Assertions"][0]["Assert"], "!Not").unwrap();
+    let empty = tagged(&assertion[0], "!Equals").unwrap();
+    assert_eq!(tagged(&empty[0], "!Ref").unwrap(), "JwtJwksUrl");
+
+    // Every condition an !If names is defined.
+    let conditions = t["Conditions"].as_mapping().unwrap();
+    for (name, value) in env.as_mapping().unwrap() {
+        if let Some(branches) = tagged(value, "!If") {
+            let condition = branches[0].as_str().unwrap();
+            assert!(
+                conditions.contains_key(condition),
+                "{name:?} uses undefined condition {condition}"
+            );
+        }
+    }
+}
