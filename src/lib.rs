@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 pub mod config;
 pub mod domain;
+pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
