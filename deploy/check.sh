@@ -6,13 +6,14 @@
 #   them as recording rules, Grafana's variables filled in);
 # - the systemd unit: `systemd-analyze verify` with no warning at all, and
 #   `systemd-analyze security` exposure at most 2.0 (both offline, against
-#   a copy of the unit whose ExecStart points at BINARY).
+#   a copy of the unit whose ExecStart points at BINARY), and BINARY run
+#   under strace stays inside the unit's sandbox (systemd/check-sandbox.sh).
 # Metric names are checked against the code by tests/deploy.rs; the
 # container image by deploy/docker/test-image.sh.
 #
 # Usage: deploy/check.sh [BINARY]   (default target/debug/streamguard)
 # Needs promtool (apt-get install -y prometheus), systemd-analyze
-# (apt-get install -y systemd) and python3; fails when one is missing.
+# (apt-get install -y systemd), strace and python3; fails when one is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,3 +62,4 @@ security=$(systemd-analyze security --offline=yes --threshold=20 "$work/streamgu
     fail "systemd-analyze security: exposure above 2.0:
 $security"
 echo "$security" | grep 'Overall exposure level'
+deploy/systemd/check-sandbox.sh "$bin"

@@ -15,8 +15,9 @@
 #
 # Usage: deploy/docker/test-image.sh [BINARY]
 #   BINARY built with `--features full` (default target/release/streamguard).
-# Needs root, buildah (apt-get install -y buildah), curl and ss. Leaves
-# nothing behind: images and containers live in a temporary storage root.
+# Needs root, buildah (apt-get install -y buildah), curl and ss. Images and
+# containers live in a temporary storage root, removed at exit (buildah
+# itself keeps a small blob-info cache in /var/lib/containers/cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
