@@ -18,7 +18,11 @@ use streamguard::grant::GrantSigner;
 const NOW: i64 = 1_800_000_000;
 
 fn key(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn tokens(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, n: usize) -> Vec<String> {
@@ -84,10 +88,34 @@ fn main() {
     println!("{:<40} {:>10}", "operation", "µs/call");
     let hs = EncodingKey::from_secret(secret).unwrap();
     for (name, alg, key, kid, n) in [
-        ("verify HS256 (cache miss)", Algorithm::HS256, &hs, None, 20_000),
-        ("verify ES256 (cache miss)", Algorithm::ES256, &p256, Some("p256"), 2_000),
-        ("verify EdDSA (cache miss)", Algorithm::EdDSA, &ed, Some("ed"), 2_000),
-        ("verify RS256 (cache miss)", Algorithm::RS256, &rsa, Some("rsa"), 2_000),
+        (
+            "verify HS256 (cache miss)",
+            Algorithm::HS256,
+            &hs,
+            None,
+            20_000,
+        ),
+        (
+            "verify ES256 (cache miss)",
+            Algorithm::ES256,
+            &p256,
+            Some("p256"),
+            2_000,
+        ),
+        (
+            "verify EdDSA (cache miss)",
+            Algorithm::EdDSA,
+            &ed,
+            Some("ed"),
+            2_000,
+        ),
+        (
+            "verify RS256 (cache miss)",
+            Algorithm::RS256,
+            &rsa,
+            Some("rsa"),
+            2_000,
+        ),
     ] {
         // Each pass needs tokens the cache has not seen.
         let all = tokens(alg, key, kid, 3 * n);
@@ -112,8 +140,11 @@ fn main() {
         expires_at: now + Duration::from_secs(90),
         seq: 0,
     };
-    for (name, pem) in [("grant-ed25519.pem", "sign grant EdDSA"), ("grant-p256.pem", "sign grant ES256")]
-        .map(|(file, name)| (name, key(file)))
+    for (name, pem) in [
+        ("grant-ed25519.pem", "sign grant EdDSA"),
+        ("grant-p256.pem", "sign grant ES256"),
+    ]
+    .map(|(file, name)| (name, key(file)))
     {
         let signer = GrantSigner::from_pem(&pem).unwrap();
         let n: Vec<()> = vec![(); 5_000];

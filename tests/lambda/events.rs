@@ -33,9 +33,7 @@ async fn handler_with(
     Future: Send,
 > + Clone {
     let base = ["streamguard", "--store", "memory", "--default-limit", "1"];
-    let config = Cli::try_parse_from(base.iter().chain(args))
-        .unwrap()
-        .config;
+    let config = Cli::try_parse_from(base.iter().chain(args)).unwrap().config;
     let clock = ManualClock::new(Timestamp::from_millis(1_795_770_000_000));
     let state = streamguard::app_state(&config, Arc::new(clock))
         .await
@@ -117,7 +115,10 @@ async fn jwt_identity_works_in_lambda_too() {
     .await;
     let (status, headers, body) = send(&handler, fixtures::V2_JWT_START).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["stream"]["user_id"], "alice", "the token's sub, not X-ID");
+    assert_eq!(
+        body["stream"]["user_id"], "alice",
+        "the token's sub, not X-ID"
+    );
     assert_eq!(body["limit"], 2, "the plan claim, over the default of 1");
     assert_eq!(headers["location"], "/prod/streams/tablet-1");
 
@@ -129,5 +130,8 @@ async fn jwt_identity_works_in_lambda_too() {
     let forged = fixtures::V2_JWT_START.replace("Bearer eyJ", "Bearer eyK");
     let (status, headers, _) = send(&handler, &forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(headers["www-authenticate"], "Bearer error=\"invalid_token\"");
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
 }
