@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod console;
 mod ops;
 mod server;
 mod store_failure;

@@ -103,6 +103,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
+        ("/admin/metrics", "get"),
         ("/openapi.json", "get"),
         ("/streams", "get"),
         ("/streams", "post"),
