@@ -68,7 +68,7 @@ export function lineChart(container, { series, unit = '', windowMs = 120_000, no
 function niceCeiling(max) {
   if (max <= 0) return 1;
   const magnitude = 10 ** Math.floor(Math.log10(max));
-  for (const step of [1, 2, 2.5, 5, 10]) {
+  for (const step of [1, 2, 5, 10]) {
     if (step * magnitude >= max) return step * magnitude;
   }
   return 10 * magnitude;
