@@ -120,6 +120,6 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path}"
         );
     }
-    assert_eq!(paths.len(), 11, "no undocumented or stale paths");
+    assert_eq!(paths.len(), 12, "no undocumented or stale paths");
     assert!(doc["components"]["schemas"]["StartResponse"].is_object());
 }
