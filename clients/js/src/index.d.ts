@@ -68,8 +68,12 @@ export interface SessionEvents {
   retry: RetryDetail;
   /** Playback must stop. */
   ended: { reason: EndReason };
-  /** A heartbeat failed in a way retrying cannot fix; `ended` follows. */
-  error: StreamguardError;
+  /**
+   * A heartbeat failed: the token callback threw (the loop tries again at
+   * the next beat), or the answer was one retrying cannot fix (a
+   * StreamguardError; `ended` with reason `error` follows).
+   */
+  error: Error;
 }
 
 export interface ClientEvents {

@@ -361,7 +361,12 @@ export class Session extends Emitter {
         signal: this.#abort.signal,
       });
     } catch (error) {
-      if (!this.ended) this.emit('error', error);
+      // Only the token callback can fail here (answers 503/429 and network
+      // errors are retried inside request()): try again at the next beat.
+      // If that never works, the lease expires and a later answer says so.
+      if (this.ended) return;
+      this.emit('error', error);
+      this.#schedule();
       return;
     } finally {
       offRetry();
