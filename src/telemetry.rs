@@ -72,6 +72,6 @@ pub fn record_start(decision: &StartDecision) {
             record_decision("replaced", grant.replaced.len());
         }
         StartDecision::LimitReached { .. } => record_decision("denied", 1),
-        StartDecision::AlreadyLive { .. } => {}
+        StartDecision::AlreadyLive { .. } | StartDecision::StreamIdConflict => {}
     }
 }

@@ -72,9 +72,14 @@ pub struct Tombstone {
 /// One account's whole state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    /// Per-account override of the default limit.
+    /// Per-account override of the default limit (admin API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
+    /// The limit the account's plan grants, as the last start's identity
+    /// token claimed it (`--jwt-limit-claim`); below an override, above the
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Limit>,
     /// Leases in grant order. May hold expired leases until the next decision.
     #[serde(default)]
     pub live: Vec<Lease>,
@@ -84,20 +89,42 @@ pub struct Account {
     pub next_seq: u64,
 }
 
+/// Where an account's limit comes from, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitSource {
+    /// Set for this account through the admin API.
+    Override,
+    /// The plan's limit from the identity token (`--jwt-limit-claim`).
+    Claim,
+    /// The service's `--default-limit`.
+    Default,
+}
+
 /// A read-only picture of an account at one instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountView {
     pub limit: Limit,
-    /// Whether `limit` comes from a per-account override.
-    pub overridden: bool,
+    /// Where `limit` comes from.
+    pub source: LimitSource,
     /// Live leases, oldest first.
     pub live: Vec<Lease>,
 }
 
 impl Account {
-    /// The limit in force for this account.
+    /// The limit in force for this account: an admin override wins over
+    /// the plan's claim, which wins over the default.
     pub fn limit(&self, policy: &Policy) -> Limit {
-        self.limit.unwrap_or(policy.default_limit)
+        self.limit.or(self.plan).unwrap_or(policy.default_limit)
+    }
+
+    /// Where [`Account::limit`] comes from.
+    pub fn limit_source(&self) -> LimitSource {
+        match (self.limit, self.plan) {
+            (Some(_), _) => LimitSource::Override,
+            (None, Some(_)) => LimitSource::Claim,
+            (None, None) => LimitSource::Default,
+        }
     }
 
     /// The account as seen at `now`, without changing it.
@@ -113,7 +140,7 @@ impl Account {
         live.sort_by_key(Lease::age_key);
         AccountView {
             limit: self.limit(policy),
-            overridden: self.limit.is_some(),
+            source: self.limit_source(),
             live,
         }
     }

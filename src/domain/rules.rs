@@ -23,6 +23,9 @@ pub struct StartRequest {
     pub content_id: Option<ContentId>,
     /// Streams of the same account to end in the same step ("stop the TV").
     pub terminate: Vec<StreamId>,
+    /// The account's limit as the caller's identity token states it
+    /// (`--jwt-limit-claim`); recorded as the account's plan.
+    pub plan: Option<Limit>,
 }
 
 impl StartRequest {
@@ -32,6 +35,7 @@ impl StartRequest {
             device_id: None,
             content_id: None,
             terminate: Vec::new(),
+            plan: None,
         }
     }
 }
@@ -61,6 +65,10 @@ pub enum StartDecision {
     },
     /// The account is full; nothing changed.
     LimitReached { limit: Limit, live: Vec<Lease> },
+    /// The named stream is live on another device: a lease belongs to the
+    /// device that got it, so this is neither a retry nor a grant. Nothing
+    /// changed.
+    StreamIdConflict,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,12 +106,19 @@ impl Account {
         expired
     }
 
-    /// Decides a start. Only a grant changes the account.
+    /// Decides a start. Only a grant changes the account's streams; a plan
+    /// limit in the request is recorded whatever the decision.
     pub fn start(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
+        if req.plan.is_some() {
+            self.plan = req.plan;
+        }
         self.expire(now, policy);
         let limit = self.limit(policy);
 
         if let Some(stream) = self.live.iter().find(|s| s.id == req.stream_id) {
+            if stream.device_id != req.device_id {
+                return StartDecision::StreamIdConflict;
+            }
             return StartDecision::AlreadyLive {
                 stream: stream.clone(),
                 active: self.live.len(),

@@ -3,10 +3,11 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use subtle::ConstantTimeEq;
 
+use super::bearer::{Bearer, bearer};
 use super::dto::{LimitBody, LimitResponse, LimitSource, StreamDto, StreamsResponse};
 use super::extract::{JsonBody, UserPath, UserStreamPath};
 use super::{ApiError, AppState};
@@ -22,12 +23,9 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let expected = state.admin_token.as_ref().ok_or(ApiError::RouteNotFound)?;
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::MissingAdminToken)?;
+        let Bearer::Token(presented) = bearer(&parts.headers) else {
+            return Err(ApiError::MissingAdminToken);
+        };
         if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
             Ok(Admin)
         } else {
@@ -94,11 +92,7 @@ pub async fn get_limit(
     Ok(Json(LimitResponse {
         user_id: user.to_string(),
         limit: view.limit.get(),
-        source: if view.overridden {
-            LimitSource::Override
-        } else {
-            LimitSource::Default
-        },
+        source: view.source.into(),
         revoked: Vec::new(),
     }))
 }

@@ -81,6 +81,7 @@ impl StartBody {
                 .into_iter()
                 .map(|s| field("terminate", StreamId::try_from(s)))
                 .collect::<Result<_, _>>()?,
+            plan: None,
         })
     }
 }
@@ -139,8 +140,21 @@ impl LimitBody {
 pub enum LimitSource {
     /// Set for this account through the admin API.
     Override,
+    /// The plan's limit from the account's identity token (`--jwt-limit-claim`).
+    Claim,
     /// The service's `--default-limit`.
     Default,
+}
+
+impl From<crate::domain::LimitSource> for LimitSource {
+    fn from(source: crate::domain::LimitSource) -> Self {
+        use crate::domain::LimitSource as Domain;
+        match source {
+            Domain::Override => LimitSource::Override,
+            Domain::Claim => LimitSource::Claim,
+            Domain::Default => LimitSource::Default,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

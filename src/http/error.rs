@@ -33,6 +33,8 @@ pub enum ApiError {
         active: usize,
         streams: Vec<StreamDto>,
     },
+    /// A start named a stream that is live on another device.
+    StreamIdConflict,
     StreamEnded(EndReason),
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -81,6 +83,11 @@ impl ApiError {
                 "stream-limit-reached",
                 "Stream limit reached",
             ),
+            StreamIdConflict => (
+                StatusCode::CONFLICT,
+                "stream-id-conflict",
+                "Stream id in use by another device",
+            ),
             StreamEnded(_) => (StatusCode::GONE, "stream-ended", "Stream has ended"),
             PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -113,6 +120,9 @@ impl ApiError {
             LimitReached { limit, active, .. } => format!(
                 "the account already watches {active} of {limit} allowed streams; stop one to start another"
             ),
+            StreamIdConflict => {
+                "this stream id is live on another device; start with a new stream id".into()
+            }
             StreamEnded(reason) => format!("the stream ended ({}); stop playback", reason.as_str()),
             PayloadTooLarge => "the body is larger than 16 KiB".into(),
             UnsupportedMediaType => "send Content-Type: application/json".into(),

@@ -14,6 +14,7 @@ use crate::domain::{Clock, Policy};
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
+mod bearer;
 mod console;
 pub mod dto;
 mod error;

@@ -45,7 +45,7 @@ pub async fn list(
         (status = 200, description = "The named stream is already live (idempotent retry)", body = StartResponse),
         (status = 400, body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "stream-limit-reached, with limit, active and streams", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stream-limit-reached, with limit, active and streams; or stream-id-conflict", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -96,6 +96,7 @@ pub async fn start(
             active: live.len(),
             streams: StreamDto::list(&user, &live, &state.policy),
         }),
+        StartDecision::StreamIdConflict => Err(ApiError::StreamIdConflict),
     }
 }
 

@@ -83,12 +83,13 @@ impl<J: Journal> AccountTable<J> {
 
     pub fn start(&self, user: &UserId, req: StartRequest) -> Applied<StartDecision> {
         self.update(user, |acc, now, policy| {
+            let plan_before = acc.plan;
             let decision = acc.start(req, now, policy);
-            let change = match decision {
-                StartDecision::Granted(_) => Change::Recorded,
-                StartDecision::AlreadyLive { .. } | StartDecision::LimitReached { .. } => {
-                    Change::Volatile
-                }
+            let change = if matches!(decision, StartDecision::Granted(_)) || acc.plan != plan_before
+            {
+                Change::Recorded
+            } else {
+                Change::Volatile
             };
             (decision, change)
         })

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use streamguard::domain::{
-    DeviceId, EndReason, HeartbeatDecision, Limit, OnLimit, StartDecision, StartRequest, StreamId,
-    UserId,
+    DeviceId, EndReason, HeartbeatDecision, Limit, LimitSource, OnLimit, StartDecision,
+    StartRequest, StreamId, UserId,
 };
 
 use crate::harness::{Make, policy};
@@ -296,7 +296,7 @@ pub async fn a_limit_override_applies_and_clears(make: Make) {
             .is_empty()
     );
     let view = h.store.view(&u).await.unwrap();
-    assert_eq!((view.limit.get(), view.overridden), (2, true));
+    assert_eq!((view.limit.get(), view.source), (2, LimitSource::Override));
     granted(h.store.start(&u, req("a")).await.unwrap());
     granted(h.store.start(&u, req("b")).await.unwrap());
     assert!(matches!(
@@ -310,7 +310,7 @@ pub async fn a_limit_override_applies_and_clears(make: Make) {
         "back to 1: the newest goes under reject"
     );
     let view = h.store.view(&u).await.unwrap();
-    assert_eq!((view.limit.get(), view.overridden), (1, false));
+    assert_eq!((view.limit.get(), view.source), (1, LimitSource::Default));
     assert_eq!(
         h.store.heartbeat(&u, &sid("b")).await.unwrap(),
         HeartbeatDecision::Ended(EndReason::Revoked)
@@ -358,6 +358,68 @@ pub async fn an_unknown_account_reads_as_empty(make: Make) {
     let u = user("nobody");
     let view = h.store.view(&u).await.unwrap();
     assert!(view.live.is_empty());
-    assert_eq!((view.limit.get(), view.overridden), (3, false));
+    assert_eq!((view.limit.get(), view.source), (3, LimitSource::Default));
     h.store.ping().await.unwrap();
+}
+
+pub async fn a_plan_limit_sits_between_override_and_default(make: Make) {
+    let h = make(policy(1, OnLimit::Reject)).await;
+    let u = user("plan");
+    let with_plan = |id: &str, n: u32| StartRequest {
+        plan: Some(Limit::new(n).unwrap()),
+        ..req(id)
+    };
+    granted(h.store.start(&u, with_plan("a", 2)).await.unwrap());
+    let view = h.store.view(&u).await.unwrap();
+    assert_eq!((view.limit.get(), view.source), (2, LimitSource::Claim));
+    // A start without a claim (header mode) keeps the recorded plan.
+    granted(h.store.start(&u, req("b")).await.unwrap());
+    assert!(matches!(
+        h.store.start(&u, with_plan("c", 2)).await.unwrap(),
+        StartDecision::LimitReached { limit, .. } if limit.get() == 2
+    ));
+    // The override wins over the claim, both ways.
+    h.store
+        .set_limit(&u, Some(Limit::new(3).unwrap()))
+        .await
+        .unwrap();
+    granted(h.store.start(&u, with_plan("c", 2)).await.unwrap());
+    let view = h.store.view(&u).await.unwrap();
+    assert_eq!((view.limit.get(), view.source), (3, LimitSource::Override));
+    // Cleared, the plan is back in force: its excess is revoked at once,
+    // and a heartbeat never renews past it.
+    let revoked = h.store.set_limit(&u, None).await.unwrap();
+    assert_eq!(revoked, [sid("c")]);
+    assert_eq!(
+        h.store.heartbeat(&u, &sid("c")).await.unwrap(),
+        HeartbeatDecision::Ended(EndReason::Revoked)
+    );
+    assert!(matches!(
+        h.store.heartbeat(&u, &sid("a")).await.unwrap(),
+        HeartbeatDecision::Renewed(_)
+    ));
+    // A downgraded plan holds from the next start on.
+    assert!(matches!(
+        h.store.start(&u, with_plan("d", 1)).await.unwrap(),
+        StartDecision::LimitReached { limit, .. } if limit.get() == 1
+    ));
+    assert_eq!(h.store.view(&u).await.unwrap().live.len(), 1);
+}
+
+pub async fn a_live_stream_id_belongs_to_its_device(make: Make) {
+    let h = make(policy(3, OnLimit::Reject)).await;
+    let u = user("owner");
+    let first = granted(h.store.start(&u, on_device("s", "tv")).await.unwrap());
+    for other in [on_device("s", "phone"), req("s")] {
+        assert_eq!(
+            h.store.start(&u, other).await.unwrap(),
+            StartDecision::StreamIdConflict
+        );
+    }
+    let view = h.store.view(&u).await.unwrap();
+    assert_eq!(view.live, [first.stream.clone()], "nothing changed");
+    assert!(matches!(
+        h.store.start(&u, on_device("s", "tv")).await.unwrap(),
+        StartDecision::AlreadyLive { .. }
+    ));
 }

@@ -25,6 +25,8 @@ macro_rules! conformance {
                 limit_zero_blocks_the_account,
                 tombstones_outlive_ten_leases_then_go,
                 an_unknown_account_reads_as_empty,
+                a_plan_limit_sits_between_override_and_default,
+                a_live_stream_id_belongs_to_its_device,
             );
         }
     };

@@ -58,6 +58,8 @@ async fn walk(on_limit: OnLimit, seed: u64) {
                     device_id: (rng.below(2) == 0)
                         .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
                     terminate: (0..rng.below(3)).map(|_| sid(rng.below(6))).collect(),
+                    plan: (rng.below(4) == 0)
+                        .then(|| streamguard::domain::Limit::new(rng.below(5) as u32).unwrap()),
                     ..StartRequest::new(id)
                 };
                 let expected = model.start(req.clone(), now, &policy);

@@ -60,7 +60,13 @@ fn start_takes_id_device_content_then_terminate_list() {
     assert_eq!(granted["stream"]["content_id"], "movie");
     assert_eq!(granted["stream"]["expires_at"], T0 + 90_000);
 
-    let phone = call(&mut con, &start(), &key, T0 + 1, &["phone", "", "", "tv"]);
+    let phone = call(
+        &mut con,
+        &start(),
+        &key,
+        T0 + 1,
+        &["phone", "", "", "", "tv"],
+    );
     assert_eq!(phone["outcome"], "granted");
     assert_eq!(phone["evicted"], serde_json::json!(["tv"]));
     assert!(
@@ -109,8 +115,8 @@ fn heartbeat_end_view_and_set_limit_layouts() {
 
     let shown = call(&mut con, &view, &key, T0 + 2, &[]);
     assert_eq!(
-        (shown["limit"].as_i64(), shown["overridden"].as_bool()),
-        (Some(0), Some(true))
+        (shown["limit"].as_i64(), shown["source"].as_str()),
+        (Some(0), Some("override"))
     );
 
     let stopped = call(&mut con, &end, &key, T0 + 3, &["s", "stopped"]);
@@ -123,8 +129,8 @@ fn heartbeat_end_view_and_set_limit_layouts() {
     call(&mut con, &set_limit, &key, T0 + 5, &[""]);
     let cleared = call(&mut con, &view, &key, T0 + 6, &[]);
     assert_eq!(
-        (cleared["limit"].as_i64(), cleared["overridden"].as_bool()),
-        (Some(2), Some(false))
+        (cleared["limit"].as_i64(), cleared["source"].as_str()),
+        (Some(2), Some("default"))
     );
     assert!(
         con.pttl::<_, i64>(&key).unwrap() > 0,

@@ -33,12 +33,20 @@ local function load()
   if type(s.live) ~= 'table' then s.live = {} end
   if type(s.ended) ~= 'table' then s.ended = {} end
   if s.limit == cjson.null then s.limit = nil end
+  if s.plan == cjson.null then s.plan = nil end
   s.next_seq = s.next_seq or 0
   return s
 end
 
+-- Override, then the plan's claim, then the default. Mirrors Account::limit.
 local function limit_of(s)
-  return s.limit or DEFAULT_LIMIT
+  return s.limit or s.plan or DEFAULT_LIMIT
+end
+
+local function limit_source(s)
+  if s.limit ~= nil then return 'override' end
+  if s.plan ~= nil then return 'claim' end
+  return 'default'
 end
 
 local function is_idle(s)

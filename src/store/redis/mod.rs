@@ -126,10 +126,12 @@ fn unexpected(op: &'static str, reply: Reply) -> StoreError {
 impl StreamStore for RedisStore {
     #[tracing::instrument(skip_all, name = "redis.start")]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
+        let plan = req.plan.map_or(String::new(), |l| l.get().to_string());
         let mut args = vec![
             req.stream_id.as_str(),
             req.device_id.as_ref().map_or("", |d| d.as_str()),
             req.content_id.as_ref().map_or("", |c| c.as_str()),
+            &plan,
         ];
         args.extend(req.terminate.iter().map(StreamId::as_str));
         let decision = match self.run("start", &self.scripts.start, user, &args).await? {
@@ -161,6 +163,7 @@ impl StreamStore for RedisStore {
                 limit,
                 live: live.0,
             },
+            Reply::StreamIdConflict { .. } => StartDecision::StreamIdConflict,
             other => return Err(unexpected("start", other)),
         };
         Ok(decision)
@@ -207,11 +210,11 @@ impl StreamStore for RedisStore {
         match self.run("view", &self.scripts.view, user, &[]).await? {
             Reply::View {
                 limit,
-                overridden,
+                source,
                 live,
             } => Ok(AccountView {
                 limit,
-                overridden,
+                source,
                 live: live.0,
             }),
             other => Err(unexpected("view", other)),

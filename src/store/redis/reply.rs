@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{EndReason, Lease, Limit, StreamId};
+use crate::domain::{EndReason, Lease, Limit, LimitSource, StreamId};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -41,9 +41,12 @@ pub(super) enum Reply {
         ended: bool,
         expired: usize,
     },
+    StreamIdConflict {
+        expired: usize,
+    },
     View {
         limit: Limit,
-        overridden: bool,
+        source: LimitSource,
         live: LuaList<Lease>,
     },
     LimitSet {
@@ -59,6 +62,7 @@ impl Reply {
             Reply::Granted { expired, .. }
             | Reply::AlreadyLive { expired, .. }
             | Reply::LimitReached { expired, .. }
+            | Reply::StreamIdConflict { expired }
             | Reply::Renewed { expired, .. }
             | Reply::Ended { expired, .. }
             | Reply::Unknown { expired }

@@ -1,16 +1,27 @@
 -- Start a stream. ARGV[7] stream id, ARGV[8] device id or '', ARGV[9]
--- content id or '', ARGV[10…] ids to terminate. Mirrors Account::start.
+-- content id or '', ARGV[10] the plan's limit or '', ARGV[11…] ids to
+-- terminate. Mirrors Account::start.
 local now = clock()
 local s = load()
-local expired, changed = expire(s, now)
+local changed = false
+local plan = tonumber(ARGV[10] or "")
+if plan ~= nil and s.plan ~= plan then
+  s.plan = plan
+  changed = true
+end
+local expired, cleaned = expire(s, now)
+changed = changed or cleaned
 local limit = limit_of(s)
 local id, device, content = ARGV[7], ARGV[8], ARGV[9]
 local terminate = {}
-for i = 10, #ARGV do terminate[ARGV[i]] = true end
+for i = 11, #ARGV do terminate[ARGV[i]] = true end
 
 local _, live = find(s.live, id)
 if live then
   if changed then save(s, now) end
+  if (live.device_id or '') ~= device then
+    return reply({ outcome = 'stream_id_conflict', expired = expired })
+  end
   return reply({ outcome = 'already_live', stream = live, active = #s.live, limit = limit, expired = expired })
 end
 
