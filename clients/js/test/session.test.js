@@ -2,7 +2,10 @@
 // 3 s leases (heartbeat interval 1 s).
 
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import crypto from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { LimitReachedError, StreamguardClient, StreamguardError } from '../src/index.js';
@@ -184,64 +187,104 @@ describe('identity', () => {
 });
 
 describe('signed grants', () => {
-  // The server on this branch does not sign grants yet (separate issue). A
-  // relay in front of the real server adds a `grant` to each granted start
-  // and renewed heartbeat, shaped as the contract says (compact JWS whose
-  // `exp` is the lease's expires_at), so the SDK's handling is exercised
-  // against real leases.
-  let relay;
+  // A server with --grant-key signs a grant (compact JWS) into every
+  // granted start and renewed heartbeat; its public key is at
+  // /.well-known/jwks.json.
+  let signing;
+  let keyDir;
 
   before(async () => {
-    let serial = 0;
-    const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
-    relay = http.createServer(async (req, res) => {
-      const chunks = [];
-      for await (const chunk of req) chunks.push(chunk);
-      const upstream = await fetch(server.base + req.url, {
-        method: req.method,
-        headers: Object.fromEntries(
-          Object.entries(req.headers).filter(([name]) => !['host', 'connection', 'content-length'].includes(name)),
-        ),
-        body: chunks.length ? Buffer.concat(chunks) : undefined,
-      });
-      let body = await upstream.text();
-      if (upstream.ok && body) {
-        const answer = JSON.parse(body);
-        if (answer.stream) {
-          const claims = {
-            sub: answer.stream.user_id,
-            sid: answer.stream.id,
-            did: answer.stream.device_id,
-            iat: Math.floor(Date.now() / 1000),
-            exp: Math.floor(Date.parse(answer.stream.expires_at) / 1000),
-            n: ++serial,
-          };
-          answer.grant = `${b64({ alg: 'EdDSA', kid: 'test' })}.${b64(claims)}.c2ln`;
-        }
-        body = JSON.stringify(answer);
-      }
-      const headers = Object.fromEntries(upstream.headers);
-      delete headers['content-length'];
-      res.writeHead(upstream.status, headers);
-      res.end(body);
-    });
-    await new Promise((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    keyDir = await mkdtemp(path.join(os.tmpdir(), 'sdk-grant-'));
+    const { privateKey } = crypto.generateKeyPairSync('ed25519');
+    const keyFile = path.join(keyDir, 'grant.pem');
+    await writeFile(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    signing = await startServer(['--grant-key', keyFile]);
   });
 
-  after(() => new Promise((resolve) => relay.close(resolve)));
+  after(async () => {
+    await signing?.stop();
+    await rm(keyDir, { recursive: true, force: true });
+  });
 
-  test('the session exposes the current grant and announces each new one', async () => {
-    const { port } = relay.address();
-    const client = new StreamguardClient({ baseUrl: `http://127.0.0.1:${port}`, userId: account('grant') });
-    const session = track(await client.start({ deviceId: 'tv' }));
-    const claims = (grant) => JSON.parse(Buffer.from(grant.split('.')[1], 'base64url').toString());
+  test('the session exposes the current grant, checked against the JWKS, and announces each new one', async () => {
+    const jwks = await (await fetch(`${signing.base}/.well-known/jwks.json`)).json();
+    const verify = (grant) => {
+      const [header, payload, signature] = grant.split('.');
+      const { kid } = JSON.parse(Buffer.from(header, 'base64url').toString());
+      const jwk = jwks.keys.find((k) => k.kid === kid);
+      assert.ok(jwk, `the JWKS has key ${kid}`);
+      const key = crypto.createPublicKey({ key: jwk, format: 'jwk' });
+      const valid = crypto.verify(null, Buffer.from(`${header}.${payload}`), key, Buffer.from(signature, 'base64url'));
+      assert.ok(valid, 'the grant is signed by the published key');
+      return JSON.parse(Buffer.from(payload, 'base64url').toString());
+    };
+    const user = account('grant');
+    const client = new StreamguardClient({ baseUrl: signing.base, userId: user });
+    const session = track(await client.start({ deviceId: 'tv', contentId: 'movie-42' }));
     assert.equal(typeof session.grant, 'string');
-    assert.equal(claims(session.grant).sid, session.id);
-    const first = session.grant;
-    const announced = await waitFor(session, 'grant', { ms: 3_000 });
-    assert.notEqual(announced, first);
+    const first = verify(session.grant);
+    assert.equal(first.sub, user);
+    assert.equal(first.sid, session.id);
+    assert.equal(first.did, 'tv');
+    assert.equal(first.exp, Math.floor(Date.parse(session.stream.expires_at) / 1000));
+
+    // Each heartbeat brings a grant that runs to the renewed lease's end;
+    // `exp` has whole seconds, so wait until it moves.
+    const before = session.grant;
+    const announced = await waitFor(session, 'grant', { ms: 5_000, accept: (g) => verify(g).exp > first.exp });
+    assert.notEqual(announced, before);
     assert.equal(session.grant, announced);
-    assert.equal(claims(announced).exp, Math.floor(Date.parse(session.stream.expires_at) / 1000));
+    assert.equal(verify(announced).exp, Math.floor(Date.parse(session.stream.expires_at) / 1000));
+  });
+});
+
+describe('JWT identity', () => {
+  // --auth jwt with an HS256 secret and no clock leeway, so a token that
+  // expires during the test is refused at once.
+  const secret = 'sdk-test-jwt-secret-0123456789abcdef';
+  let jwtServer;
+
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  function sign(claims, key = secret) {
+    const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+    return `${body}.${crypto.createHmac('sha256', key).update(body).digest('base64url')}`;
+  }
+  const now = () => Math.floor(Date.now() / 1000);
+
+  before(async () => {
+    jwtServer = await startServer(['--auth', 'jwt', '--jwt-secret', secret, '--jwt-leeway', '0s']);
+  });
+
+  after(() => jwtServer?.stop());
+
+  test('a refused token is replaced by asking the callback again', async () => {
+    const user = account('jwt');
+    const tokens = [sign({ sub: user, exp: now() + 60 }, 'another-secret'), sign({ sub: user, exp: now() + 60 })];
+    let asked = 0;
+    const client = new StreamguardClient({ baseUrl: jwtServer.base, token: async () => tokens[asked++] });
+    const session = track(await client.start({ deviceId: 'tv' }));
+    assert.equal(asked, 2, 'asked once, then again after the 401');
+    assert.equal(session.stream.user_id, user);
+  });
+
+  test('a token that expires during playback is renewed and the heartbeats go on', async () => {
+    const user = account('jwt-exp');
+    let asked = 0;
+    const client = new StreamguardClient({
+      baseUrl: jwtServer.base,
+      // The first token lives two seconds; the next ones a minute.
+      token: async () => sign({ sub: user, exp: now() + (asked++ === 0 ? 2 : 60) }),
+    });
+    const session = track(await client.start({ deviceId: 'tv' }));
+    assert.equal(asked, 1);
+    const renewed = [];
+    session.on('heartbeat', (stream) => renewed.push(stream.expires_at));
+    // Past the first token's expiry, with heartbeats every second.
+    const deadline = Date.now() + 4_500;
+    while (Date.now() < deadline) await waitFor(session, 'heartbeat', { ms: 3_000 });
+    assert.equal(asked, 2, 'the expired token was replaced once');
+    assert.ok(renewed.length >= 3, `${renewed.length} heartbeats`);
+    assert.equal(session.ended, false);
   });
 });
 
