@@ -119,7 +119,10 @@ export class StreamguardClient extends Emitter {
   #baseUrl;
   #userId;
   #tokenSource;
+  /** Promise of the token in use (bearer mode); undefined until needed or after a 401. */
   #token;
+  /** The last token the callback gave, for the synchronous stop on page unload. */
+  #lastToken;
   #fetch;
   #retryBaseMs;
   #maxRetries;
@@ -204,15 +207,36 @@ export class StreamguardClient extends Emitter {
     if (this.#unloadHandler) window.removeEventListener('pagehide', this.#unloadHandler);
   }
 
-  async #headers(refresh) {
+  /**
+   * The token to send, asked for once however many requests need it at the
+   * same time; a callback that fails is asked again next time.
+   */
+  #currentToken() {
+    if (!this.#token) {
+      const pending = Promise.resolve().then(() => this.#tokenSource());
+      pending.then(
+        (token) => {
+          this.#lastToken = token;
+        },
+        () => {
+          if (this.#token === pending) this.#token = undefined;
+        },
+      );
+      this.#token = pending;
+    }
+    return this.#token;
+  }
+
+  /** The request's identity headers, and the token promise they used (bearer mode). */
+  async #identity() {
     const headers = { accept: 'application/json' };
     if (this.#userId !== undefined) {
       headers['x-id'] = this.#userId;
-    } else {
-      if (refresh || this.#token === undefined) this.#token = await this.#tokenSource();
-      headers.authorization = `Bearer ${this.#token}`;
+      return { headers };
     }
-    return headers;
+    const token = this.#currentToken();
+    headers.authorization = `Bearer ${await token}`;
+    return { headers, token };
   }
 
   /**
@@ -226,7 +250,7 @@ export class StreamguardClient extends Emitter {
   async request(method, path, { body, retries = 0, signal } = {}) {
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
-      const headers = await this.#headers(false);
+      const { headers, token } = await this.#identity();
       if (body !== undefined) headers['content-type'] = 'application/json';
       let response;
       try {
@@ -242,9 +266,10 @@ export class StreamguardClient extends Emitter {
         }
       }
       if (response?.status === 401 && this.#tokenSource && !refreshed) {
-        // The token expired or was revoked: ask for a new one, once.
+        // The token expired or was revoked: ask for a new one, once (and
+        // only once for all the requests that were refused with it).
         await response.body?.cancel();
-        this.#token = undefined;
+        if (this.#token === token) this.#token = undefined;
         refreshed = true;
         attempt--;
         continue;
@@ -266,7 +291,7 @@ export class StreamguardClient extends Emitter {
   stopKeepalive(streamId) {
     const headers = {};
     if (this.#userId !== undefined) headers['x-id'] = this.#userId;
-    else if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    else if (this.#lastToken !== undefined) headers.authorization = `Bearer ${this.#lastToken}`;
     return this.#fetch(`${this.#baseUrl}/streams/${encodeURIComponent(streamId)}`, {
       method: 'DELETE',
       headers,

@@ -267,6 +267,22 @@ describe('JWT identity', () => {
     assert.equal(session.stream.user_id, user);
   });
 
+  test('requests refused together ask for one new token, not one each', async () => {
+    const user = account('jwt-many');
+    const tokens = [sign({ sub: user, exp: now() - 60 }), sign({ sub: user, exp: now() + 60 })];
+    let asked = 0;
+    const client = new StreamguardClient({
+      baseUrl: jwtServer.base,
+      token: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return tokens[Math.min(asked++, 1)];
+      },
+    });
+    const answers = await Promise.all([client.streams(), client.streams(), client.streams()]);
+    assert.deepEqual(answers.map((a) => a.user_id), [user, user, user]);
+    assert.equal(asked, 2);
+  });
+
   test('a token that expires during playback is renewed and the heartbeats go on', async () => {
     const user = account('jwt-exp');
     let asked = 0;
