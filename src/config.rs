@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -15,7 +16,7 @@ use crate::store::StoreUrl;
 #[derive(Debug, Parser)]
 #[command(
     name = "streamguard",
-    version,
+    version = VERSION.as_str(),
     about = "Limits how many streams each account watches at once"
 )]
 pub struct Cli {
@@ -25,12 +26,34 @@ pub struct Cli {
     pub config: Config,
 }
 
+/// What `--version` prints after the name: the version, the stores this
+/// build can use and whether it holds the Lambda entry point, e.g.
+/// `0.1.0 (stores: memory, file, redis, dynamodb; lambda)`.
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let stores = [
+        (true, "memory"),
+        (cfg!(feature = "embedded"), "file"),
+        (cfg!(feature = "redis"), "redis"),
+        (cfg!(feature = "dynamodb"), "dynamodb"),
+    ];
+    let stores: Vec<&str> = stores.iter().filter(|s| s.0).map(|s| s.1).collect();
+    let lambda = if cfg!(feature = "lambda") {
+        "; lambda"
+    } else {
+        ""
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    format!("{version} (stores: {}{lambda})", stores.join(", "))
+});
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (what runs without a subcommand).
     Serve,
     /// Create what the store needs before first use; safe to repeat.
     Init,
+    /// Exit 0 when the server on `--listen` (this host) answers /healthz.
+    Healthcheck,
 }
 
 impl Cli {
@@ -336,6 +359,36 @@ mod tests {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn version_names_the_stores_built_in() {
+        let err = parse(&["--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        let version = err.to_string();
+        let prefix = format!("streamguard {} (stores: memory", env!("CARGO_PKG_VERSION"));
+        assert!(version.starts_with(&prefix), "{version}");
+        for (built, name) in [
+            (cfg!(feature = "embedded"), ", file"),
+            (cfg!(feature = "redis"), ", redis"),
+            (cfg!(feature = "dynamodb"), ", dynamodb"),
+            (cfg!(feature = "lambda"), "; lambda"),
+        ] {
+            assert_eq!(version.contains(name), built, "{name}: {version}");
+        }
+        #[cfg(all(
+            feature = "embedded",
+            feature = "redis",
+            feature = "dynamodb",
+            feature = "lambda"
+        ))]
+        assert_eq!(
+            version.trim_end(),
+            format!(
+                "streamguard {} (stores: memory, file, redis, dynamodb; lambda)",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod grant;
+pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
