@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Server CPU per heartbeat (µs, from /proc) in header mode and in JWT mode
-# with HS256 and ES256 tokens, and for the hello server, measured in turn in
+# with HS256 and ES256 tokens, with a signed grant per answer, and for the hello server, measured in turn in
 # one run: the server pinned to CPU 0, wrk to CPU 1.
 #   benches/jwt_cpu.sh [DURATION]
 set -euo pipefail
@@ -50,4 +50,6 @@ for round in 1 2; do
     --store memory --auth jwt --jwt-secret "$SECRET"
   measure "jwt ES256 (cached)" "Authorization: Bearer $ES" "$BIN" --listen "127.0.0.1:$PORT" \
     --store memory --auth jwt --jwt-jwks "$TMP/jwks.json"
+  measure "header + EdDSA grant" "X-Nothing: 1" "$BIN" --listen "127.0.0.1:$PORT" \
+    --store memory --grant-key "$KEYS/grant-ed25519.pem"
 done
