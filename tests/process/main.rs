@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "process-test-admin-token";
 
+mod crash;
 #[path = "../common/server.rs"]
 mod server;
 
