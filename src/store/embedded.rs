@@ -71,6 +71,19 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::unavailable("creating the database", e))?
     }
 
+    /// Refuses to decide while the disk refuses writes: a decision taken
+    /// now could not be acknowledged, and would only wait in memory.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.table.journal().is_healthy() {
+            Ok(())
+        } else {
+            Err(StoreError::unavailable(
+                "writing to disk",
+                "the journal writer failed; retrying",
+            ))
+        }
+    }
+
     /// Answers once the state the answer depends on is on disk.
     async fn durable<R>(&self, applied: Applied<R>) -> Result<R, StoreError> {
         self.table.journal().wait(applied.lsn).await?;
@@ -111,6 +124,7 @@ fn restore_leases(
 #[async_trait]
 impl StreamStore for EmbeddedStore {
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
+        self.writable()?;
         self.durable(self.table.start(user, req)).await
     }
 
@@ -119,6 +133,7 @@ impl StreamStore for EmbeddedStore {
         user: &UserId,
         stream: &StreamId,
     ) -> Result<HeartbeatDecision, StoreError> {
+        self.writable()?;
         let applied = self.table.heartbeat(user, stream);
         if let HeartbeatDecision::Renewed(lease) = &applied.value {
             // Written behind: the answer does not wait for it.
@@ -135,10 +150,12 @@ impl StreamStore for EmbeddedStore {
         stream: &StreamId,
         reason: EndReason,
     ) -> Result<bool, StoreError> {
+        self.writable()?;
         self.durable(self.table.end(user, stream, reason)).await
     }
 
     async fn view(&self, user: &UserId) -> Result<AccountView, StoreError> {
+        self.writable()?;
         self.durable(self.table.view(user)).await
     }
 
@@ -147,18 +164,12 @@ impl StreamStore for EmbeddedStore {
         user: &UserId,
         limit: Option<Limit>,
     ) -> Result<Vec<StreamId>, StoreError> {
+        self.writable()?;
         self.durable(self.table.set_limit(user, limit)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        if self.table.journal().is_healthy() {
-            Ok(())
-        } else {
-            Err(StoreError::unavailable(
-                "writing to disk",
-                "the journal writer failed",
-            ))
-        }
+        self.writable()
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -37,6 +37,9 @@ const DB_FILE: &str = "streamguard.sqlite3";
 /// leases may be live: the write-behind bound (2 s, while the disk keeps up).
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a failed write is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
+
 /// How long a heartbeat may take from reading the clock to noting its
 /// renewal (microseconds in practice). `synced_at` is the writer's clock
 /// minus this, so a renewal decided before `synced_at` but noted a moment
@@ -59,7 +62,8 @@ pub(crate) struct Restored {
 #[derive(Clone, Copy, Debug, Default)]
 struct Durable {
     lsn: u64,
-    /// A write failed: nothing after it can be acknowledged.
+    /// The last write failed: nothing can be acknowledged until a retry
+    /// succeeds.
     failed: bool,
 }
 
@@ -273,11 +277,9 @@ impl SqliteJournal {
 
 impl Journal for SqliteJournal {
     fn record(&self, user: &UserId, account: &Account) -> u64 {
-        if !self.is_healthy() {
-            // Nothing drains the queue once the writer has failed, and the
-            // answer waiting for this write is a 503 either way.
-            return u64::MAX;
-        }
+        // Queued even while the disk fails: the writer retries, and the
+        // state must reach the disk once it can (the store refuses new
+        // decisions meanwhile; this is a race with one, or the sweeper).
         let state = (!account.is_idle())
             .then(|| serde_json::to_vec(account).expect("an account always serializes"));
         let mut pending = self.shared.pending.lock().unwrap();
@@ -305,22 +307,38 @@ fn write_loop(
     // `synced_at` need not move beyond it: an idle store stops ticking.
     let mut active_until = clock.now() + lease_ttl;
     let mut synced_at = None;
+    // What the last attempt failed to write, kept for the next one.
+    let mut batch: Vec<Write> = Vec::new();
+    let mut renewals: HashMap<UserId, Vec<(StreamId, Timestamp)>> = HashMap::new();
+    let mut failing = false;
     loop {
-        let (batch, renewals, closing) = {
+        let closing = {
             let mut pending = shared.pending.lock().unwrap();
-            while pending.writes.is_empty() && !pending.closing {
-                let (guard, waited) = shared.wake.wait_timeout(pending, FLUSH_EVERY).unwrap();
-                pending = guard;
-                let behind = synced_at.is_none_or(|at| at <= active_until);
-                if waited.timed_out() && (!pending.renewals.is_empty() || behind) {
-                    break;
+            if failing {
+                if !pending.closing {
+                    pending = shared.wake.wait_timeout(pending, RETRY_EVERY).unwrap().0;
+                }
+            } else {
+                while pending.writes.is_empty() && !pending.closing {
+                    let (guard, waited) = shared.wake.wait_timeout(pending, FLUSH_EVERY).unwrap();
+                    pending = guard;
+                    let behind = synced_at.is_none_or(|at| at <= active_until);
+                    if waited.timed_out() && (!pending.renewals.is_empty() || behind) {
+                        break;
+                    }
                 }
             }
-            (
-                std::mem::take(&mut pending.writes),
-                std::mem::take(&mut pending.renewals),
-                pending.closing,
-            )
+            batch.append(&mut pending.writes);
+            for (user, leases) in std::mem::take(&mut pending.renewals) {
+                let known = renewals.entry(user).or_default();
+                for (stream, at) in leases {
+                    match known.iter_mut().find(|(id, _)| *id == stream) {
+                        Some((_, old)) => *old = (*old).max(at),
+                        None => known.push((stream, at)),
+                    }
+                }
+            }
+            pending.closing
         };
         // Every renewal noted before now (less the slack) is in `renewals`.
         let now = clock.now();
@@ -331,16 +349,40 @@ fn write_loop(
         match write_batch(&mut conn, &batch, &renewals, synced) {
             Ok(()) => {
                 synced_at = Some(synced);
-                if let Some(last) = batch.last().map(|w| w.lsn) {
+                if failing {
+                    tracing::warn!("journal writes succeed again; the store serves again");
+                    failing = false;
+                }
+                let last = batch.last().map(|w| w.lsn);
+                if !batch.is_empty() {
                     metrics::histogram!("streamguard_journal_batch_size")
                         .record(batch.len() as f64);
-                    durable.send_modify(|d| d.lsn = last);
                 }
+                durable.send_modify(|d| {
+                    d.failed = false;
+                    if let Some(last) = last {
+                        d.lsn = last;
+                    }
+                });
+                batch.clear();
+                renewals.clear();
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed; the store refuses further writes");
-                durable.send_modify(|d| d.failed = true);
-                return;
+                if !failing {
+                    tracing::error!(
+                        error = %e,
+                        "journal write failed; the store refuses requests and retries"
+                    );
+                    failing = true;
+                    durable.send_modify(|d| d.failed = true);
+                }
+                if closing {
+                    tracing::error!(
+                        writes = batch.len(),
+                        "closing with writes the disk refused; they are lost"
+                    );
+                    return;
+                }
             }
         }
         if closing {

@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 const ADMIN: &str = "process-test-admin-token";
 
 mod crash;
+mod outage;
 #[path = "../common/server.rs"]
 mod server;
+mod shared_outage;
 
 use server::Server;
 
