@@ -21,7 +21,18 @@ use server::Server;
 /// The binary on a `file:` store in `data`, with an admin token.
 fn serve(data: &Path, envs: &[(&str, &str)]) -> Server {
     let store = format!("file:{}", data.display());
-    Server::start(&["--admin-token", ADMIN, "--store", &store], envs)
+    // Generous: the subject here is not the timeout.
+    Server::start(
+        &[
+            "--admin-token",
+            ADMIN,
+            "--store",
+            &store,
+            "--store-timeout",
+            "10s",
+        ],
+        envs,
+    )
 }
 
 fn client() -> reqwest::Client {
