@@ -298,7 +298,7 @@ impl Journal for SqliteJournal {
 
 fn write_loop(
     mut conn: Connection,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     durable: &watch::Sender<Durable>,
     clock: &dyn Clock,
     lease_ttl: Duration,
@@ -323,7 +323,8 @@ fn write_loop(
                     let (guard, waited) = shared.wake.wait_timeout(pending, FLUSH_EVERY).unwrap();
                     pending = guard;
                     let behind = synced_at.is_none_or(|at| at <= active_until);
-                    if waited.timed_out() && (!pending.renewals.is_empty() || behind) {
+                    let orphaned = Arc::strong_count(shared) == 1;
+                    if waited.timed_out() && (!pending.renewals.is_empty() || behind || orphaned) {
                         break;
                     }
                 }
@@ -338,7 +339,9 @@ fn write_loop(
                     }
                 }
             }
-            pending.closing
+            // Nobody can record any more (the store was dropped unclosed):
+            // write what is left, then stop.
+            pending.closing || Arc::strong_count(shared) == 1
         };
         // Every renewal noted before now (less the slack) is in `renewals`.
         let now = clock.now();
