@@ -195,8 +195,11 @@ async fn a_non_atomic_store_is_caught() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("the report says how many answers it kept");
+    // One answer can be enough: the state before the round is part of the
+    // counterexample (a lost update in an earlier round that its answers
+    // happened not to show).
     assert!(
-        (2..=8).contains(&shown),
+        (1..=8).contains(&shown),
         "a minimised counterexample rests on a handful of answers, got {shown}:\n{report}"
     );
 }
