@@ -231,7 +231,7 @@ async fn a_stopped_cluster_node_is_503_for_its_accounts_until_it_returns() {
     let server = Server::start(&["--store", &store, "--store-timeout", "500ms"], &[]);
     wait_ready(&server, 200, Duration::from_secs(10)).await;
 
-    // One account on the node that will stop, one on another node.
+    // An account whose slot lives on the node that will stop.
     let victim = 0;
     let on = |user: &str| owner(&ports, &format!("streamguard:{{{user}}}"));
     let hit = (0..)
