@@ -90,6 +90,12 @@ pub struct Config {
     /// When the store fails: `deny` (503) or `allow` playback unenforced.
     #[arg(long, env = "STREAMGUARD_ON_STORE_ERROR", value_enum, default_value_t = OnStoreError::Deny, global = true)]
     pub on_store_error: OnStoreError,
+
+    /// Refuse to start on a Redis that may forget keys (a `maxmemory-policy`
+    /// other than `noeviction`, no `appendonly`) or whose settings cannot be
+    /// read; without it, that is only logged.
+    #[arg(long, env = "STREAMGUARD_REDIS_STRICT", global = true)]
+    pub redis_strict: bool,
 }
 
 impl Config {
@@ -103,6 +109,17 @@ impl Config {
                 OnLimitArg::EvictOldest => OnLimit::EvictOldest,
             },
         }
+    }
+
+    /// The store URL with the flags that belong to it applied.
+    pub fn store_url(&self) -> StoreUrl {
+        #[allow(unused_mut)]
+        let mut url = self.store.clone();
+        #[cfg(feature = "redis")]
+        if let StoreUrl::Redis(target) = &mut url {
+            target.strict = self.redis_strict;
+        }
+        url
     }
 
     /// Defaults, for tests and embedding: memory store, port 0.

@@ -26,7 +26,7 @@ use store::StoreError;
 /// Connects the configured store and gathers what the handlers share.
 pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StoreError> {
     let policy = config.policy();
-    let store = store::connect(&config.store, policy, clock.clone()).await?;
+    let store = store::connect(&config.store_url(), policy, clock.clone()).await?;
     Ok(AppState::new(http::Shared {
         store,
         policy,
