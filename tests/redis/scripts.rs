@@ -105,8 +105,10 @@ fn start_takes_id_device_content_then_terminate_list() {
     );
     assert_eq!(fields["x"], (T0 + 90_001).to_string());
     assert_eq!(fields["tx"], (T0 + 1).to_string());
-    // Until phone's lease end (T0 + 1 + 90 s) plus 900 s of retention, from now (T0 + 1).
-    assert_pttl(&mut con, &key, 990_000, set_at);
+    // Heartbeats before phone's lease end (T0 + 90.001 s) may renew it up
+    // to T0 + 180.001 s without touching the expiry; plus 900 s of
+    // retention, from now (T0 + 1).
+    assert_pttl(&mut con, &key, 1_080_000, set_at);
 }
 
 #[test]
@@ -114,9 +116,9 @@ fn a_heartbeat_rewrites_only_its_own_lease_while_nothing_is_due() {
     let mut con = connection();
     let key = format!("{}:{{dave}}", unique_prefix("layout"));
     call(&mut con, "start", &key, T0, &["a", "", ""]);
+    let set_at = Instant::now();
     call(&mut con, "start", &key, T0 + 10, &["b", "", ""]);
     let before: std::collections::HashMap<String, String> = con.hgetall(&key).unwrap();
-    let set_at = Instant::now();
     let beat = call(&mut con, "heartbeat", &key, T0 + 30_000, &["b"]);
     assert_eq!(beat["outcome"], "renewed");
     assert_eq!(beat["stream"]["expires_at"], T0 + 120_000);
@@ -127,7 +129,8 @@ fn a_heartbeat_rewrites_only_its_own_lease_while_nothing_is_due() {
         .collect();
     assert_eq!(changed, vec!["l:b"], "{before:?} -> {after:?}");
     assert_eq!(after["x"], (T0 + 90_000).to_string(), "a lower bound stays");
-    assert_pttl(&mut con, &key, 990_000, set_at);
+    // As set by b's start at T0 + 10: x + 90 s + 900 s, untouched since.
+    assert_pttl(&mut con, &key, 1_079_990, set_at);
 
     // Past a's end the heartbeat does the expiry work: a becomes a tombstone.
     let late = call(&mut con, "heartbeat", &key, T0 + 100_000, &["b"]);

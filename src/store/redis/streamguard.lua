@@ -200,6 +200,10 @@ local function save(c, s)
   if s.limit ~= nil then
     redis.call('PERSIST', c.key)
   else
+    -- Heartbeats before x renew without touching the key's expiry; they
+    -- end their leases before x + lease ttl, so that plus retention is
+    -- when the key may go at the earliest.
+    if x ~= nil then keep_until = math.max(keep_until, x + c.lease_ttl + c.tombstone_ttl) end
     redis.call('PEXPIRE', c.key, math.max(keep_until - c.now, 1))
   end
 end
@@ -393,25 +397,28 @@ local function start(keys, argv)
 end
 
 -- Renew a live lease. argv[7] stream id. Mirrors Account::heartbeat.
--- While nothing is due (see the layout above) this touches one field.
+-- While nothing is due (see the layout above) this reads five small
+-- fields and rewrites one: no lease but its own is decoded, and the key's
+-- expiry needs no change (see `save`).
 local function heartbeat(keys, argv)
-  local c = context(keys, argv)
-  local id = argv[7]
+  local key, id = keys[1], argv[7]
+  local now = tonumber(argv[1])
+  if now == nil then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
   local lease_field = 'l:' .. id
-  local h = redis.pcall('HMGET', c.key, 'n', 'x', 'tx', 'o', 'p', lease_field, 't:' .. id)
+  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field, 't:' .. id)
   if not h.err then
     local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
-    local limit = tonumber(h[4]) or tonumber(h[5]) or c.default_limit
-    local due = n > limit or (x ~= nil and c.now >= x)
-      or (tx ~= nil and c.now >= tx + c.tombstone_ttl)
+    local limit = tonumber(h[4]) or tonumber(h[5]) or tonumber(argv[2])
+    local due = n > limit or (x ~= nil and now >= x)
+      or (tx ~= nil and now >= tx + tonumber(argv[5]))
     if not due then
       if h[6] then
         local l = decode_lease(id, h[6])
-        l.expires_at = c.now + c.lease_ttl
-        redis.call('HSET', c.key, lease_field, encode_lease(l))
-        -- This lease now ends last, so the key's deadline is its end plus
-        -- retention (a key with an override has none).
-        if not h[4] then redis.call('PEXPIRE', c.key, c.lease_ttl + c.tombstone_ttl) end
+        l.expires_at = now + tonumber(argv[3])
+        redis.call('HSET', key, lease_field, encode_lease(l))
         return '{"outcome":"renewed","stream":' .. lease_json(l) .. ',"expired":0}'
       end
       if h[7] then
@@ -420,6 +427,8 @@ local function heartbeat(keys, argv)
       return '{"outcome":"unknown","expired":0}'
     end
   end
+  local c = context(keys, argv)
+  c.now = now
   local s = load(c)
   local expired, changed = expire(c, s)
   changed = changed or s.was_string
