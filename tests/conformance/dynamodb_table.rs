@@ -454,6 +454,7 @@ async fn a_heartbeat_is_one_conditional_update_and_no_read() {
 /// 100 concurrent starts on one account, each bounded by the default
 /// `--store-timeout` as the HTTP layer bounds it: (granted, refused, timed out).
 async fn hot_account(instances: &[Arc<dyn StreamStore>], u: &UserId) -> (usize, usize, usize) {
+    let _alone = crate::harness::heavy_or_timed().await;
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let store = instances[i % instances.len()].clone();
