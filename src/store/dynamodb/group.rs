@@ -145,10 +145,10 @@ impl Drop for Leader<'_> {
     /// If the task ends early (a panic), the account is released and its
     /// waiting requests fail instead of hanging.
     fn drop(&mut self) {
-        if !self.done {
-            if let Ok(mut queues) = self.groups.queues.lock() {
-                queues.remove(self.user);
-            }
+        if !self.done
+            && let Ok(mut queues) = self.groups.queues.lock()
+        {
+            queues.remove(self.user);
         }
     }
 }

@@ -168,10 +168,10 @@ pub fn encode_account(user: &str, account: &Account, version: u64, policy: &Poli
     // now) has gone; with an override, never. If heartbeats keep leases
     // live beyond that, losing the item loses nothing they need: its
     // tombstones are gone by then and `decode` restores the grant order.
-    if account.limit.is_none() {
-        if let Some(until) = account.retain_until(policy) {
-            item.insert(TTL.to_owned(), number(epoch_seconds(until)));
-        }
+    if account.limit.is_none()
+        && let Some(until) = account.retain_until(policy)
+    {
+        item.insert(TTL.to_owned(), number(epoch_seconds(until)));
     }
     item
 }

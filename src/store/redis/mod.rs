@@ -83,14 +83,14 @@ impl RedisStore {
         };
         store.ping().await?;
         store.durability = durability::check(&store.connection, target.strict).await?;
-        if calls == ScriptCalls::Auto {
-            if let Err(e) = store.load_library().await {
-                tracing::warn!(
-                    error = %e,
-                    "Redis did not take the function library (Redis < 7?); calling scripts with EVALSHA"
-                );
-                store.calls = ScriptCalls::Evalsha;
-            }
+        if calls == ScriptCalls::Auto
+            && let Err(e) = store.load_library().await
+        {
+            tracing::warn!(
+                error = %e,
+                "Redis did not take the function library (Redis < 7?); calling scripts with EVALSHA"
+            );
+            store.calls = ScriptCalls::Evalsha;
         }
         Ok(Arc::new(store))
     }
