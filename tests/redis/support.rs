@@ -35,13 +35,20 @@ pub fn free_port() -> u16 {
 pub struct OwnRedis {
     pub port: u16,
     child: Option<Child>,
+    args: Vec<String>,
 }
 
 impl OwnRedis {
     pub fn start() -> OwnRedis {
+        Self::start_with(&[])
+    }
+
+    /// Started with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> OwnRedis {
         let mut redis = OwnRedis {
             port: free_port(),
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         redis.restart();
         redis
@@ -63,6 +70,7 @@ impl OwnRedis {
                 "",
             ])
             .args(["--appendonly", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (install it with: apt-get install -y redis-server)");
