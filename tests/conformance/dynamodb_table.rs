@@ -516,3 +516,84 @@ async fn a_hot_account_on_two_instances_grants_exactly_the_limit() {
     assert_eq!(granted, 3, "{refused} refused, {timed_out} timed out");
     assert_eq!(a.view(&u).await.unwrap().live.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decisions_larger_than_one_transaction_commit_in_parts() {
+    let _alone = crate::harness::heavy_or_timed().await;
+    let (config, table) = new_table().await;
+    let clock = start_clock();
+    let store = DynamoDbStore::open(
+        &config,
+        &table,
+        policy(1000, OnLimit::Reject),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let client = Client::new(&config);
+    let u = user("parts");
+    let start_many = |n: usize, tag: &'static str| {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let (store, u) = (store.clone(), u.clone());
+                tokio::spawn(
+                    async move { store.start(&u, req(&format!("{tag}{i}"))).await.unwrap() },
+                )
+            })
+            .collect();
+        async move {
+            for task in tasks {
+                assert!(matches!(task.await.unwrap(), StartDecision::Granted(_)));
+            }
+        }
+    };
+
+    // Lowering the limit by 240 revokes 240 lease items: three transactions.
+    start_many(250, "s").await;
+    let oldest_first: Vec<StreamId> = store
+        .view(&u)
+        .await
+        .unwrap()
+        .live
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    let revoked = store
+        .set_limit(&u, Some(streamguard::domain::Limit::new(10).unwrap()))
+        .await
+        .unwrap();
+    let newest_first: Vec<StreamId> = oldest_first[10..].iter().rev().cloned().collect();
+    assert_eq!(
+        revoked, newest_first,
+        "the answer names every revoked stream; the newest give way under reject"
+    );
+    assert_eq!(store.view(&u).await.unwrap().live.len(), 10);
+    assert_eq!(partition(&client, &table, &u).await.len(), 11);
+    // Revoked streams never renew; the 100 most recent tombstones say why.
+    for id in newest_first.iter().step_by(24) {
+        let decision = store.heartbeat(&u, id).await.unwrap();
+        assert!(
+            matches!(
+                decision,
+                streamguard::domain::HeartbeatDecision::Ended(
+                    streamguard::domain::EndReason::Revoked
+                ) | streamguard::domain::HeartbeatDecision::Unknown
+            ),
+            "{id}: {decision:?}"
+        );
+    }
+
+    // 150 leases that ran out unseen are cleaned up by the next start, in parts.
+    store.set_limit(&u, None).await.unwrap();
+    start_many(140, "t").await;
+    clock.advance(Duration::from_secs(91));
+    assert!(matches!(
+        store.start(&u, req("fresh")).await.unwrap(),
+        StartDecision::Granted(_)
+    ));
+    assert_eq!(
+        partition(&client, &table, &u).await.len(),
+        2,
+        "the account and the fresh lease"
+    );
+}

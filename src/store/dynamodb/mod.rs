@@ -156,6 +156,9 @@ impl Inner {
     /// next read.
     async fn decide_group(&self, user: &UserId, mut jobs: Vec<Job>) {
         let mut backoff = Backoff::new();
+        // A decision committed in parts has the rest of its ends to write,
+        // even when deciding again finds them implied by expiry alone.
+        let mut finishing = false;
         while !jobs.is_empty() {
             let stored = match self.read(user).await {
                 Ok(stored) => stored,
@@ -179,20 +182,23 @@ impl Inner {
                 changed |= job_changed;
             }
             let decided = outcomes.len();
-            if !changed {
+            let diff = Diff::between(&before, &account, now);
+            if !changed && !(finishing && diff.items() > 1) {
                 group::answer(jobs.drain(..decided), outcomes);
                 continue;
             }
-            let diff = Diff::between(&before, &account, now);
             let commit = if diff.items() > MAX_TRANSACTION_ITEMS {
                 // One decision changes more items than a transaction holds
                 // (a limit lowered by hundreds, or as many leases expired
                 // at once): commit part of what it implies, then decide
                 // again on what is left. See DESIGN.md.
                 jobs[0].remember_first(outcomes.swap_remove(0));
-                let partial = diff.first_part(&before, &account, now);
+                let partial = diff.first_part(&before, &account, now, &self.policy);
                 match self.commit(user, stored.version, &partial).await {
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        finishing = true;
+                        continue;
+                    }
                     Err(e) => return group::fail_all(jobs, &e),
                 }
             } else {
@@ -200,6 +206,7 @@ impl Inner {
             };
             match commit {
                 Ok(Commit::Done) => {
+                    finishing = false;
                     telemetry::record_decision("expired", expired);
                     group::answer(jobs.drain(..decided), outcomes);
                     backoff = Backoff::new();
@@ -460,29 +467,32 @@ impl Diff {
 
     /// The first `MAX_TRANSACTION_ITEMS - 1` lease items this diff ends,
     /// with the account as it is once they are gone: a state every reader
-    /// settles to the same result (see DESIGN.md).
+    /// settles to the same result (see DESIGN.md). Leases that expiry and
+    /// the limit in force end anyway (what any reader's rules end) go
+    /// first, the decision's own ends last.
     fn first_part(
         &self,
         before: &Account,
         after: &Account,
-        _now: crate::domain::Timestamp,
+        now: crate::domain::Timestamp,
+        policy: &Policy,
     ) -> Diff {
-        let ended: Vec<Ended> = self
-            .ended
+        let mut settled = before.clone();
+        settled.expire(now, policy);
+        let still_live: std::collections::HashSet<&StreamId> =
+            settled.live.iter().map(|l| &l.id).collect();
+        let mut order: Vec<&Ended> = self.ended.iter().collect();
+        order.sort_by_key(|e| still_live.contains(&e.id));
+        let (first, rest) = order.split_at(order.len().min(MAX_TRANSACTION_ITEMS - 1));
+        let ended: Vec<Ended> = first
             .iter()
-            .take(MAX_TRANSACTION_ITEMS - 1)
             .map(|e| Ended {
                 id: e.id.clone(),
                 expired_at: e.expired_at,
             })
             .collect();
         let gone: std::collections::HashSet<&StreamId> = ended.iter().map(|e| &e.id).collect();
-        let pending: std::collections::HashSet<&StreamId> = self
-            .ended
-            .iter()
-            .skip(MAX_TRANSACTION_ITEMS - 1)
-            .map(|e| &e.id)
-            .collect();
+        let pending: std::collections::HashSet<&StreamId> = rest.iter().map(|e| &e.id).collect();
         let mut account = after.clone();
         account.live = before
             .live
