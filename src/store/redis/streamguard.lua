@@ -107,7 +107,7 @@ local function load(c)
     if redis.call('TYPE', c.key).ok == 'string' then return load_json(c) end
     error(flat)
   end
-  local s = { live = {}, ended = {}, raw = {}, next_seq = 0, next_order = 0 }
+  local s = { live = {}, ended = {}, raw = {}, next_seq = 0, next_order = 0, has = {} }
   for i = 1, #flat, 2 do
     local field, value = flat[i], flat[i + 1]
     local kind = string.sub(field, 1, 2)
@@ -117,8 +117,9 @@ local function load(c)
     elseif kind == 't:' then
       s.ended[#s.ended + 1] = decode_tombstone(string.sub(field, 3), value)
       s.raw[field] = value
-    elseif field == 'o' then s.limit = tonumber(value)
-    elseif field == 'p' then s.plan = tonumber(value)
+    elseif field == 'x' or field == 'tx' then s.has[field] = true
+    elseif field == 'o' then s.limit = tonumber(value); s.has.o = true
+    elseif field == 'p' then s.plan = tonumber(value); s.has.p = true
     elseif field == 'q' then s.next_seq = tonumber(value)
     elseif field == 'to' then s.next_order = tonumber(value)
     end
@@ -165,6 +166,7 @@ local function save(c, s)
     redis.call('DEL', c.key)
     s.was_string = nil
   end
+  local has = s.has or {}
   local set, del, want = {}, {}, {}
   local x, tx = nil, nil
   local keep_until = c.now
@@ -188,7 +190,12 @@ local function save(c, s)
     if want[field] == nil then del[#del + 1] = field end
   end
   for _, f in ipairs({ { 'x', x }, { 'tx', tx }, { 'o', s.limit }, { 'p', s.plan } }) do
-    if f[2] == nil then del[#del + 1] = f[1] else set[#set + 1] = f[1]; set[#set + 1] = f[2] end
+    if f[2] ~= nil then
+      set[#set + 1] = f[1]
+      set[#set + 1] = f[2]
+    elseif has[f[1]] then
+      del[#del + 1] = f[1]
+    end
   end
   for _, f in ipairs({ { 'n', #s.live }, { 'tn', #s.ended }, { 'q', s.next_seq }, { 'to', s.next_order } }) do
     set[#set + 1] = f[1]
@@ -197,6 +204,7 @@ local function save(c, s)
   hset_chunks(c.key, set)
   hdel_chunks(c.key, del)
   s.raw = want
+  s.has = { x = x ~= nil, tx = tx ~= nil, o = s.limit ~= nil, p = s.plan ~= nil }
   if s.limit ~= nil then
     redis.call('PERSIST', c.key)
   else
