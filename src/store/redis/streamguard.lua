@@ -112,11 +112,15 @@ local function load(c)
     local field, value = flat[i], flat[i + 1]
     local kind = string.sub(field, 1, 2)
     if kind == 'l:' then
-      s.live[#s.live + 1] = decode_lease(string.sub(field, 3), value)
-      s.raw[field] = value
+      local lease = decode_lease(string.sub(field, 3), value)
+      lease.stored = true -- as in Redis; any change clears it
+      s.live[#s.live + 1] = lease
+      s.raw[field] = true
     elseif kind == 't:' then
-      s.ended[#s.ended + 1] = decode_tombstone(string.sub(field, 3), value)
-      s.raw[field] = value
+      local tombstone = decode_tombstone(string.sub(field, 3), value)
+      tombstone.stored = true -- tombstones never change, only come and go
+      s.ended[#s.ended + 1] = tombstone
+      s.raw[field] = true
     elseif field == 'x' or field == 'tx' then s.has[field] = true
     elseif field == 'o' then s.limit = tonumber(value); s.has.o = true
     elseif field == 'p' then s.plan = tonumber(value); s.has.p = true
@@ -171,20 +175,26 @@ local function save(c, s)
   local x, tx = nil, nil
   local keep_until = c.now
   for _, l in ipairs(s.live) do
-    want['l:' .. l.id] = encode_lease(l)
+    local field = 'l:' .. l.id
+    want[field] = true
+    if not l.stored then
+      set[#set + 1] = field
+      set[#set + 1] = encode_lease(l)
+      l.stored = true
+    end
     if x == nil or l.expires_at < x then x = l.expires_at end
     keep_until = math.max(keep_until, l.expires_at + c.tombstone_ttl)
   end
   for _, t in ipairs(s.ended) do
-    want['t:' .. t.id] = encode_tombstone(t)
+    local field = 't:' .. t.id
+    want[field] = true
+    if not t.stored then
+      set[#set + 1] = field
+      set[#set + 1] = encode_tombstone(t)
+      t.stored = true
+    end
     if tx == nil or t.ended_at < tx then tx = t.ended_at end
     keep_until = math.max(keep_until, t.ended_at + c.tombstone_ttl)
-  end
-  for field, value in pairs(want) do
-    if s.raw[field] ~= value then
-      set[#set + 1] = field
-      set[#set + 1] = value
-    end
   end
   for field in pairs(s.raw) do
     if want[field] == nil then del[#del + 1] = field end
@@ -443,6 +453,7 @@ local function heartbeat(keys, argv)
   local _, live = find(s.live, id)
   if live then
     live.expires_at = c.now + c.lease_ttl
+    live.stored = nil
     save(c, s)
     return '{"outcome":"renewed","stream":' .. lease_json(live) .. ',"expired":' .. expired .. '}'
   end
