@@ -115,8 +115,8 @@ fn start_takes_id_device_content_then_terminate_list() {
 fn a_heartbeat_rewrites_only_its_own_lease_while_nothing_is_due() {
     let mut con = connection();
     let key = format!("{}:{{dave}}", unique_prefix("layout"));
-    call(&mut con, "start", &key, T0, &["a", "", ""]);
     let set_at = Instant::now();
+    call(&mut con, "start", &key, T0, &["a", "", ""]);
     call(&mut con, "start", &key, T0 + 10, &["b", "", ""]);
     let before: std::collections::HashMap<String, String> = con.hgetall(&key).unwrap();
     let beat = call(&mut con, "heartbeat", &key, T0 + 30_000, &["b"]);
@@ -129,8 +129,9 @@ fn a_heartbeat_rewrites_only_its_own_lease_while_nothing_is_due() {
         .collect();
     assert_eq!(changed, vec!["l:b"], "{before:?} -> {after:?}");
     assert_eq!(after["x"], (T0 + 90_000).to_string(), "a lower bound stays");
-    // As set by b's start at T0 + 10: x + 90 s + 900 s, untouched since.
-    assert_pttl(&mut con, &key, 1_079_990, set_at);
+    // As set by a's start at T0: x (a's end) + 90 s + 900 s; neither b's
+    // start (its retention ends earlier) nor the heartbeat touched it.
+    assert_pttl(&mut con, &key, 1_080_000, set_at);
 
     // Past a's end the heartbeat does the expiry work: a becomes a tombstone.
     let late = call(&mut con, "heartbeat", &key, T0 + 100_000, &["b"]);

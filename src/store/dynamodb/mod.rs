@@ -183,7 +183,8 @@ impl Inner {
             }
             let decided = outcomes.len();
             let diff = Diff::between(&before, &account, now);
-            if !changed && !(finishing && diff.items() > 1) {
+            let to_write = changed || (finishing && diff.items() > 1);
+            if !to_write {
                 group::answer(jobs.drain(..decided), outcomes);
                 continue;
             }

@@ -336,9 +336,44 @@ end
 -- Start a stream. argv[7] stream id, argv[8] device id or '', argv[9]
 -- content id or '', argv[10] the plan's limit or '', argv[11…] ids to
 -- terminate. Mirrors Account::start.
+-- The common start, decided from the summary fields like a heartbeat:
+-- nothing due, a new id, no device to replace, nothing to terminate, no
+-- new plan, and room under the limit. Returns nil when the full path must
+-- decide.
+local function quick_start(c, argv)
+  local id, device, content = argv[7], argv[8], argv[9]
+  if device ~= '' or #argv > 10 or (argv[10] or '') ~= '' then return nil end
+  local key, now = c.key, c.now
+  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', 'q', 'tn', 'l:' .. id, 't:' .. id)
+  if h.err or h[8] then return nil end
+  local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
+  local limit = tonumber(h[4]) or tonumber(h[5]) or c.default_limit
+  if n + 1 > limit or (x ~= nil and now >= x) or (tx ~= nil and now >= tx + c.tombstone_ttl) then
+    return nil
+  end
+  local lease = { id = id, started_at = now, expires_at = now + c.lease_ttl, seq = tonumber(h[6]) or 0 }
+  if content ~= '' then lease.content_id = content end
+  local x_now = x or lease.expires_at
+  redis.call('HSET', key, 'l:' .. id, encode_lease(lease), 'n', n + 1, 'q', lease.seq + 1, 'x', x_now)
+  if h[9] then
+    -- A new start of an ended id forgets its tombstone; tx stays a lower bound.
+    redis.call('HDEL', key, 't:' .. id)
+    redis.call('HSET', key, 'tn', (tonumber(h[7]) or 1) - 1)
+  end
+  -- With leases already there, the key's deadline (at least x + lease ttl
+  -- + retention, see `save`) outlives this lease's retention, since now < x.
+  if x == nil and not h[4] then
+    redis.call('PEXPIRE', key, 2 * c.lease_ttl + c.tombstone_ttl)
+  end
+  return '{"outcome":"granted","stream":' .. lease_json(lease) .. ',"evicted":[],"replaced":[],"active":'
+    .. (n + 1) .. ',"limit":' .. limit .. ',"expired":0}'
+end
+
 local function start(keys, argv)
   local c = context(keys, argv)
   local now = c.now
+  local quick = quick_start(c, argv)
+  if quick then return quick end
   local s = load(c)
   local changed = s.was_string or false
   local plan = tonumber(argv[10] or '')
