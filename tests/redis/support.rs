@@ -36,6 +36,9 @@ pub struct OwnRedis {
     pub port: u16,
     child: Option<Child>,
     args: Vec<String>,
+    /// Its working directory: an append-only file (a test may turn it on)
+    /// is written there, never into the source tree.
+    dir: tempfile::TempDir,
 }
 
 impl OwnRedis {
@@ -49,6 +52,7 @@ impl OwnRedis {
             port: free_port(),
             child: None,
             args: args.iter().map(|a| a.to_string()).collect(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
         };
         redis.restart();
         redis
@@ -68,7 +72,9 @@ impl OwnRedis {
                 "127.0.0.1",
                 "--save",
                 "",
+                "--dir",
             ])
+            .arg(self.dir.path())
             .args(["--appendonly", "no"])
             .args(&self.args)
             .stdout(Stdio::null())
