@@ -86,7 +86,9 @@ impl Account {
     /// become `expired` tombstones, tombstones past retention go, and if the
     /// account holds more live streams than its limit (a lowered
     /// `--default-limit`), the excess is revoked as [`Account::set_limit`]
-    /// would. Returns how many leases expired.
+    /// would. An account left with nothing forgets its plan: the plan is
+    /// remembered while the account holds streams or tombstones, and the
+    /// next start's token brings it again. Returns how many leases expired.
     pub fn expire(&mut self, now: Timestamp, policy: &Policy) -> usize {
         let before = self.live.len();
         let mut i = 0;
@@ -103,16 +105,33 @@ impl Account {
         let keep_for = policy.tombstone_ttl();
         self.ended.retain(|t| now < t.ended_at + keep_for);
         self.trim(now, policy);
+        self.forget_plan_if_idle();
         expired
     }
 
     /// Decides a start. Only a grant changes the account's streams; a plan
-    /// limit in the request is recorded whatever the decision.
+    /// limit in the request is recorded whatever the decision (a lowered
+    /// one revokes the excess at once), unless the account is left with
+    /// nothing to remember it by.
     pub fn start(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
-        if req.plan.is_some() {
-            self.plan = req.plan;
-        }
         self.expire(now, policy);
+        if req.plan.is_some() && req.plan != self.plan {
+            self.plan = req.plan;
+            self.trim(now, policy);
+        }
+        let decision = self.admit(req, now, policy);
+        self.forget_plan_if_idle();
+        decision
+    }
+
+    fn forget_plan_if_idle(&mut self) {
+        if self.limit.is_none() && self.live.is_empty() && self.ended.is_empty() {
+            self.plan = None;
+        }
+    }
+
+    /// The admission decision proper, on an account already brought to `now`.
+    fn admit(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
         let limit = self.limit(policy);
 
         if let Some(stream) = self.live.iter().find(|s| s.id == req.stream_id) {
@@ -325,6 +344,40 @@ mod tests {
             .iter()
             .map(|s| s.id.to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_plan_is_kept_while_the_account_holds_something() {
+        let p = policy(2, OnLimit::Reject);
+        let blocked = |id: &str| StartRequest {
+            plan: Some(Limit::new(0).unwrap()),
+            ..StartRequest::new(sid(id))
+        };
+        // Refused on an empty account: nothing to remember the plan by.
+        let mut acc = Account::default();
+        assert!(matches!(
+            acc.start(blocked("a"), T0, &p),
+            StartDecision::LimitReached { .. }
+        ));
+        assert_eq!(acc, Account::default());
+        granted(start(&mut acc, "b", T0, &p));
+        // With a stream, a lowered plan is kept and revokes the excess.
+        assert!(matches!(
+            acc.start(blocked("c"), at(1), &p),
+            StartDecision::LimitReached { .. }
+        ));
+        assert_eq!(acc.plan, Some(Limit::new(0).unwrap()));
+        assert!(acc.live.is_empty());
+        assert_eq!(acc.ended[0].reason, EndReason::Revoked);
+        // Once the tombstone is gone, so is the plan.
+        acc.expire(at(1) + p.tombstone_ttl(), &p);
+        assert_eq!(
+            acc,
+            Account {
+                next_seq: 1,
+                ..Account::default()
+            }
+        );
     }
 
     #[test]

@@ -273,6 +273,12 @@ local function trim(c, s)
   return revoked
 end
 
+-- An account left with nothing forgets its plan. Mirrors
+-- Account::forget_plan_if_idle.
+local function forget_plan_if_idle(s)
+  if s.limit == nil and #s.live == 0 and #s.ended == 0 then s.plan = nil end
+end
+
 -- What now and the policy imply: leases that ran out become 'expired'
 -- tombstones, old tombstones go, and streams above the limit (a lowered
 -- default) are revoked. Mirrors Account::expire. Returns how many leases
@@ -303,6 +309,7 @@ local function expire(c, s)
   end
   s.ended = kept
   trim(c, s)
+  forget_plan_if_idle(s)
   return #expired, true
 end
 
@@ -376,13 +383,14 @@ local function start(keys, argv)
   if quick then return quick end
   local s = load(c)
   local changed = s.was_string or false
+  local expired, cleaned = expire(c, s)
+  changed = changed or cleaned
   local plan = tonumber(argv[10] or '')
   if plan ~= nil and s.plan ~= plan then
     s.plan = plan
     changed = true
+    trim(c, s)
   end
-  local expired, cleaned = expire(c, s)
-  changed = changed or cleaned
   local limit = limit_of(c, s)
   local id, device, content = argv[7], argv[8], argv[9]
   local terminate = {}
