@@ -3,6 +3,7 @@
 //! here, so every store keeps exactly this, under one key.
 
 use serde::{Deserialize, Serialize};
+use thin_vec::ThinVec;
 
 use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, StreamId};
@@ -70,6 +71,10 @@ pub struct Tombstone {
 }
 
 /// One account's whole state.
+///
+/// Lease and tombstone lists are `ThinVec`s: one pointer each, and no heap
+/// block while empty, so an account with one lease is a small table entry
+/// plus one block. The JSON is that of a `Vec`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Per-account override of the default limit (admin API).
@@ -82,9 +87,9 @@ pub struct Account {
     pub plan: Option<Limit>,
     /// Leases in grant order. May hold expired leases until the next decision.
     #[serde(default)]
-    pub live: Vec<Lease>,
+    pub live: ThinVec<Lease>,
     #[serde(default)]
-    pub ended: Vec<Tombstone>,
+    pub ended: ThinVec<Tombstone>,
     #[serde(default)]
     pub next_seq: u64,
 }
@@ -133,9 +138,9 @@ impl Account {
             // What the next decision will find, expiry and limit applied.
             let mut settled = self.clone();
             settled.expire(now, policy);
-            settled.live
+            settled.live.to_vec()
         } else {
-            self.live.clone()
+            self.live.to_vec()
         };
         live.sort_by_key(Lease::age_key);
         AccountView {

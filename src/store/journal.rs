@@ -5,7 +5,13 @@
 //! thread takes everything pending, writes it in one transaction, and one
 //! fsync later publishes the highest number it made durable; answers wait
 //! for their number. Many concurrent requests thus share one fsync.
+//!
+//! Changes no answer waits for (the sweeper's expiries) wait in a separate,
+//! coalesced queue and go to disk a bounded chunk per transaction, after the
+//! acknowledged writes: when a million leases lapse at once, a grant still
+//! waits for one small transaction, not for a million rows.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -30,7 +36,61 @@ struct Durable {
 struct Pending {
     next_lsn: u64,
     writes: Vec<Write>,
+    behind: Behind,
     closing: bool,
+}
+
+/// Background rows written behind acknowledged ones.
+const BEHIND_PER_TRANSACTION: usize = 1024;
+
+/// Writes no answer waits for, oldest first, at most one per account: a
+/// newer state replaces a queued one in place, and an acknowledged write
+/// of the account (which carries the newer state) cancels it.
+#[derive(Default)]
+struct Behind {
+    queue: VecDeque<Option<(UserId, Option<Vec<u8>>)>>,
+    /// Position in `queue` of each account's queued write, counted from
+    /// the first write ever queued (`popped` of them are gone).
+    index: HashMap<UserId, u64>,
+    popped: u64,
+}
+
+impl Behind {
+    fn push(&mut self, user: &UserId, state: Option<Vec<u8>>) {
+        match self.index.get(user) {
+            Some(&at) => self.queue[(at - self.popped) as usize] = Some((user.clone(), state)),
+            None => {
+                self.index
+                    .insert(user.clone(), self.popped + self.queue.len() as u64);
+                self.queue.push_back(Some((user.clone(), state)));
+            }
+        }
+    }
+
+    fn cancel(&mut self, user: &UserId) {
+        if let Some(at) = self.index.remove(user) {
+            self.queue[(at - self.popped) as usize] = None;
+        }
+    }
+
+    fn take(&mut self, max: usize) -> Vec<(UserId, Option<Vec<u8>>)> {
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            let Some(slot) = self.queue.pop_front() else {
+                break;
+            };
+            self.popped += 1;
+            if let Some((user, state)) = slot {
+                self.index.remove(&user);
+                taken.push((user, state));
+            }
+        }
+        taken
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
 }
 
 struct Write {
@@ -108,6 +168,7 @@ impl SqliteJournal {
             pending: Mutex::new(Pending {
                 next_lsn: 1,
                 writes: Vec::new(),
+                behind: Behind::default(),
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -177,6 +238,7 @@ impl Journal for SqliteJournal {
         let mut pending = self.shared.pending.lock().unwrap();
         let lsn = pending.next_lsn;
         pending.next_lsn += 1;
+        pending.behind.cancel(user);
         pending.writes.push(Write {
             lsn,
             user: user.clone(),
@@ -186,27 +248,40 @@ impl Journal for SqliteJournal {
         self.shared.wake.notify_one();
         lsn
     }
+
+    fn record_behind(&self, user: &UserId, account: &Account) {
+        if !self.is_healthy() {
+            return;
+        }
+        let state = (!account.is_idle())
+            .then(|| serde_json::to_vec(account).expect("an account always serializes"));
+        self.shared.pending.lock().unwrap().behind.push(user, state);
+        self.shared.wake.notify_one();
+    }
 }
 
 fn write_loop(mut conn: Connection, shared: &Shared, durable: &watch::Sender<Durable>) {
     loop {
-        let (batch, closing) = {
+        let (batch, behind, closing) = {
             let mut pending = shared.pending.lock().unwrap();
-            while pending.writes.is_empty() && !pending.closing {
+            while pending.writes.is_empty() && pending.behind.is_empty() && !pending.closing {
                 pending = shared.wake.wait(pending).unwrap();
             }
-            (std::mem::take(&mut pending.writes), pending.closing)
+            let behind = pending.behind.take(BEHIND_PER_TRANSACTION);
+            (std::mem::take(&mut pending.writes), behind, pending.closing)
         };
-        let Some(last) = batch.last().map(|w| w.lsn) else {
+        if batch.is_empty() && behind.is_empty() {
             if closing {
                 return;
             }
             continue;
-        };
-        match write_batch(&mut conn, &batch) {
+        }
+        match write_batch(&mut conn, &batch, &behind) {
             Ok(()) => {
                 metrics::histogram!("streamguard_journal_batch_size").record(batch.len() as f64);
-                durable.send_modify(|d| d.lsn = last);
+                if let Some(last) = batch.last().map(|w| w.lsn) {
+                    durable.send_modify(|d| d.lsn = last);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal write failed; the store refuses further writes");
@@ -217,7 +292,13 @@ fn write_loop(mut conn: Connection, shared: &Shared, durable: &watch::Sender<Dur
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
+/// Writes `batch` and then `behind` (whose states are newer where both
+/// name an account: an acknowledged write cancels older queued ones).
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[Write],
+    behind: &[(UserId, Option<Vec<u8>>)],
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut put = tx.prepare_cached(
@@ -225,12 +306,76 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
              ON CONFLICT (user_id) DO UPDATE SET state = excluded.state",
         )?;
         let mut delete = tx.prepare_cached("DELETE FROM accounts WHERE user_id = ?1")?;
-        for write in batch {
-            match &write.state {
-                Some(state) => put.execute(params![write.user.as_str(), state])?,
-                None => delete.execute(params![write.user.as_str()])?,
+        let acknowledged = batch.iter().map(|w| (&w.user, &w.state));
+        for (user, state) in acknowledged.chain(behind.iter().map(|(u, s)| (u, s))) {
+            match state {
+                Some(state) => put.execute(params![user.as_str(), state])?,
+                None => delete.execute(params![user.as_str()])?,
             };
         }
     }
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Limit;
+
+    fn user(n: u32) -> UserId {
+        UserId::parse(&format!("u{n}")).unwrap()
+    }
+
+    /// An account told apart by its limit override.
+    fn account(limit: u32) -> Account {
+        Account {
+            limit: Some(Limit::new(limit).unwrap()),
+            ..Account::default()
+        }
+    }
+
+    #[test]
+    fn behind_keeps_one_write_per_account_in_first_queued_order() {
+        let mut behind = Behind::default();
+        behind.push(&user(1), Some(b"1a".to_vec()));
+        behind.push(&user(2), Some(b"2".to_vec()));
+        behind.push(&user(1), Some(b"1b".to_vec()));
+        behind.push(&user(3), None);
+        behind.cancel(&user(2));
+        let first = behind.take(1);
+        assert_eq!(first, [(user(1), Some(b"1b".to_vec()))]);
+        assert_eq!(
+            behind.take(10),
+            [(user(3), None)],
+            "the cancelled write is gone"
+        );
+        assert!(behind.is_empty());
+        behind.push(&user(1), None);
+        assert_eq!(behind.take(10), [(user(1), None)]);
+    }
+
+    #[tokio::test]
+    async fn the_newest_state_wins_whichever_queue_it_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open(dir.path()).unwrap();
+        let journal = SqliteJournal::start(conn);
+        for n in 0..5_000 {
+            journal.record_behind(&user(n), &account(1));
+        }
+        // An acknowledged write supersedes the queued one...
+        let lsn = journal.record(&user(7), &account(2));
+        // ...and a later background write supersedes an acknowledged one.
+        journal.record(&user(8), &account(2));
+        journal.record_behind(&user(8), &account(3));
+        journal.wait(lsn).await.unwrap();
+        journal.close();
+
+        let (_, stored) = open(dir.path()).unwrap();
+        let limit = |n: u32| {
+            let (_, acc) = stored.iter().find(|(u, _)| *u == user(n)).unwrap();
+            acc.limit.unwrap().get()
+        };
+        assert_eq!(stored.len(), 5_000, "close drains the background queue");
+        assert_eq!((limit(7), limit(8), limit(9)), (2, 3, 1));
+    }
 }

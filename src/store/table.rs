@@ -19,6 +19,13 @@ pub(crate) trait Journal: Send + Sync + 'static {
     /// Records `account` as the new state of `user`; returns the journal
     /// position an answer that depends on it must wait for.
     fn record(&self, user: &UserId, account: &Account) -> u64;
+
+    /// Records a change that no answer waits for (what the sweeper found
+    /// expired): the journal may write it later, behind acknowledged
+    /// writes, keeping only the newest state per account.
+    fn record_behind(&self, user: &UserId, account: &Account) {
+        self.record(user, account);
+    }
 }
 
 /// The memory store journals nothing.
@@ -155,7 +162,10 @@ impl<J: Journal> AccountTable<J> {
             {
                 let expired = entry.account.expire(now, &self.policy);
                 telemetry::record_decision("expired", expired);
-                entry.lsn = self.journal.record(&user, &entry.account);
+                // Nothing waits for it, so a mass expiry cannot queue ahead
+                // of acknowledged writes; `entry.lsn` stays the position of
+                // the last change an answer was promised.
+                self.journal.record_behind(&user, &entry.account);
             }
             self.accounts.remove_if(&user, |_, e| e.account.is_idle());
         }
