@@ -18,7 +18,7 @@ fn a_short_viewer_run_passes_the_audit_and_reports_every_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let (out, plot) = (dir.path().join("run.json"), dir.path().join("run.svg"));
     let status = Command::new(env!("CARGO_BIN_EXE_streamguard-load"))
-        .args(["--target", &server.base])
+        .args(["--target", &server.url("")])
         .args([
             "--viewers",
             "80",
