@@ -54,7 +54,10 @@ enum Change {
 const SHARDS: usize = 256;
 
 pub(crate) struct AccountTable<J> {
-    accounts: DashMap<UserId, Entry>,
+    /// Entries are boxed: a hash table keeps its slots between half and
+    /// seven eighths full, and a slot holding only the key and a pointer
+    /// wastes less of the empty ones (about 20 bytes per account at 10 M).
+    accounts: DashMap<UserId, Box<Entry>>,
     policy: Policy,
     clock: Arc<dyn Clock>,
     journal: J,
@@ -84,7 +87,7 @@ impl<J: Journal> AccountTable<J> {
         // accounts that room is gigabytes.
         account.live.shrink_to_fit();
         account.ended.shrink_to_fit();
-        self.accounts.insert(user, Entry { account, lsn: 0 });
+        self.accounts.insert(user, Box::new(Entry { account, lsn: 0 }));
     }
 
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
@@ -182,9 +185,11 @@ impl<J: Journal> AccountTable<J> {
         user: &UserId,
         op: impl FnOnce(&mut Account, Timestamp, &Policy) -> (R, Change),
     ) -> Applied<R> {
-        let mut entry = self.accounts.entry(user.clone()).or_insert_with(|| Entry {
-            account: Account::default(),
-            lsn: 0,
+        let mut entry = self.accounts.entry(user.clone()).or_insert_with(|| {
+            Box::new(Entry {
+                account: Account::default(),
+                lsn: 0,
+            })
         });
         let applied = self.apply(user, &mut entry, op);
         let idle = entry.account.is_idle();
