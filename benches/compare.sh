@@ -12,7 +12,7 @@
 # (cargo build --release --bin streamguard --example hello_json) and wrk.
 set -euo pipefail
 WHAT=$1 ROUNDS=${2:-3} DURATION=${3:-5s}
-SG=target/release/streamguard HELLO=target/release/examples/hello_json
+SG=${SG:-target/release/streamguard} HELLO=${HELLO:-target/release/examples/hello_json}
 PORT=${PORT:-18099}
 HZ=$(getconf CLK_TCK)
 DATA=$(mktemp -d)
