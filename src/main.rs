@@ -14,6 +14,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.command() == Command::Healthcheck {
+        return Ok(streamguard::healthcheck::check(cli.config.listen)?);
+    }
     let _logs = telemetry::init_logging();
     let config = cli.config.clone();
 

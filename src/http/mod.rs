@@ -9,8 +9,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::Authenticator;
 use crate::config::{OnStoreError, Secret};
 use crate::domain::{Clock, Policy};
+use crate::grant::GrantSigner;
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
@@ -36,6 +38,9 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Arc<dyn StreamStore>,
     pub policy: Policy,
+    pub auth: Authenticator,
+    /// Signs playback grants when `--grant-key` is set.
+    pub grants: Option<Arc<GrantSigner>>,
     pub clock: Arc<dyn Clock>,
     pub admin_token: Option<Secret>,
     pub store_timeout: Duration,
@@ -96,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/streams", get(streams::list).post(streams::start))
         .route("/streams/{id}", delete(streams::stop))
         .route("/streams/{id}/heartbeat", post(streams::heartbeat))

@@ -47,6 +47,23 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// The public key(s) that check playback grants, as a JWK Set (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
+    responses(
+        (status = 200, description = "JWK Set with the grant signing key", content_type = "application/jwk-set+json"),
+        (status = 404, description = "No --grant-key configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let grants = state.grants.as_ref().ok_or(ApiError::RouteNotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        grants.jwks().to_owned(),
+    ))
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3.1 document")))]

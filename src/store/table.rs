@@ -87,7 +87,8 @@ impl<J: Journal> AccountTable<J> {
         // accounts that room is gigabytes.
         account.live.shrink_to_fit();
         account.ended.shrink_to_fit();
-        self.accounts.insert(user, Box::new(Entry { account, lsn: 0 }));
+        self.accounts
+            .insert(user, Box::new(Entry { account, lsn: 0 }));
     }
 
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
@@ -290,7 +291,16 @@ mod tests {
     fn one_lease_takes_room_for_one_whether_granted_or_restored() {
         let (table, _) = table();
         table.start(&user("u"), req("a"));
-        assert_eq!(table.accounts.get(&user("u")).unwrap().account.live.capacity(), 1);
+        assert_eq!(
+            table
+                .accounts
+                .get(&user("u"))
+                .unwrap()
+                .account
+                .live
+                .capacity(),
+            1
+        );
         let json = r#"{"live":[{"id":"b","started_at":1,"expires_at":2,"seq":0}],"ended":[],"next_seq":1}"#;
         table.restore(user("r"), serde_json::from_str(json).unwrap());
         let restored = table.accounts.get(&user("r")).unwrap();

@@ -2,8 +2,11 @@
 
 mod admin;
 mod bad_input;
+mod grants;
+mod identity;
 mod ops;
 mod server;
 mod store_failure;
 mod streams;
 mod support;
+mod tokens;

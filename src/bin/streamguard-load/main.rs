@@ -148,6 +148,9 @@ fn main() -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.share) || !(0.0..=1.0).contains(&args.terminate) {
         bail!("--share and --terminate are shares between 0 and 1");
     }
+    if let Some(secret) = &args.jwt_secret {
+        jwt::Signer::new(secret).context("--jwt-secret")?;
+    }
     if args.viewers == 0 || args.connections == 0 {
         bail!("--viewers and --connections must be at least 1");
     }

@@ -403,7 +403,7 @@ fn lease_ttl(stream: &Value) -> Option<Micros> {
 
 fn identity(args: &Args) -> Identity {
     match &args.jwt_secret {
-        Some(secret) => Identity::Jwt(jwt::Signer::new(secret)),
+        Some(secret) => Identity::Jwt(jwt::Signer::new(secret).expect("checked in main")),
         None => Identity::Header,
     }
 }
