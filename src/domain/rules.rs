@@ -177,9 +177,6 @@ impl Account {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        // Grow by exactly one: most accounts hold one lease, and the usual
-        // doubling (to room for four) would triple a live stream's memory.
-        self.live.reserve_exact(1);
         self.live.push(stream.clone());
         StartDecision::Granted(Grant {
             stream,
@@ -272,7 +269,6 @@ impl Account {
         if self.ended.len() >= MAX_TOMBSTONES {
             self.ended.remove(0);
         }
-        self.ended.reserve_exact(1);
         self.ended.push(Tombstone {
             id,
             reason,

@@ -82,11 +82,7 @@ impl<J: Journal> AccountTable<J> {
 
     /// Puts recovered accounts in place before the table serves requests.
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-    pub fn restore(&self, user: UserId, mut account: Account) {
-        // Decoding leaves room to spare in the lists; at ten million
-        // accounts that room is gigabytes.
-        account.live.shrink_to_fit();
-        account.ended.shrink_to_fit();
+    pub fn restore(&self, user: UserId, account: Account) {
         self.accounts
             .insert(user, Box::new(Entry { account, lsn: 0 }));
     }
