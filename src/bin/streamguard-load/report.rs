@@ -120,6 +120,9 @@ pub fn write_json(args: &Args, o: &Outcome, path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Reads one latency line's value out of a second.
+type Percentile = fn(&crate::sim::Second) -> f64;
+
 /// Requests per second above, latency percentiles below, one point a second.
 pub fn plot(o: &Outcome, path: &Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
@@ -147,7 +150,7 @@ pub fn plot(o: &Outcome, path: &Path) -> anyhow::Result<()> {
         .y_label_area_size(70)
         .build_cartesian_2d(0u64..t_max, 0f64..lat_max)?;
     chart.configure_mesh().x_desc("s").draw()?;
-    let lines: [(&str, RGBColor, fn(&crate::sim::Second) -> f64); 4] = [
+    let lines: [(&str, RGBColor, Percentile); 4] = [
         ("p50", GREEN, |x| x.p50_ms),
         ("p90", BLUE, |x| x.p90_ms),
         ("p99", MAGENTA, |x| x.p99_ms),
