@@ -462,18 +462,19 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
     });
     let mut rng = fastrand::Rng::with_seed(seed);
     let run = rng.u32(..);
-    // The target must answer before anything is measured.
+    // The target must answer before anything is measured (`GET /` is
+    // streamguard's legacy health check, and the hello server's route).
     let mut probe = Connection::new(addr, Identity::Header);
     let health = probe
         .send(&Call {
             method: Method::GET,
-            path: "/healthz".into(),
+            path: "/".into(),
             account: String::new(),
             body: None,
         })
         .await;
     if health.status != 200 {
-        anyhow::bail!("{} does not answer /healthz", args.target);
+        anyhow::bail!("{} does not answer GET /", args.target);
     }
     let preloaded = if args.preload > 0 {
         let p = preload(&args, addr, run).await;
