@@ -80,6 +80,33 @@ fn a_short_viewer_run_passes_the_audit_and_reports_every_outcome() {
 }
 
 #[test]
+fn jwt_mode_identifies_with_hs256_tokens() {
+    let secret = "load-tool-test-secret";
+    let server = Server::start(
+        &["--store", "memory", "--auth", "jwt", "--jwt-secret", secret],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("jwt.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_streamguard-load"))
+        .args(["--target", &server.url("")])
+        .args(["--viewers", "20", "--heartbeat", "200ms", "--session", "1s"])
+        .args(["--duration", "2s", "--connections", "4", "--quiet"])
+        .args(["--jwt-secret", secret])
+        .arg("--out")
+        .arg(&out)
+        .arg("--plot")
+        .arg(dir.path().join("jwt.svg"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let result: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(result["config"]["identity"], "jwt");
+    assert!(result["grants"].as_u64().unwrap() > 0, "{result:#}");
+    assert!(result["status"].get("401").is_none(), "{result:#}");
+}
+
+#[test]
 fn targets_other_than_this_machine_are_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_streamguard-load"))
         .args(["--target", "http://192.0.2.1:8080", "--duration", "1s"])
