@@ -8,8 +8,9 @@
 //!
 //! Changes no answer waits for (the sweeper's expiries) wait in a separate,
 //! coalesced queue and go to disk a bounded chunk per transaction, after the
-//! acknowledged writes: when a million leases lapse at once, a grant still
-//! waits for one small transaction, not for a million rows.
+//! acknowledged writes (a small chunk while answers wait, a large one when
+//! none do): when a million leases lapse at once, a grant still waits for
+//! one small transaction, not for a million rows.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -40,8 +41,12 @@ struct Pending {
     closing: bool,
 }
 
-/// Background rows written behind acknowledged ones.
-const BEHIND_PER_TRANSACTION: usize = 1024;
+/// Background rows per transaction while answers wait for it: each row of
+/// a large table dirties its own page, so a big chunk would make the fsync
+/// they wait for slow (1 024 rows took a start from a few ms to ≈ 60 ms).
+const BEHIND_WHILE_BUSY: usize = 32;
+/// Background rows per transaction when no answer waits.
+const BEHIND_WHILE_IDLE: usize = 1024;
 
 /// Writes no answer waits for, oldest first, at most one per account: a
 /// newer state replaces a queued one in place, and an acknowledged write
@@ -267,7 +272,11 @@ fn write_loop(mut conn: Connection, shared: &Shared, durable: &watch::Sender<Dur
             while pending.writes.is_empty() && pending.behind.is_empty() && !pending.closing {
                 pending = shared.wake.wait(pending).unwrap();
             }
-            let behind = pending.behind.take(BEHIND_PER_TRANSACTION);
+            let behind = pending.behind.take(if pending.writes.is_empty() {
+                BEHIND_WHILE_IDLE
+            } else {
+                BEHIND_WHILE_BUSY
+            });
             (std::mem::take(&mut pending.writes), behind, pending.closing)
         };
         if batch.is_empty() && behind.is_empty() {
