@@ -272,11 +272,12 @@ fn write_loop(mut conn: Connection, shared: &Shared, durable: &watch::Sender<Dur
             while pending.writes.is_empty() && pending.behind.is_empty() && !pending.closing {
                 pending = shared.wake.wait(pending).unwrap();
             }
-            let behind = pending.behind.take(if pending.writes.is_empty() {
+            let chunk = if pending.writes.is_empty() {
                 BEHIND_WHILE_IDLE
             } else {
                 BEHIND_WHILE_BUSY
-            });
+            };
+            let behind = pending.behind.take(chunk);
             (std::mem::take(&mut pending.writes), behind, pending.closing)
         };
         if batch.is_empty() && behind.is_empty() {
