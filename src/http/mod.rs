@@ -17,6 +17,7 @@ use crate::store::{StoreError, StreamStore};
 
 mod admin;
 mod bearer;
+mod console;
 pub mod dto;
 mod error;
 mod extract;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/streams", get(streams::list).post(streams::start))
         .route("/streams/{id}", delete(streams::stop))
         .route("/streams/{id}/heartbeat", post(streams::heartbeat))
+        .route("/admin/metrics", get(ops::admin_metrics))
         .route("/admin/users/{user}/streams", get(admin::list))
         .route("/admin/users/{user}/streams/{id}", delete(admin::revoke))
         .route(
@@ -113,6 +115,7 @@ pub fn router(state: AppState) -> Router {
                 .put(admin::set_limit)
                 .delete(admin::clear_limit),
         )
+        .merge(console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));

@@ -22,7 +22,7 @@ pub struct Problem {
 #[openapi(
     info(title = "streamguard", description = "Concurrent-stream limiter"),
     paths(
-        ops::legacy_health, ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::jwks,
+        ops::legacy_health, ops::healthz, ops::readyz, ops::metrics, ops::admin_metrics, ops::openapi, ops::jwks,
         streams::list, streams::start, streams::heartbeat, streams::stop,
         admin::list, admin::revoke, admin::get_limit, admin::set_limit, admin::clear_limit,
     ),

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 use utoipa::OpenApi;
 
+use super::admin::Admin;
 use super::openapi::ApiDoc;
 use super::{ApiError, AppState};
 
@@ -45,6 +46,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// The same Prometheus text behind the admin token, for the web console
+/// (`/metrics` itself may be served on another address).
+#[utoipa::path(get, path = "/admin/metrics", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No admin token configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn admin_metrics(_: Admin, state: State<AppState>) -> impl IntoResponse {
+    metrics(state).await
 }
 
 /// The public key(s) that check playback grants, as a JWK Set (RFC 7517).

@@ -75,170 +75,178 @@ async fn rs256_es256_and_eddsa_tokens_verify_against_a_jwks_file() {
     }
 }
 
-#[tokio::test]
-async fn forged_and_malformed_tokens_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = jwks_app(&dir, &[Idp::Rsa, Idp::P256], &["--jwt-secret", SECRET]).await;
-    let good = Idp::Rsa.token(claims("alice"));
-    let parts: Vec<&str> = good.split('.').collect();
-    let header = |h: Value| b64(h.to_string().as_bytes());
-    let payload = b64(claims("alice").to_string().as_bytes());
+const ISSUER: &str = "https://idp.example";
 
-    let rsa_public = std::fs::read(tokens::key_path("idp-rsa.pub.pem")).unwrap();
-    let tampered_claims = b64(claims("bob").to_string().as_bytes());
-    let cases: Vec<(&str, String)> = vec![
-        (
-            "alg none",
-            format!(
-                "{}.{payload}.",
-                header(json!({"alg": "none", "typ": "JWT"}))
-            ),
-        ),
-        (
-            "alg none with a signature",
-            format!("{}.{payload}.{}", header(json!({"alg": "none"})), parts[2]),
-        ),
-        (
-            "RSA public key used as an HS256 secret",
-            tokens::hs256_with(&rsa_public, claims("alice")),
-        ),
-        ("RS256 token naming the EC key", {
-            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-            h.kid = Some(Idp::P256.kid().into());
-            let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-                &std::fs::read(tokens::key_path("idp-rsa.pem")).unwrap(),
-            )
-            .unwrap();
-            jsonwebtoken::encode(&h, &claims("alice"), &key).unwrap()
-        }),
-        (
-            "ES384 (not offered)",
-            format!(
-                "{}.{payload}.{}",
-                header(json!({"alg": "ES384", "kid": "p256-1"})),
-                parts[2]
-            ),
-        ),
-        (
-            "HS512",
-            format!("{}.{payload}.{}", header(json!({"alg": "HS512"})), parts[2]),
-        ),
-        (
-            "tampered payload",
-            format!("{}.{tampered_claims}.{}", parts[0], parts[2]),
-        ),
-        (
-            "signature of another token",
-            format!(
-                "{}.{}.{}",
-                parts[0],
-                parts[1],
-                &Idp::Rsa.token(claims("bob")).split('.').nth(2).unwrap()
-            ),
-        ),
-        (
-            "wrong HS256 secret",
-            tokens::hs256_with(b"another-secret-entirely-0123456", claims("alice")),
-        ),
-        ("unknown kid", {
-            let mut t = Idp::Rsa.token(claims("alice"));
-            t = t.replacen(
-                parts[0],
-                &header(json!({"alg": "RS256", "kid": "nobody"})),
-                1,
-            );
-            t
-        }),
-        ("two parts", format!("{}.{}", parts[0], parts[1])),
-        ("four parts", format!("{good}.x")),
-        ("not base64", "!!!.@@@.###".into()),
-        (
-            "header not JSON",
-            format!("{}.{payload}.{}", b64(b"not json"), parts[2]),
-        ),
-        (
-            "header a JSON array",
-            format!("{}.{payload}.{}", b64(b"[1,2]"), parts[2]),
-        ),
-        ("empty parts", "..".into()),
-        ("garbage", "hello".into()),
-        (
-            "too large",
-            format!("{}.{}.{}", parts[0], "A".repeat(9000), parts[2]),
-        ),
-    ];
-    for (what, token) in cases {
-        let reply = start_with(&app, &token).await;
-        let body = refused(&reply);
-        assert!(body["detail"].is_string(), "{what}");
+/// A service that accepts HS256 (the test secret) and RS256/ES256 (the
+/// JWKS), requires issuer and audience, and tolerates 30 s of skew.
+async fn strict_app(dir: &tempfile::TempDir) -> TestApp {
+    jwks_app(
+        dir,
+        &[Idp::Rsa, Idp::P256],
+        &[
+            "--jwt-secret",
+            SECRET,
+            "--jwt-issuer",
+            ISSUER,
+            "--jwt-audience",
+            "streamguard,player-api",
+            "--jwt-leeway",
+            "30s",
+        ],
+    )
+    .await
+}
+
+/// Claims the strict app accepts, changed by `extra` (`null` removes one).
+fn strict_claims(extra: Value) -> Value {
+    let mut c = json!({"sub": "alice", "exp": NOW + 600, "iss": ISSUER, "aud": "player-api"});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
     }
-    for header_value in ["Basic YWxpY2U6cHc=", "Bearer", "Bearer a b", "Token abc"] {
+    c
+}
+
+fn rs256(extra: Value) -> String {
+    Idp::Rsa.token(strict_claims(extra))
+}
+
+fn header_b64(h: Value) -> String {
+    b64(h.to_string().as_bytes())
+}
+
+/// A good token's payload and signature under another header.
+fn reheader(h: Value) -> String {
+    let good = rs256(json!({}));
+    let parts: Vec<&str> = good.split('.').collect();
+    format!("{}.{}.{}", header_b64(h), parts[1], parts[2])
+}
+
+fn rsa_encoding_key() -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(tokens::key_path("idp-rsa.pem")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_strict_app_accepts_its_good_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = strict_app(&dir).await;
+    for token in [
+        rs256(json!({})),
+        Idp::P256.token(strict_claims(json!({}))),
+        hs256(strict_claims(json!({}))),
+        rs256(json!({"aud": ["other", "streamguard"]})),
+        rs256(json!({"exp": NOW - 20})),
+        rs256(json!({"nbf": NOW + 20})),
+    ] {
+        let reply = app.get("/streams").bearer(&token).send().await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json()["user_id"], "alice");
+    }
+}
+
+/// One test per refusal: the token is refused with 401 and the
+/// `invalid_token` challenge, and nothing is granted.
+macro_rules! refusals {
+    ($($name:ident => $token:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let dir = tempfile::tempdir().unwrap();
+            let app = strict_app(&dir).await;
+            let token: String = $token;
+            let body = refused(&start_with(&app, &token).await);
+            assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+            assert!(app.live("alice").await.is_empty(), "no slot for a refused token");
+        }
+    )*};
+}
+
+refusals! {
+    refuses_alg_none => {
+        let good = rs256(json!({}));
+        format!("{}.{}.", header_b64(json!({"alg": "none", "typ": "JWT"})), good.split('.').nth(1).unwrap())
+    };
+    refuses_alg_none_with_a_signature => reheader(json!({"alg": "none"}));
+    refuses_an_rsa_public_key_used_as_hmac_secret => tokens::hs256_with(
+        &std::fs::read(tokens::key_path("idp-rsa.pub.pem")).unwrap(),
+        strict_claims(json!({})),
+    );
+    refuses_an_algorithm_the_key_does_not_allow => {
+        // RS256 naming the EC key.
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some(Idp::P256.kid().into());
+        jsonwebtoken::encode(&h, &strict_claims(json!({})), &rsa_encoding_key()).unwrap()
+    };
+    refuses_an_algorithm_not_offered => reheader(json!({"alg": "ES384", "kid": "p256-1"}));
+    refuses_hs512 => reheader(json!({"alg": "HS512"}));
+    refuses_an_unknown_kid => {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some("nobody".into());
+        jsonwebtoken::encode(&h, &strict_claims(json!({})), &rsa_encoding_key()).unwrap()
+    };
+    refuses_a_wrong_hs256_secret => tokens::hs256_with(b"another-secret-entirely-0123456", strict_claims(json!({})));
+    refuses_a_tampered_payload => {
+        let good = rs256(json!({}));
+        let parts: Vec<&str> = good.split('.').collect();
+        let forged = b64(strict_claims(json!({"sub": "bob"})).to_string().as_bytes());
+        format!("{}.{forged}.{}", parts[0], parts[2])
+    };
+    refuses_an_expired_token => rs256(json!({"exp": NOW - 31}));
+    refuses_a_token_without_exp => rs256(json!({"exp": null}));
+    refuses_an_exp_that_is_not_a_date => rs256(json!({"exp": "tomorrow"}));
+    refuses_a_token_not_yet_valid => rs256(json!({"nbf": NOW + 31}));
+    refuses_a_wrong_issuer => rs256(json!({"iss": "https://evil.example"}));
+    refuses_a_missing_issuer => rs256(json!({"iss": null}));
+    refuses_a_wrong_audience => rs256(json!({"aud": "someone-else"}));
+    refuses_a_missing_audience => rs256(json!({"aud": null}));
+    refuses_a_missing_sub => rs256(json!({"sub": null}));
+    refuses_a_sub_that_is_not_an_id => rs256(json!({"sub": "alice smith"}));
+    refuses_a_sub_too_long => rs256(json!({"sub": "a".repeat(129)}));
+    refuses_a_numeric_sub => rs256(json!({"sub": 42}));
+    refuses_two_parts => { let g = rs256(json!({})); g.rsplit_once('.').unwrap().0.to_owned() };
+    refuses_four_parts => format!("{}.x", rs256(json!({})));
+    refuses_bad_base64 => "!!!.@@@.###".into();
+    refuses_a_header_that_is_not_json => reheader(json!("not an object"));
+    refuses_a_header_that_is_an_array => {
+        let g = rs256(json!({}));
+        let p: Vec<&str> = g.split('.').collect();
+        format!("{}.{}.{}", b64(b"[1,2]"), p[1], p[2])
+    };
+    refuses_empty_parts => "..".into();
+    refuses_garbage => "hello".into();
+    refuses_an_oversized_token => {
+        let g = rs256(json!({}));
+        let p: Vec<&str> = g.split('.').collect();
+        format!("{}.{}.{}", p[0], "A".repeat(9000), p[2])
+    };
+}
+
+#[tokio::test]
+async fn authorization_headers_that_are_not_one_bearer_token_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = strict_app(&dir).await;
+    for value in ["Basic YWxpY2U6cHc=", "Bearer", "Bearer a b", "Token abc"] {
         let reply = app
             .post("/streams")
-            .header("authorization", header_value)
+            .header("authorization", value)
             .send()
             .await;
         refused(&reply);
     }
-    assert!(
-        app.live("alice").await.is_empty(),
-        "no forged token got a slot"
-    );
-    assert!(app.live("bob").await.is_empty());
-}
-
-#[tokio::test]
-async fn time_issuer_audience_and_subject_are_checked() {
-    let app = hs_app(&[
-        "--jwt-issuer",
-        "https://idp.example",
-        "--jwt-audience",
-        "streamguard,player-api",
-        "--jwt-leeway",
-        "30s",
-    ])
-    .await;
-    let ok = |extra: Value| {
-        let mut c = json!({"sub": "alice", "exp": NOW + 600, "iss": "https://idp.example", "aud": "player-api"});
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                c.as_object_mut().unwrap().remove(k);
-            } else {
-                c[k] = v.clone();
-            }
-        }
-        hs256(c)
-    };
-    assert_eq!(start_with(&app, &ok(json!({}))).await.status, 201);
-    assert_eq!(
-        start_with(&app, &ok(json!({"aud": ["other", "streamguard"]})))
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        start_with(&app, &ok(json!({"exp": NOW - 20}))).await.status,
-        201,
-        "within the leeway"
-    );
-    for (what, extra) in [
-        ("expired", json!({"exp": NOW - 31})),
-        ("no exp", json!({"exp": null})),
-        ("exp not a number", json!({"exp": "tomorrow"})),
-        ("not yet valid", json!({"nbf": NOW + 31})),
-        ("wrong issuer", json!({"iss": "https://evil.example"})),
-        ("no issuer", json!({"iss": null})),
-        ("wrong audience", json!({"aud": "someone-else"})),
-        ("no audience", json!({"aud": null})),
-        ("no sub", json!({"sub": null})),
-        ("sub not an id", json!({"sub": "alice smith"})),
-        ("sub too long", json!({"sub": "a".repeat(129)})),
-        ("sub a number", json!({"sub": 42})),
-    ] {
-        let reply = start_with(&app, &ok(extra)).await;
-        assert_eq!(reply.status, 401, "{what}: {}", reply.text);
-        refused(&reply);
-    }
+    let token = rs256(json!({}));
+    let twice = app
+        .post("/streams")
+        .bearer(&token)
+        .bearer(&token)
+        .send()
+        .await;
+    refused(&twice);
+    assert!(app.live("alice").await.is_empty());
 }
 
 #[tokio::test]

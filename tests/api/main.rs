@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod console;
 mod grants;
 mod identity;
 mod ops;

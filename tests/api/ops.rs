@@ -103,6 +103,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
+        ("/admin/metrics", "get"),
         ("/openapi.json", "get"),
         ("/.well-known/jwks.json", "get"),
         ("/streams", "get"),
@@ -120,6 +121,6 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path}"
         );
     }
-    assert_eq!(paths.len(), 12, "no undocumented or stale paths");
+    assert_eq!(paths.len(), 13, "no undocumented or stale paths");
     assert!(doc["components"]["schemas"]["StartResponse"].is_object());
 }
