@@ -56,6 +56,8 @@ pub struct RedisTarget {
     pub cluster: bool,
     /// Keys are `<prefix>:{<account>}`; `?prefix=` sets it.
     pub prefix: String,
+    /// Refuse a server that may forget keys (`--redis-strict`, not in the URL).
+    pub strict: bool,
 }
 
 /// Key prefix when the URL names none.
@@ -159,6 +161,7 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
         nodes,
         cluster,
         prefix,
+        strict: false,
     })
 }
 
@@ -272,6 +275,7 @@ mod tests {
                 nodes: vec!["rediss://:pw@cache:6380/2".into()],
                 cluster: false,
                 prefix: "tv".into(),
+                strict: false,
             })
         );
         assert!(!single.to_string().contains("pw"), "{single}");
@@ -282,6 +286,7 @@ mod tests {
                 nodes: vec!["redis://h1:7000".into(), "redis://h2:7001".into()],
                 cluster: true,
                 prefix: DEFAULT_REDIS_PREFIX.into(),
+                strict: false,
             })
         );
         let tls: StoreUrl = "rediss://h:6380/?prefix=p&protocol=resp3#insecure"
