@@ -2,7 +2,9 @@
 //! ended streams, and its limit override. Everything a decision needs lives
 //! here, so every store keeps exactly this, under one key.
 
-use serde::{Deserialize, Serialize};
+use std::ops::{Deref, DerefMut};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, StreamId};
@@ -70,6 +72,10 @@ pub struct Tombstone {
 }
 
 /// One account's whole state.
+///
+/// Lease and tombstone lists are [`ExactVec`]s: no room to spare, no heap
+/// block while empty, so an account with one lease is a small table entry
+/// plus one block of one lease. The JSON is that of a `Vec`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Per-account override of the default limit (admin API).
@@ -82,9 +88,9 @@ pub struct Account {
     pub plan: Option<Limit>,
     /// Leases in grant order. May hold expired leases until the next decision.
     #[serde(default)]
-    pub live: Vec<Lease>,
+    pub live: ExactVec<Lease>,
     #[serde(default)]
-    pub ended: Vec<Tombstone>,
+    pub ended: ExactVec<Tombstone>,
     #[serde(default)]
     pub next_seq: u64,
 }
@@ -133,9 +139,9 @@ impl Account {
             // What the next decision will find, expiry and limit applied.
             let mut settled = self.clone();
             settled.expire(now, policy);
-            settled.live
+            settled.live.to_vec()
         } else {
-            self.live.clone()
+            self.live.to_vec()
         };
         live.sort_by_key(Lease::age_key);
         AccountView {
@@ -172,5 +178,145 @@ impl Account {
             .iter()
             .map(|t| t.ended_at + policy.tombstone_ttl());
         leases.chain(tombstones).max()
+    }
+}
+
+/// A list that holds exactly its elements: a pointer and a length, no spare
+/// capacity, nothing allocated while empty. Most accounts hold one lease for
+/// hours and change their lists only on grants and ends, so a list that
+/// reallocates on every change but never holds room for four (a `Vec`'s
+/// first growth) keeps ten million live streams in two thirds of the memory.
+/// Reads go through the slice it derefs to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExactVec<T>(Box<[T]>);
+
+impl<T> ExactVec<T> {
+    pub fn new() -> Self {
+        Self(Box::new([]))
+    }
+
+    /// Edits the list as a `Vec`, then drops the spare room again.
+    fn edit<R>(&mut self, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
+        let mut vec = std::mem::take(&mut self.0).into_vec();
+        let r = f(&mut vec);
+        self.0 = vec.into_boxed_slice();
+        r
+    }
+
+    pub fn push(&mut self, value: T) {
+        self.edit(|v| {
+            v.reserve_exact(1);
+            v.push(value);
+        });
+    }
+
+    pub fn remove(&mut self, index: usize) -> T {
+        self.edit(|v| v.remove(index))
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        if !self.0.iter().all(&mut keep) {
+            self.edit(|v| v.retain(keep));
+        }
+    }
+
+    /// Always the length: there is never room to spare.
+    pub fn capacity(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<T> Default for ExactVec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Deref for ExactVec<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for ExactVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for ExactVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T> From<Vec<T>> for ExactVec<T> {
+    fn from(vec: Vec<T>) -> Self {
+        Self(vec.into_boxed_slice())
+    }
+}
+
+impl<T> FromIterator<T> for ExactVec<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl<T> IntoIterator for ExactVec<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_vec().into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a ExactVec<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a mut ExactVec<T> {
+    type Item = &'a mut T;
+    type IntoIter = std::slice::IterMut<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter_mut()
+    }
+}
+
+impl<T: Serialize> Serialize for ExactVec<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ExactVec<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::deserialize(d).map(Self::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_vec_keeps_no_spare_room_and_edits_like_a_vec() {
+        let mut v = ExactVec::new();
+        for n in 0..5 {
+            v.push(n);
+            assert_eq!(v.capacity(), v.len());
+        }
+        assert_eq!(v.remove(0), 0);
+        v.retain(|n| n % 2 == 0);
+        assert_eq!(&v[..], [2, 4]);
+        assert_eq!(v.capacity(), 2);
+        assert_eq!(serde_json::to_string(&v).unwrap(), "[2,4]");
+        let back: ExactVec<i32> = serde_json::from_str("[2,4]").unwrap();
+        assert_eq!(back, v);
+        assert_eq!(v.into_iter().collect::<Vec<_>>(), [2, 4]);
     }
 }

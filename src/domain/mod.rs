@@ -6,7 +6,7 @@ pub mod ids;
 pub mod policy;
 pub mod rules;
 
-pub use account::{Account, AccountView, EndReason, Lease, LimitSource, Tombstone};
+pub use account::{Account, AccountView, EndReason, ExactVec, Lease, LimitSource, Tombstone};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ContentId, DeviceId, InvalidId, StreamId, UserId};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};

@@ -1,5 +1,6 @@
 //! The JSON shapes of the API, and their conversion from and to the domain.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -8,19 +9,27 @@ use crate::domain::{
     ContentId, DeviceId, InvalidId, Lease, Limit, Policy, StartRequest, StreamId, UserId,
 };
 
-/// A live stream as players see it.
+/// A live stream as players see it. Its strings are inline up to 24 bytes
+/// (typical ids, and the timestamps exactly), so building one for every
+/// heartbeat's answer allocates nothing.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StreamDto {
-    pub id: String,
-    pub user_id: String,
+    #[schema(value_type = String)]
+    pub id: CompactString,
+    #[schema(value_type = String)]
+    pub user_id: CompactString,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub device_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub device_id: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub content_id: Option<CompactString>,
     /// RFC 3339, UTC, millisecond precision.
-    pub started_at: String,
+    #[schema(value_type = String)]
+    pub started_at: CompactString,
     /// The lease ends here unless a heartbeat renews it.
-    pub expires_at: String,
+    #[schema(value_type = String)]
+    pub expires_at: CompactString,
     /// How often the player should heartbeat, in seconds.
     pub heartbeat_interval_s: u64,
 }
@@ -28,12 +37,12 @@ pub struct StreamDto {
 impl StreamDto {
     pub fn new(user: &UserId, lease: &Lease, policy: &Policy) -> Self {
         Self {
-            id: lease.id.to_string(),
-            user_id: user.to_string(),
-            device_id: lease.device_id.as_ref().map(ToString::to_string),
-            content_id: lease.content_id.as_ref().map(ToString::to_string),
-            started_at: lease.started_at.to_rfc3339(),
-            expires_at: lease.expires_at.to_rfc3339(),
+            id: lease.id.as_str().into(),
+            user_id: user.as_str().into(),
+            device_id: lease.device_id.as_ref().map(|d| d.as_str().into()),
+            content_id: lease.content_id.as_ref().map(|c| c.as_str().into()),
+            started_at: lease.started_at.rfc3339().as_str().into(),
+            expires_at: lease.expires_at.rfc3339().as_str().into(),
             heartbeat_interval_s: policy.heartbeat_interval().as_secs(),
         }
     }

@@ -219,7 +219,8 @@ mod tests {
                 lease("renewed", at(90)),
                 lease("maybe-renewed", at(120)),
                 lease("live", at(300)),
-            ],
+            ]
+            .into(),
             ..Account::default()
         };
         let behind = Restored {
@@ -247,7 +248,7 @@ mod tests {
         let p = Policy::default();
         let user = UserId::parse("u").unwrap();
         let mut account = Account {
-            live: vec![lease("old", at(90))],
+            live: vec![lease("old", at(90))].into(),
             ..Account::default()
         };
         let now = at(10_000);

@@ -107,7 +107,8 @@ pub fn decode(items: &[Item]) -> Result<Stored, StoreError> {
             account.next_seq = get_number(item, NEXT_SEQ)?.unwrap_or(0);
             if let Some(json) = get_string(item, ENDED) {
                 account.ended = serde_json::from_str::<Vec<Tombstone>>(&json)
-                    .map_err(|e| corrupt(format!("attribute `{ENDED}` is not tombstones: {e}")))?;
+                    .map_err(|e| corrupt(format!("attribute `{ENDED}` is not tombstones: {e}")))?
+                    .into();
             }
         } else if let Some(id) = sk.strip_prefix(LEASE_PREFIX) {
             stored.account.live.push(decode_lease(id, item)?);
