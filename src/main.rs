@@ -11,13 +11,20 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let _logs = telemetry::init_logging();
-    let config = cli.config.clone();
+    let mut config = cli.config.clone();
+    let mut log_format = config.ops.log_format;
+    if cfg!(feature = "lambda") && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        log_format = telemetry::lambda_log_settings(log_format);
+    }
+    let _logs = telemetry::init_logging(log_format);
+    config.load_secret_files().map_err(anyhow::Error::msg)?;
+    tokio::runtime::Runtime::new()?.block_on(run(cli.command(), config))
+}
 
-    if cli.command() == Command::Init {
+async fn run(command: Command, config: streamguard::Config) -> anyhow::Result<()> {
+    if command == Command::Init {
         store::init(&config.store).await?;
         tracing::info!(store = %config.store, "store is ready");
         return Ok(());
@@ -26,11 +33,16 @@ async fn main() -> anyhow::Result<()> {
     if streamguard::lambda::is_lambda() {
         return Ok(streamguard::lambda::run(&config).await?);
     }
-
     let state = streamguard::app_state(&config, Arc::new(SystemClock)).await?;
     let listener = TcpListener::bind(config.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
-    streamguard::serve(listener, state, streamguard::shutdown_signal()).await?;
+    let metrics = match config.ops.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+    tracing::info!(addr = %listener.local_addr()?, metrics_addr = ?metrics_addr, store = %config.store, "listening");
+    streamguard::serve_with_metrics(listener, metrics, state, streamguard::shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,7 +18,13 @@ impl FromRequestParts<AppState> for Identity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        let value = parts.headers.get("x-id").ok_or(ApiError::MissingIdentity)?;
+        let mut values = parts.headers.get_all("x-id").iter();
+        let value = values.next().ok_or(ApiError::MissingIdentity)?;
+        if values.next().is_some() {
+            return Err(ApiError::InvalidRequest(
+                "send one X-ID header, not several".into(),
+            ));
+        }
         let text = value.to_str().map_err(|_| {
             ApiError::InvalidRequest("X-ID: user id may only contain A-Z a-z 0-9 . _ : @ -".into())
         })?;

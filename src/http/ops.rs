@@ -30,6 +30,9 @@ pub async fn healthz() -> impl IntoResponse {
     (status = 503, description = "The store does not answer", content_type = "application/problem+json"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if state.ops.is_draining() {
+        return Err(ApiError::Draining);
+    }
     state.call("ping", state.store.ping()).await?;
     Ok(Json(json!({ "status": "ready" })))
 }
@@ -38,6 +41,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::refresh_gauges();
     (
         [(
             header::CONTENT_TYPE,

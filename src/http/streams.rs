@@ -27,6 +27,7 @@ pub async fn list(
     State(state): State<AppState>,
     Identity(user): Identity,
 ) -> Result<Json<StreamsResponse>, ApiError> {
+    state.ops.throttle.check_account(&user)?;
     let view = state.call("view", state.store.view(&user)).await?;
     Ok(Json(StreamsResponse {
         user_id: user.to_string(),
@@ -56,6 +57,7 @@ pub async fn start(
     Identity(user): Identity,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<Response, ApiError> {
+    state.ops.throttle.check_account(&user)?;
     let req = body.unwrap_or_default().into_request()?;
     let decision = match state
         .call("start", state.store.start(&user, req.clone()))
@@ -123,6 +125,7 @@ pub async fn heartbeat(
     Identity(user): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    state.ops.throttle.check_stream(&user, &id)?;
     let decision = match state
         .call("heartbeat", state.store.heartbeat(&user, &id))
         .await
@@ -160,6 +163,7 @@ pub async fn stop(
     Identity(user): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<StatusCode, ApiError> {
+    state.ops.throttle.check_stream(&user, &id)?;
     let ended = state
         .call("end", state.store.end(&user, &id, EndReason::Stopped))
         .await?;
