@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Parser;
 use streamguard::config::{Cli, Command};
 use streamguard::domain::SystemClock;
@@ -33,14 +34,18 @@ async fn run(command: Command, config: streamguard::Config) -> anyhow::Result<()
     if streamguard::lambda::is_lambda() {
         return Ok(streamguard::lambda::run(&config).await?);
     }
-    let state = streamguard::app_state(&config, Arc::new(SystemClock)).await?;
+    let state = streamguard::app_state(&config, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("store {}", config.store))?;
     let listener = TcpListener::bind(config.listen).await?;
     let metrics = match config.ops.metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await?),
         None => None,
     };
-    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
-    tracing::info!(addr = %listener.local_addr()?, metrics_addr = ?metrics_addr, store = %config.store, "listening");
+    if let Some(metrics) = &metrics {
+        tracing::info!(addr = %metrics.local_addr()?, "serving /metrics");
+    }
+    tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
     streamguard::serve_with_metrics(listener, metrics, state, streamguard::shutdown_signal())
         .await?;
     tracing::info!("stopped");

@@ -85,13 +85,7 @@ pub fn init_logging(format: LogFormat) -> Logging {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .event_format(WithRequestId(
-                tracing_subscriber::fmt::format()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false),
-            ))
+            .event_format(JsonWithRequestId::default())
             .init(),
         LogFormat::Text => builder.with_ansi(false).init(),
     }
@@ -123,10 +117,23 @@ pub fn lambda_log_settings(format: LogFormat) -> LogFormat {
 }
 
 /// The JSON line, with the `request_id` of the request being handled (the
-/// `request` span in scope) as a top-level field.
-struct WithRequestId(Format<Json>);
+/// `request` span in scope) as a top-level field. Use with the JSON field
+/// formatter (`fmt().json()`), which records the span's fields.
+pub struct JsonWithRequestId(Format<Json>);
 
-impl<S, N> FormatEvent<S, N> for WithRequestId
+impl Default for JsonWithRequestId {
+    fn default() -> Self {
+        Self(
+            tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false),
+        )
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonWithRequestId
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,

@@ -2,6 +2,8 @@
 
 mod admin;
 mod bad_input;
+mod binary;
+mod hardening;
 mod ops;
 mod server;
 mod store_failure;
