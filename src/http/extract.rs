@@ -56,8 +56,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if json_type != Some(true) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        serde_json::from_slice(&bytes)
-            .map(|v| JsonBody(Some(v)))
+        // `null` is no body, as an empty one is.
+        serde_json::from_slice::<Option<T>>(&bytes)
+            .map(JsonBody)
             .map_err(|e| ApiError::MalformedJson(e.to_string()))
     }
 }

@@ -15,7 +15,7 @@ use crate::domain::{Clock, Policy};
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
-mod bearer;
+pub mod bearer;
 pub mod dto;
 mod error;
 mod extract;
@@ -26,6 +26,7 @@ mod streams;
 pub mod throttle;
 
 pub use error::ApiError;
+pub use middleware::acceptable_request_id;
 pub use openapi::ApiDoc;
 
 /// Largest request body accepted.

@@ -12,22 +12,22 @@ use super::openapi::ApiDoc;
 use super::{ApiError, AppState};
 
 /// The original service's health check, kept for its load balancers.
-#[utoipa::path(get, path = "/", tag = "operations",
+#[utoipa::path(get, path = "/", tag = "operations", operation_id = "legacy_health",
     responses((status = 200, description = "The service runs", body = String, content_type = "text/plain")))]
 pub async fn legacy_health() -> &'static str {
     "ITS WORKING"
 }
 
 /// Liveness: 200 while the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz", responses((status = 200, description = "Alive")))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: 200 when the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz", responses(
     (status = 200, description = "The store answers"),
-    (status = 503, description = "The store does not answer", content_type = "application/problem+json"),
+    (status = 503, description = "store-unavailable, or draining: shutdown has started", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     if state.ops.is_draining() {
@@ -38,7 +38,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::telemetry::refresh_gauges();
@@ -52,7 +52,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn openapi() -> impl IntoResponse {
     Json(ApiDoc::openapi())

@@ -15,12 +15,15 @@ use crate::domain::{
 use crate::telemetry;
 
 /// The calling account's live streams.
-#[utoipa::path(get, path = "/streams", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id")),
+#[utoipa::path(get, path = "/streams", tag = "streams", operation_id = "list_streams",
+    security(("x_id" = [])),
+    params(super::openapi::AccountHeader),
     responses(
-        (status = 200, body = StreamsResponse),
-        (status = 401, description = "No identity", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account's live streams", body = StreamsResponse),
+        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "list_streams")]
 pub async fn list(
@@ -38,18 +41,20 @@ pub async fn list(
 }
 
 /// Start playback: takes a slot, or says why not.
-#[utoipa::path(post, path = "/streams", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id")),
-    request_body(content = Option<StartBody>, description = "Optional"),
+#[utoipa::path(post, path = "/streams", tag = "streams", operation_id = "start_stream",
+    security(("x_id" = [])),
+    request_body(content = Option<StartBody>, description = "Optional: an empty body (or `null`) starts a stream with a generated id"),
+    params(super::openapi::AccountHeader),
     responses(
-        (status = 201, description = "Granted; Location names the stream", body = StartResponse),
+        (status = 201, description = "Granted; Location names the stream", body = StartResponse, headers(("Location" = String, description = "/streams/{id}"))),
         (status = 200, description = "The named stream is already live (idempotent retry)", body = StartResponse),
-        (status = 400, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "stream-limit-reached, with limit, active and streams; or stream-id-conflict", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid-request or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stream-limit-reached (with limit, active, streams) or stream-id-conflict", body = super::openapi::ConflictProblem, content_type = "application/problem+json"),
+        (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "start_stream")]
 pub async fn start(
@@ -111,13 +116,17 @@ fn created(location: String, body: StartResponse) -> Response {
 }
 
 /// Keep the stream alive.
-#[utoipa::path(post, path = "/streams/{id}/heartbeat", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(post, path = "/streams/{id}/heartbeat", tag = "streams", operation_id = "heartbeat_stream",
+    security(("x_id" = [])),
+    params(super::openapi::AccountHeader, super::openapi::StreamParam),
     responses(
-        (status = 200, body = HeartbeatResponse),
-        (status = 404, description = "This account has no such stream", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "stream-ended, with reason", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Renewed: the lease runs to the new expires_at", body = HeartbeatResponse),
+        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "stream-not-found: this account has no such stream (the player should stop)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "stream-ended, with reason: the player must stop", body = super::openapi::EndedProblem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "heartbeat")]
 pub async fn heartbeat(
@@ -151,11 +160,15 @@ pub async fn heartbeat(
 }
 
 /// Stop playback; succeeds also when the stream is already gone.
-#[utoipa::path(delete, path = "/streams/{id}", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(delete, path = "/streams/{id}", tag = "streams", operation_id = "stop_stream",
+    security(("x_id" = [])),
+    params(super::openapi::AccountHeader, super::openapi::StreamParam),
     responses(
         (status = 204, description = "Stopped, or already gone"),
-        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "stop_stream")]
 pub async fn stop(

@@ -6,6 +6,7 @@ mod binary;
 mod hardening;
 mod ops;
 mod server;
+mod state_machine;
 mod store_failure;
 mod streams;
 mod support;
