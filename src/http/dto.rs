@@ -159,10 +159,17 @@ pub struct LimitBody {
 
 impl LimitBody {
     pub fn limit(&self) -> Result<Limit, ApiError> {
+        // JSON Schema counts `3.0` as an integer; `2.5` is not one.
+        if self.limit.as_f64().is_some_and(|f| f.fract() != 0.0) {
+            return Err(ApiError::MalformedJson(format!(
+                "limit must be a whole number, got {}",
+                self.limit
+            )));
+        }
         let whole = self.limit.as_u64().or_else(|| {
             self.limit
                 .as_f64()
-                .filter(|f| f.fract() == 0.0 && (0.0..=1000.0).contains(f))
+                .filter(|f| (0.0..=1000.0).contains(f))
                 .map(|f| f as u64)
         });
         whole

@@ -56,9 +56,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if json_type != Some(true) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        // `null` is no body, as an empty one is.
-        serde_json::from_slice::<Option<T>>(&bytes)
-            .map(JsonBody)
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(Some(v)))
             .map_err(|e| ApiError::MalformedJson(e.to_string()))
     }
 }

@@ -111,9 +111,27 @@ pub struct UserParam {
         dto::StreamsResponse, dto::LimitBody, dto::LimitResponse, dto::LimitSource, Problem,
         ConflictProblem, EndedProblem, EndReasonSchema,
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &OptionalStartBody),
 )]
 pub struct ApiDoc;
+
+/// The body of `POST /streams` may be left out (utoipa marks a body
+/// required unless its type is nullable, and `null` is not a body we take).
+struct OptionalStartBody;
+
+impl Modify for OptionalStartBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let start = openapi
+            .paths
+            .paths
+            .get_mut("/streams")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut());
+        if let Some(body) = start {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
 
 struct SecuritySchemes;
 

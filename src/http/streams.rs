@@ -43,7 +43,7 @@ pub async fn list(
 /// Start playback: takes a slot, or says why not.
 #[utoipa::path(post, path = "/streams", tag = "streams", operation_id = "start_stream",
     security(("x_id" = [])),
-    request_body(content = Option<StartBody>, description = "Optional: an empty body (or `null`) starts a stream with a generated id"),
+    request_body(content = StartBody, description = "Optional: an empty body starts a stream with a generated id"),
     params(super::openapi::AccountHeader),
     responses(
         (status = 201, description = "Granted; Location names the stream", body = StartResponse, headers(("Location" = String, description = "/streams/{id}"))),
