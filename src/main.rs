@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use streamguard::config::{Cli, Command};
 use streamguard::domain::SystemClock;
-use streamguard::{store, telemetry};
+use streamguard::telemetry::{self, LogSettings};
 use tokio::net::TcpListener;
 
 /// glibc's allocator spent a fifth of the request path in malloc/free under
@@ -12,26 +12,20 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = cli.config.clone();
-    let mut log_format = config.ops.log_format;
-    if cfg!(feature = "lambda") && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        log_format = telemetry::lambda_log_settings(log_format);
-    }
-    let _logs = telemetry::init_logging(log_format);
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let _logs = telemetry::init_logging(&LogSettings::new(config.ops.log_format, in_lambda));
     config.load_secret_files().map_err(anyhow::Error::msg)?;
-    tokio::runtime::Runtime::new()?.block_on(run(cli.command(), config))
-}
-
-async fn run(command: Command, config: streamguard::Config) -> anyhow::Result<()> {
-    if command == Command::Init {
-        store::init(&config.store).await?;
+    if cli.command() == Command::Init {
+        streamguard::store::init(&config.store).await?;
         tracing::info!(store = %config.store, "store is ready");
         return Ok(());
     }
     #[cfg(feature = "lambda")]
-    if streamguard::lambda::is_lambda() {
+    if in_lambda {
         return Ok(streamguard::lambda::run(&config).await?);
     }
     let state = streamguard::app_state(&config, Arc::new(SystemClock))

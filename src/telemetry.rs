@@ -43,30 +43,71 @@ pub struct Logging {
 
 static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
 
-/// The filter from `STREAMGUARD_LOG`, else `RUST_LOG`, else `info`; one
+/// Where the log format and level come from: the flags, and inside AWS
+/// Lambda `AWS_LAMBDA_LOG_FORMAT` (`JSON`/`Text`) and
+/// `AWS_LAMBDA_LOG_LEVEL` (`TRACE`…`FATAL`).
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// The level when neither `STREAMGUARD_LOG` nor `RUST_LOG` is set.
+    pub default_level: String,
+}
+
+impl LogSettings {
+    pub fn new(format: LogFormat, in_lambda: bool) -> Self {
+        let mut settings = Self {
+            format,
+            default_level: "info".into(),
+        };
+        if in_lambda {
+            match std::env::var("AWS_LAMBDA_LOG_FORMAT").as_deref() {
+                Ok(f) if f.eq_ignore_ascii_case("text") => settings.format = LogFormat::Text,
+                Ok(f) if f.eq_ignore_ascii_case("json") => settings.format = LogFormat::Json,
+                _ => {}
+            }
+            if let Ok(level) = std::env::var("AWS_LAMBDA_LOG_LEVEL") {
+                settings.default_level = match level.to_ascii_lowercase().as_str() {
+                    "fatal" => "error".into(),
+                    other => other.into(),
+                };
+            }
+        }
+        settings
+    }
+}
+
+/// The filter from `STREAMGUARD_LOG`, else `RUST_LOG`, else `default`; one
 /// that does not parse is reported (once logging works) and replaced by
-/// `info`.
-fn filter_from_env() -> (EnvFilter, Option<String>) {
+/// `default`.
+fn filter_from_env(default: &str) -> (EnvFilter, Option<String>) {
+    let fallback = || EnvFilter::try_new(default).unwrap_or_else(|_| EnvFilter::new("info"));
     for var in ["STREAMGUARD_LOG", "RUST_LOG"] {
         if let Ok(text) = std::env::var(var) {
             return match EnvFilter::try_new(&text) {
                 Ok(filter) => (filter, None),
                 Err(e) => (
-                    EnvFilter::new("info"),
+                    fallback(),
                     Some(format!(
-                        "{var}={text:?} is not a log filter ({e}); logging at info"
+                        "{var}={text:?} is not a log filter ({e}); logging at {default}"
                     )),
                 ),
             };
         }
     }
-    (EnvFilter::new("info"), None)
+    match EnvFilter::try_new(default) {
+        Ok(filter) => (filter, None),
+        Err(e) => (
+            fallback(),
+            Some(format!(
+                "log level {default:?} is not valid ({e}); logging at info"
+            )),
+        ),
+    }
 }
 
 /// Sends one line per event to stdout (JSON objects, or text for a
 /// terminal), written by a background thread so request handlers never
 /// block on the terminal or the log shipper.
-pub fn init_logging(format: LogFormat) -> Logging {
+pub fn init_logging(settings: &LogSettings) -> Logging {
     // Buffered: the writer thread flushes whenever it has drained what is
     // queued, so under load many lines share one write(2) instead of one each.
     let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
@@ -77,14 +118,13 @@ pub fn init_logging(format: LogFormat) -> Logging {
         .finish(stdout);
     let _ = DROPPED_LINES.set(writer.error_counter());
     let writer = Capped(writer);
-    let (filter, warning) = filter_from_env();
+    let (filter, warning) = filter_from_env(&settings.default_level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    match format {
+    match settings.format {
         LogFormat::Json => builder
             .json()
-            .flatten_event(true)
             .event_format(JsonWithRequestId::default())
             .init(),
         LogFormat::Text => builder.with_ansi(false).init(),
@@ -93,27 +133,6 @@ pub fn init_logging(format: LogFormat) -> Logging {
         tracing::warn!("{warning}");
     }
     Logging { _guard: guard }
-}
-
-/// The log format and level inside AWS Lambda: `AWS_LAMBDA_LOG_FORMAT`
-/// (`JSON` or `Text`) and `AWS_LAMBDA_LOG_LEVEL` (`TRACE`…`FATAL`), unless
-/// `STREAMGUARD_LOG` says otherwise.
-pub fn lambda_log_settings(format: LogFormat) -> LogFormat {
-    if std::env::var_os("STREAMGUARD_LOG").is_none()
-        && let Ok(level) = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-    {
-        let level = match level.to_ascii_lowercase().as_str() {
-            "fatal" => "error".to_owned(),
-            other => other.to_owned(),
-        };
-        // SAFETY: called before any other thread exists (first thing in main).
-        unsafe { std::env::set_var("STREAMGUARD_LOG", level) };
-    }
-    match std::env::var("AWS_LAMBDA_LOG_FORMAT").as_deref() {
-        Ok(f) if f.eq_ignore_ascii_case("text") => LogFormat::Text,
-        Ok(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
-        _ => format,
-    }
 }
 
 /// The JSON line, with the `request_id` of the request being handled (the

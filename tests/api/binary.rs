@@ -274,3 +274,38 @@ fn shutdown_is_bounded_by_its_timeout_and_still_closes_the_store() {
     );
     assert!(list.contains("\"id\":\"a\""), "{list}");
 }
+
+#[test]
+fn a_bad_log_filter_is_reported_and_text_logs_are_text() {
+    let out = binary()
+        .args(["init", "--store", "memory"])
+        .env("STREAMGUARD_LOG", "streamguard=[[nonsense")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let warning: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["level"] == "WARN")
+        .unwrap_or_else(|| panic!("no warning in {text}"));
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("STREAMGUARD_LOG=\"streamguard=[[nonsense\" is not a log filter"),
+        "{warning}"
+    );
+    assert!(text.contains("store is ready"), "{text}");
+
+    let out = binary()
+        .args(["init", "--store", "memory", "--log-format", "text"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("INFO") && text.contains("store is ready"),
+        "{text}"
+    );
+    assert!(!text.trim_start().starts_with('{'), "{text}");
+}
