@@ -2,16 +2,18 @@
 //! `metrics` facades; the binary installs the subscriber and the exporter.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields, MakeWriter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
@@ -127,7 +129,12 @@ pub fn init_logging(settings: &LogSettings) -> Logging {
             .json()
             .event_format(JsonWithRequestId::default())
             .init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .event_format(TextWithRequestId(
+                tracing_subscriber::fmt::format().with_ansi(false),
+            ))
+            .init(),
     }
     if let Some(warning) = warning {
         tracing::warn!("{warning}");
@@ -135,9 +142,31 @@ pub fn init_logging(settings: &LogSettings) -> Logging {
     Logging { _guard: guard }
 }
 
-/// The JSON line, with the `request_id` of the request being handled (the
-/// `request` span in scope) as a top-level field. Use with the JSON field
-/// formatter (`fmt().json()`), which records the span's fields.
+tokio::task_local! {
+    /// The id of the request this task is handling; log lines written
+    /// meanwhile carry it. Cheaper than a span per request, which the
+    /// formatter would have to format at every request, logged or not.
+    static REQUEST_ID: HeaderValue;
+}
+
+/// Runs `handling` as the handling of request `id`: every line it logs
+/// carries `request_id`.
+pub async fn with_request_id<F: Future>(id: HeaderValue, handling: F) -> F::Output {
+    REQUEST_ID.scope(id, handling).await
+}
+
+/// The id of the request being handled by this task, if any. Only ids of
+/// the safe character set get here (see `http::acceptable_request_id`),
+/// so they need no escaping in JSON or text.
+fn current_request_id() -> Option<String> {
+    REQUEST_ID
+        .try_with(|id| id.to_str().ok().map(str::to_owned))
+        .ok()
+        .flatten()
+}
+
+/// The JSON line, with the `request_id` of the request being handled as a
+/// top-level field.
 pub struct JsonWithRequestId(Format<Json>);
 
 impl Default for JsonWithRequestId {
@@ -163,33 +192,40 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let request_fields = ctx.event_scope().and_then(|scope| {
-            scope
-                .from_root()
-                .find(|span| span.name() == "request")
-                .and_then(|span| {
-                    span.extensions()
-                        .get::<FormattedFields<N>>()
-                        .map(|f| f.fields.clone())
-                })
-        });
-        // `{"request_id":"…"}` from the span, spliced in front of the
-        // event's own fields.
-        let inner = request_fields
-            .as_deref()
-            .and_then(|f| f.strip_prefix('{')?.strip_suffix('}'))
-            .filter(|f| !f.is_empty());
-        match inner {
-            None => self.0.format_event(ctx, writer, event),
-            Some(fields) => {
-                let mut line = String::with_capacity(256);
-                self.0.format_event(ctx, Writer::new(&mut line), event)?;
-                match line.strip_prefix('{') {
-                    Some(rest) => write!(writer, "{{{fields},{rest}"),
-                    None => writer.write_str(&line),
-                }
-            }
+        let Some(id) = current_request_id() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{\"request_id\":\"{id}\",{rest}"),
+            None => writer.write_str(&line),
         }
+    }
+}
+
+/// The text line, with ` request_id=…` at its end.
+#[derive(Default)]
+pub struct TextWithRequestId(Format);
+
+impl<S, N> FormatEvent<S, N> for TextWithRequestId
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(id) = current_request_id() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.strip_suffix('\n').unwrap_or(&line);
+        writeln!(writer, "{body} request_id={id}")
     }
 }
 

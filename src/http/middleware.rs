@@ -1,7 +1,7 @@
 //! Around every request: a request id (a client's `X-Request-Id` when it is
-//! short and plain, else a fresh one; returned either way), a span carrying
-//! it so every line logged while handling the request names it, the body
-//! size check, the HTTP metrics and the access-log line.
+//! short and plain, else a fresh one; returned either way) that every line
+//! logged while handling the request carries, the body size check, the
+//! HTTP metrics and the access-log line.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,7 +12,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 use super::{ApiError, MAX_BODY_BYTES};
 use crate::config::AccessLog;
@@ -93,7 +92,6 @@ fn body_too_large(req: &Request) -> bool {
 }
 
 async fn observe(mut req: Request, next: Next, access_log: AccessLog) -> Response {
-    let started = Instant::now();
     let request_id = match req.headers().get(&REQUEST_ID) {
         Some(id) if acceptable_request_id(id) => id.clone(),
         _ => {
@@ -102,19 +100,24 @@ async fn observe(mut req: Request, next: Next, access_log: AccessLog) -> Respons
             id
         }
     };
-    let id_text = request_id.to_str().unwrap_or("");
+    let mut response =
+        crate::telemetry::with_request_id(request_id.clone(), handle(req, next, access_log)).await;
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}
+
+async fn handle(req: Request, next: Next, access_log: AccessLog) -> Response {
+    let started = Instant::now();
     let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let span = tracing::info_span!("request", request_id = id_text);
-
-    let mut response = if body_too_large(&req) {
+    let response = if body_too_large(&req) {
         ApiError::PayloadTooLarge.into_response()
     } else {
-        next.run(req).instrument(span.clone()).await
+        next.run(req).await
     };
 
     let latency = started.elapsed();
@@ -129,7 +132,6 @@ async fn observe(mut req: Request, next: Next, access_log: AccessLog) -> Respons
     metrics::histogram!("streamguard_http_request_duration_seconds", "route" => route.clone())
         .record(latency.as_secs_f64());
     if logged(access_log, &method, &route, status) {
-        let _entered = span.enter();
         tracing::info!(
             target: "streamguard::access",
             method = method_label(&method),
@@ -139,7 +141,6 @@ async fn observe(mut req: Request, next: Next, access_log: AccessLog) -> Respons
             "request"
         );
     }
-    response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
 
