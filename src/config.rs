@@ -4,17 +4,19 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::auth::{AuthSetupError, JwtSettings};
 use crate::domain::{Limit, OnLimit, Policy};
 use crate::store::StoreUrl;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "streamguard",
-    version,
+    version = VERSION.as_str(),
     about = "Limits how many streams each account watches at once"
 )]
 pub struct Cli {
@@ -24,12 +26,34 @@ pub struct Cli {
     pub config: Config,
 }
 
+/// What `--version` prints after the name: the version, the stores this
+/// build can use and whether it holds the Lambda entry point, e.g.
+/// `0.1.0 (stores: memory, file, redis, dynamodb; lambda)`.
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let stores = [
+        (true, "memory"),
+        (cfg!(feature = "embedded"), "file"),
+        (cfg!(feature = "redis"), "redis"),
+        (cfg!(feature = "dynamodb"), "dynamodb"),
+    ];
+    let stores: Vec<&str> = stores.iter().filter(|s| s.0).map(|s| s.1).collect();
+    let lambda = if cfg!(feature = "lambda") {
+        "; lambda"
+    } else {
+        ""
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    format!("{version} (stores: {}{lambda})", stores.join(", "))
+});
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (what runs without a subcommand).
     Serve,
     /// Create what the store needs before first use; safe to repeat.
     Init,
+    /// Exit 0 when the server on `--listen` (this host) answers /healthz.
+    Healthcheck,
 }
 
 impl Cli {
@@ -102,6 +126,57 @@ pub struct Config {
     /// When the store fails: `deny` (503) or `allow` playback unenforced.
     #[arg(long, env = "STREAMGUARD_ON_STORE_ERROR", value_enum, default_value_t = OnStoreError::Deny, global = true)]
     pub on_store_error: OnStoreError,
+
+    /// How callers prove their account: `header` (X-ID, only behind a
+    /// trusted gateway) or `jwt` (a verified bearer token's `sub`).
+    #[arg(long, env = "STREAMGUARD_AUTH", value_enum, default_value_t = AuthMode::Header, global = true)]
+    pub auth: AuthMode,
+
+    /// HS256 secret for `--auth jwt`.
+    #[arg(long, env = "STREAMGUARD_JWT_SECRET", hide_env_values = true, value_parser = parse_secret, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// File holding the HS256 secret (a trailing newline is ignored).
+    #[arg(
+        long,
+        env = "STREAMGUARD_JWT_SECRET_FILE",
+        global = true,
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// JWKS with the identity provider's public keys (RS*, PS*, ES256,
+    /// ES384, EdDSA): a file path, re-read when it changes, or an https://
+    /// URL, refreshed every 5 minutes and when a token names an unknown key.
+    #[arg(long, env = "STREAMGUARD_JWT_JWKS", global = true)]
+    pub jwt_jwks: Option<String>,
+
+    /// Required `iss` of tokens.
+    #[arg(long, env = "STREAMGUARD_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Accepted `aud` values of tokens (comma-separated); one is required.
+    #[arg(
+        long,
+        env = "STREAMGUARD_JWT_AUDIENCE",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub jwt_audience: Vec<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[arg(long, env = "STREAMGUARD_JWT_LEEWAY", default_value = "30s", value_parser = parse_leeway, global = true)]
+    pub jwt_leeway: Duration,
+
+    /// Claim whose whole number (0–1000) sets the account's limit; an admin
+    /// override still wins over it.
+    #[arg(long, env = "STREAMGUARD_JWT_LIMIT_CLAIM", global = true)]
+    pub jwt_limit_claim: Option<String>,
+
+    /// Ed25519 or P-256 private key (PKCS#8 PEM) to sign playback grants
+    /// with; its public key is served at /.well-known/jwks.json.
+    #[arg(long, env = "STREAMGUARD_GRANT_KEY", global = true)]
+    pub grant_key: Option<PathBuf>,
 
     #[command(flatten)]
     pub ops: Operations,
@@ -184,6 +259,39 @@ impl Config {
         }
     }
 
+    /// What JWT identity needs, or `None` in header mode.
+    pub fn jwt_settings(&self) -> Result<Option<JwtSettings>, AuthSetupError> {
+        if self.auth == AuthMode::Header {
+            return Ok(None);
+        }
+        let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| AuthSetupError::Keys {
+                    what: format!("--jwt-secret-file {}", path.display()),
+                    reason: e.to_string(),
+                })?;
+                let secret = text.trim_end_matches(['\r', '\n']);
+                if secret.is_empty() {
+                    return Err(AuthSetupError::Keys {
+                        what: format!("--jwt-secret-file {}", path.display()),
+                        reason: "the file is empty".into(),
+                    });
+                }
+                Some(secret.as_bytes().to_vec())
+            }
+            (None, None) => None,
+        };
+        Ok(Some(JwtSettings {
+            secret,
+            jwks: self.jwt_jwks.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway: self.jwt_leeway,
+            limit_claim: self.jwt_limit_claim.clone(),
+        }))
+    }
+
     /// Defaults, for tests and embedding: memory store, port 0.
     pub fn for_tests() -> Self {
         Cli::try_parse_from([
@@ -202,6 +310,14 @@ impl Config {
 pub enum OnLimitArg {
     Reject,
     EvictOldest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// The account is the `X-ID` header: only behind a trusted gateway.
+    Header,
+    /// The account is the `sub` of a verified `Authorization: Bearer` JWT.
+    Jwt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -281,6 +397,14 @@ fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_leeway(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > Duration::from_secs(600) {
+        return Err("must be at most 10m".into());
+    }
+    Ok(d)
+}
+
 fn parse_store_timeout(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&d) {
@@ -340,6 +464,36 @@ mod tests {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn version_names_the_stores_built_in() {
+        let err = parse(&["--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        let version = err.to_string();
+        let prefix = format!("streamguard {} (stores: memory", env!("CARGO_PKG_VERSION"));
+        assert!(version.starts_with(&prefix), "{version}");
+        for (built, name) in [
+            (cfg!(feature = "embedded"), ", file"),
+            (cfg!(feature = "redis"), ", redis"),
+            (cfg!(feature = "dynamodb"), ", dynamodb"),
+            (cfg!(feature = "lambda"), "; lambda"),
+        ] {
+            assert_eq!(version.contains(name), built, "{name}: {version}");
+        }
+        #[cfg(all(
+            feature = "embedded",
+            feature = "redis",
+            feature = "dynamodb",
+            feature = "lambda"
+        ))]
+        assert_eq!(
+            version.trim_end(),
+            format!(
+                "streamguard {} (stores: memory, file, redis, dynamodb; lambda)",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
     }
 
     #[test]

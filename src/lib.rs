@@ -9,8 +9,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod grant;
+pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
@@ -21,16 +24,39 @@ pub mod telemetry;
 pub use config::Config;
 pub use http::{AppState, router};
 
+use auth::Authenticator;
 use domain::Clock;
 use store::StoreError;
 
-/// Connects the configured store and gathers what the handlers share.
-pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StoreError> {
+/// What keeps the service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthSetupError),
+    #[error(transparent)]
+    GrantKey(#[from] grant::GrantKeyError),
+}
+
+/// Connects the configured store, loads identity and grant keys, and
+/// gathers what the handlers share.
+pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
     let policy = config.policy();
+    let auth = match config.jwt_settings()? {
+        None => Authenticator::Header,
+        Some(settings) => Authenticator::Jwt(Arc::new(auth::JwtVerifier::new(settings).await?)),
+    };
+    let grants = match &config.grant_key {
+        Some(path) => Some(Arc::new(grant::GrantSigner::load(path)?)),
+        None => None,
+    };
     let store = store::connect(&config.store, policy, clock.clone()).await?;
     let state = AppState::new(http::Shared {
         store,
         policy,
+        auth,
+        grants,
         clock,
         admin_token: config.admin_token.clone(),
         store_timeout: config.store_timeout,

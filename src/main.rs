@@ -15,6 +15,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.command() == Command::Healthcheck {
+        return Ok(streamguard::healthcheck::check(cli.config.listen)?);
+    }
     let mut config = cli.config.clone();
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let _logs = telemetry::init_logging(&LogSettings::new(config.ops.log_format, in_lambda));

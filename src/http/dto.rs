@@ -108,6 +108,11 @@ impl StartBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StartResponse {
     pub stream: StreamDto,
+    /// Signed playback grant (compact JWS, `--grant-key`): `sub`, `sid`,
+    /// `did`, `cid`, `iat`, `exp` = the lease's end. Check it with
+    /// `/.well-known/jwks.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
     /// Live streams of the account after this start.
     pub active: usize,
     pub limit: u32,
@@ -120,6 +125,9 @@ pub struct StartResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HeartbeatResponse {
     pub stream: StreamDto,
+    /// A fresh signed grant running to the renewed lease's end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// An account's live streams.

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::dto::StreamDto;
+use crate::auth::TokenError;
 use crate::domain::EndReason;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -18,8 +19,10 @@ pub enum ApiError {
     InvalidRequest(String),
     /// The body is not JSON of the expected shape.
     MalformedJson(String),
-    /// No account identity on the request.
+    /// No account identity on the request (header mode).
     MissingIdentity,
+    /// JWT mode: no bearer token, or one that was refused.
+    Unauthenticated(TokenError),
     /// Admin route without a bearer token.
     MissingAdminToken,
     /// Admin route with the wrong bearer token.
@@ -66,6 +69,16 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "missing-identity",
                 "No account identity",
+            ),
+            Unauthenticated(TokenError::Missing) => (
+                StatusCode::UNAUTHORIZED,
+                "missing-token",
+                "Bearer token required",
+            ),
+            Unauthenticated(TokenError::Invalid(_)) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "Bearer token refused",
             ),
             MissingAdminToken => (
                 StatusCode::UNAUTHORIZED,
@@ -124,6 +137,7 @@ impl ApiError {
         match self {
             InvalidRequest(d) | MalformedJson(d) => d.clone(),
             MissingIdentity => "send the account id in the X-ID header".into(),
+            Unauthenticated(e) => e.to_string(),
             MissingAdminToken => "send Authorization: Bearer <admin token>".into(),
             WrongAdminToken => "the bearer token does not match the admin token".into(),
             RouteNotFound => "no route matches this path".into(),
@@ -180,6 +194,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
         let retry_after = self.retry_after();
+        let challenge = match &self {
+            ApiError::Unauthenticated(TokenError::Missing) => Some("Bearer"),
+            ApiError::Unauthenticated(TokenError::Invalid(_)) => {
+                Some("Bearer error=\"invalid_token\"")
+            }
+            _ => None,
+        };
         let mut body = Map::new();
         body.insert(
             "type".into(),
@@ -192,6 +213,12 @@ impl IntoResponse for ApiError {
         let mut response = (status, Value::Object(body).to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(challenge) = challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         if let Some(value) = retry_after {
             headers.insert(header::RETRY_AFTER, value);
         }

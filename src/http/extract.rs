@@ -8,30 +8,55 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::bearer::{Bearer, bearer};
 use super::error::ApiError;
+use crate::auth::{Authenticator, Caller, TokenError};
 use crate::domain::{InvalidId, StreamId, UserId};
 
-/// The account a request acts for, from the `X-ID` header.
-pub struct Identity(pub UserId);
+/// The account a request acts for: the `X-ID` header in header mode, the
+/// verified bearer token's `sub` (and plan limit) in JWT mode.
+pub struct Identity(pub Caller);
 
 impl FromRequestParts<AppState> for Identity {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        let mut values = parts.headers.get_all("x-id").iter();
-        let value = values.next().ok_or(ApiError::MissingIdentity)?;
-        if values.next().is_some() {
-            return Err(ApiError::InvalidRequest(
-                "send one X-ID header, not several".into(),
-            ));
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match &state.auth {
+            Authenticator::Header => {
+                header_identity(parts).map(|user| Identity(Caller { user, plan: None }))
+            }
+            Authenticator::Jwt(verifier) => {
+                let token = match bearer(&parts.headers) {
+                    Bearer::Token(token) => token,
+                    Bearer::Absent => return Err(ApiError::Unauthenticated(TokenError::Missing)),
+                    Bearer::Malformed => {
+                        return Err(ApiError::Unauthenticated(TokenError::invalid(
+                            "the Authorization header is not one Bearer token",
+                        )));
+                    }
+                };
+                verifier
+                    .verify(token, state.clock.now())
+                    .await
+                    .map(Identity)
+                    .map_err(ApiError::Unauthenticated)
+            }
         }
-        let text = value.to_str().map_err(|_| {
-            ApiError::InvalidRequest("X-ID: user id may only contain A-Z a-z 0-9 . _ : @ -".into())
-        })?;
-        UserId::parse(text)
-            .map(Identity)
-            .map_err(|e| ApiError::InvalidRequest(format!("X-ID: {e}")))
     }
+}
+
+fn header_identity(parts: &Parts) -> Result<UserId, ApiError> {
+    let mut values = parts.headers.get_all("x-id").iter();
+    let value = values.next().ok_or(ApiError::MissingIdentity)?;
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest(
+            "send one X-ID header, not several".into(),
+        ));
+    }
+    let text = value.to_str().map_err(|_| {
+        ApiError::InvalidRequest("X-ID: user id may only contain A-Z a-z 0-9 . _ : @ -".into())
+    })?;
+    UserId::parse(text).map_err(|e| ApiError::InvalidRequest(format!("X-ID: {e}")))
 }
 
 /// A JSON body that may also be absent (`None` for an empty body).

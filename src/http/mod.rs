@@ -10,12 +10,15 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::Authenticator;
 use crate::config::{AccessLog, OnStoreError, Operations, Secret};
 use crate::domain::{Clock, Policy};
+use crate::grant::GrantSigner;
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
 pub mod bearer;
+mod console;
 pub mod dto;
 mod error;
 mod extract;
@@ -39,6 +42,9 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Arc<dyn StreamStore>,
     pub policy: Policy,
+    pub auth: Authenticator,
+    /// Signs playback grants when `--grant-key` is set.
+    pub grants: Option<Arc<GrantSigner>>,
     pub clock: Arc<dyn Clock>,
     pub admin_token: Option<Secret>,
     pub store_timeout: Duration,
@@ -146,9 +152,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))
+        .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/streams", get(streams::list).post(streams::start))
         .route("/streams/{id}", delete(streams::stop))
         .route("/streams/{id}/heartbeat", post(streams::heartbeat))
+        .route("/admin/metrics", get(ops::admin_metrics))
         .route("/admin/users/{user}/streams", get(admin::list))
         .route("/admin/users/{user}/streams/{id}", delete(admin::revoke))
         .route(
@@ -157,6 +165,7 @@ pub fn router(state: AppState) -> Router {
                 .put(admin::set_limit)
                 .delete(admin::clear_limit),
         )
+        .merge(console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed);
     if state.ops.metrics_on_api {

@@ -102,7 +102,7 @@ pub struct UserParam {
 #[openapi(
     info(title = "streamguard", description = "Concurrent-stream limiter"),
     paths(
-        ops::legacy_health, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        ops::legacy_health, ops::healthz, ops::readyz, ops::metrics, ops::admin_metrics, ops::openapi, ops::jwks,
         streams::list, streams::start, streams::heartbeat, streams::stop,
         admin::list, admin::revoke, admin::get_limit, admin::set_limit, admin::clear_limit,
     ),

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 use utoipa::OpenApi;
 
+use super::admin::Admin;
 use super::openapi::ApiDoc;
 use super::{ApiError, AppState};
 
@@ -49,6 +50,37 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// The same Prometheus text behind the admin token, for the web console
+/// (`/metrics` itself may be served on another address).
+#[utoipa::path(get, path = "/admin/metrics", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No admin token configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn admin_metrics(_: Admin, state: State<AppState>) -> impl IntoResponse {
+    metrics(state).await
+}
+
+/// The public key(s) that check playback grants, as a JWK Set (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
+    responses(
+        (status = 200, description = "JWK Set with the grant signing key", content_type = "application/jwk-set+json"),
+        (status = 404, description = "No --grant-key configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let grants = state.grants.as_ref().ok_or(ApiError::RouteNotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        grants.jwks().to_owned(),
+    ))
 }
 
 /// This document.

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::dto::{HeartbeatResponse, StartBody, StartResponse, StreamDto, StreamsResponse};
 use super::extract::{Identity, JsonBody, StreamPath};
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::config::OnStoreError;
 use crate::domain::{
     EndReason, HeartbeatDecision, Lease, StartDecision, StartRequest, StreamId, UserId,
@@ -28,7 +29,7 @@ use crate::telemetry;
 #[tracing::instrument(skip_all, name = "list_streams")]
 pub async fn list(
     State(state): State<AppState>,
-    Identity(user): Identity,
+    Identity(Caller { user, .. }): Identity,
 ) -> Result<Json<StreamsResponse>, ApiError> {
     state.ops.throttle.check_account(&user)?;
     let view = state.call("view", state.store.view(&user)).await?;
@@ -59,11 +60,14 @@ pub async fn list(
 #[tracing::instrument(skip_all, name = "start_stream")]
 pub async fn start(
     State(state): State<AppState>,
-    Identity(user): Identity,
+    Identity(Caller { user, plan }): Identity,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<Response, ApiError> {
     state.ops.throttle.check_account(&user)?;
-    let req = body.unwrap_or_default().into_request()?;
+    let req = StartRequest {
+        plan,
+        ..body.unwrap_or_default().into_request()?
+    };
     let decision = match state
         .call("start", state.store.start(&user, req.clone()))
         .await
@@ -79,6 +83,7 @@ pub async fn start(
             let location = format!("/streams/{}", grant.stream.id);
             let body = StartResponse {
                 stream: dto(&grant.stream),
+                grant: sign(&state, &user, &grant.stream),
                 active: grant.active,
                 limit: grant.limit.get(),
                 evicted: ids(grant.evicted),
@@ -92,6 +97,7 @@ pub async fn start(
             limit,
         } => Ok(Json(StartResponse {
             stream: dto(&stream),
+            grant: sign(&state, &user, &stream),
             active,
             limit: limit.get(),
             evicted: Vec::new(),
@@ -131,7 +137,7 @@ fn created(location: String, body: StartResponse) -> Response {
 #[tracing::instrument(skip_all, name = "heartbeat")]
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Identity(user): Identity,
+    Identity(Caller { user, .. }): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     state.ops.throttle.check_stream(&user, &id)?;
@@ -153,6 +159,7 @@ pub async fn heartbeat(
     match decision {
         HeartbeatDecision::Renewed(lease) => Ok(Json(HeartbeatResponse {
             stream: StreamDto::new(&user, &lease, &state.policy),
+            grant: sign(&state, &user, &lease),
         })),
         HeartbeatDecision::Ended(reason) => Err(ApiError::StreamEnded(reason)),
         HeartbeatDecision::Unknown => Err(ApiError::StreamNotFound),
@@ -173,7 +180,7 @@ pub async fn heartbeat(
 #[tracing::instrument(skip_all, name = "stop_stream")]
 pub async fn stop(
     State(state): State<AppState>,
-    Identity(user): Identity,
+    Identity(Caller { user, .. }): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<StatusCode, ApiError> {
     state.ops.throttle.check_stream(&user, &id)?;
@@ -182,6 +189,21 @@ pub async fn stop(
         .await?;
     telemetry::record_decision("stopped", usize::from(ended));
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed grant for a live lease, when `--grant-key` is set. A key
+/// that cannot sign was refused at start, so a failure here is logged and
+/// the answer goes out without a grant.
+fn sign(state: &AppState, user: &UserId, lease: &Lease) -> Option<String> {
+    let signer = state.grants.as_ref()?;
+    match signer.sign(user, lease, state.clock.now()) {
+        Ok(grant) => Some(grant),
+        Err(error) => {
+            metrics::counter!("streamguard_grant_errors_total").increment(1);
+            tracing::error!(%error, "signing a grant failed");
+            None
+        }
+    }
 }
 
 /// With `--on-store-error allow`, a start the store could not decide is
@@ -196,6 +218,7 @@ fn unenforced_start(
     let location = format!("/streams/{}", lease.id);
     let body = StartResponse {
         stream: StreamDto::new(user, &lease, &state.policy),
+        grant: sign(state, user, &lease),
         active: 0,
         limit: state.policy.default_limit.get(),
         evicted: Vec::new(),

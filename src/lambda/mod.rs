@@ -13,7 +13,6 @@ use axum::http::Response;
 use tower::ServiceExt;
 
 use crate::domain::{Clock, SystemClock};
-use crate::store::StoreError;
 use crate::{AppState, Config};
 
 pub mod emf;
@@ -27,8 +26,8 @@ pub enum LambdaError {
          separate process: set STREAMGUARD_STORE to a shared store, e.g. dynamodb://TABLE"
     )]
     LocalStore { store: String },
-    #[error("the store is not usable")]
-    Store(#[source] StoreError),
+    #[error("the service could not start")]
+    Start(#[source] crate::StartError),
     #[error("the Lambda runtime failed")]
     Runtime(#[source] lambda_http::Error),
 }
@@ -49,7 +48,7 @@ pub async fn run(config: &Config) -> Result<(), LambdaError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = crate::app_state(config, clock.clone())
         .await
-        .map_err(LambdaError::Store)?;
+        .map_err(LambdaError::Start)?;
     let emf = emf::enable();
     tracing::info!(store = %config.store, "serving API Gateway events");
     let app = handler(state).map_response(move |response| {

@@ -103,7 +103,9 @@ async fn the_openapi_document_describes_every_route() {
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
+        ("/admin/metrics", "get"),
         ("/openapi.json", "get"),
+        ("/.well-known/jwks.json", "get"),
         ("/streams", "get"),
         ("/streams", "post"),
         ("/streams/{id}/heartbeat", "post"),
@@ -119,6 +121,6 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path}"
         );
     }
-    assert_eq!(paths.len(), 11, "no undocumented or stale paths");
+    assert_eq!(paths.len(), 13, "no undocumented or stale paths");
     assert!(doc["components"]["schemas"]["StartResponse"].is_object());
 }

@@ -87,6 +87,8 @@ pub fn app_with_store(store: Arc<dyn StreamStore>, args: &[&str]) -> TestApp {
     let state = AppState::new(streamguard::http::Shared {
         store,
         policy: config.policy(),
+        auth: streamguard::auth::Authenticator::Header,
+        grants: None,
         clock: Arc::new(clock.clone()),
         admin_token: config.admin_token.clone(),
         store_timeout: config.store_timeout,
@@ -149,6 +151,10 @@ impl Call<'_> {
 
     pub fn user(self, user: &str) -> Self {
         self.header("x-id", user)
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
     }
 
     pub fn admin(self) -> Self {

@@ -417,7 +417,7 @@ pub async fn a_live_stream_id_belongs_to_its_device(make: Make) {
         );
     }
     let view = h.store.view(&u).await.unwrap();
-    assert_eq!(view.live, [first.stream.clone()], "nothing changed");
+    assert_eq!(view.live, [first.stream], "nothing changed");
     assert!(matches!(
         h.store.start(&u, on_device("s", "tv")).await.unwrap(),
         StartDecision::AlreadyLive { .. }

@@ -21,9 +21,19 @@ async fn handler() -> impl tower::Service<
     Error = std::convert::Infallible,
     Future: Send,
 > + Clone {
-    let config = Cli::try_parse_from(["streamguard", "--store", "memory", "--default-limit", "1"])
-        .unwrap()
-        .config;
+    handler_with(&[]).await
+}
+
+async fn handler_with(
+    args: &[&str],
+) -> impl tower::Service<
+    lambda_http::Request,
+    Response = Response<Body>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    let base = ["streamguard", "--store", "memory", "--default-limit", "1"];
+    let config = Cli::try_parse_from(base.iter().chain(args)).unwrap().config;
     let clock = ManualClock::new(Timestamp::from_millis(1_795_770_000_000));
     let state = streamguard::app_state(&config, Arc::new(clock))
         .await
@@ -90,4 +100,38 @@ async fn a_stage_is_taken_off_only_as_a_whole_leading_segment() {
     );
     let (status, _, body) = send(&handler, &event).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn jwt_identity_works_in_lambda_too() {
+    let handler = handler_with(&[
+        "--auth",
+        "jwt",
+        "--jwt-secret",
+        "lambda-fixture-secret-0123456789",
+        "--jwt-limit-claim",
+        "screens",
+    ])
+    .await;
+    let (status, headers, body) = send(&handler, fixtures::V2_JWT_START).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["stream"]["user_id"], "alice",
+        "the token's sub, not X-ID"
+    );
+    assert_eq!(body["limit"], 2, "the plan claim, over the default of 1");
+    assert_eq!(headers["location"], "/prod/streams/tablet-1");
+
+    // The header-mode fixtures carry no token.
+    let (status, headers, body) = send(&handler, fixtures::V1_LIST).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+
+    let forged = fixtures::V2_JWT_START.replace("Bearer eyJ", "Bearer eyK");
+    let (status, headers, _) = send(&handler, &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
 }

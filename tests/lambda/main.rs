@@ -16,4 +16,8 @@ pub mod fixtures {
     pub const V2_HEARTBEAT: &str = include_str!("../fixtures/apigw-v2-http-heartbeat.json");
     /// HTTP API (payload v2) on stage `prod`, base64 body: starts `phone-1`.
     pub const V2_STAGED_START: &str = include_str!("../fixtures/apigw-v2-http-staged-start.json");
+    /// HTTP API (payload v2) on stage `prod` with a bearer token (HS256,
+    /// secret `lambda-fixture-secret-0123456789`, `sub` alice, `screens` 2)
+    /// and an `X-ID: mallory` that JWT mode ignores: starts `tablet-1`.
+    pub const V2_JWT_START: &str = include_str!("../fixtures/apigw-v2-http-jwt-start.json");
 }

@@ -178,3 +178,54 @@ fn init_creates_the_data_directory() {
     assert!(status.success());
     assert!(data.join("streamguard.sqlite3").is_file());
 }
+
+#[test]
+fn version_lists_the_stores_built_in() {
+    let output = Command::new(env!("CARGO_BIN_EXE_streamguard"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let version = String::from_utf8(output.stdout).unwrap();
+    let stores: Vec<&str> = [
+        (true, "memory"),
+        (cfg!(feature = "embedded"), "file"),
+        (cfg!(feature = "redis"), "redis"),
+        (cfg!(feature = "dynamodb"), "dynamodb"),
+    ]
+    .into_iter()
+    .filter_map(|(built, name)| built.then_some(name))
+    .collect();
+    let lambda = if cfg!(feature = "lambda") {
+        "; lambda"
+    } else {
+        ""
+    };
+    assert_eq!(
+        version,
+        format!(
+            "streamguard {} (stores: {}{lambda})\n",
+            env!("CARGO_PKG_VERSION"),
+            stores.join(", ")
+        )
+    );
+}
+
+#[test]
+fn healthcheck_succeeds_while_the_server_runs_and_fails_after() {
+    let healthcheck = |addr: &str| {
+        Command::new(env!("CARGO_BIN_EXE_streamguard"))
+            .args(["healthcheck", "--listen", addr])
+            .output()
+            .unwrap()
+    };
+    let server = Server::start(&["--store", "memory"], &[]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let up = healthcheck(&addr);
+    assert!(up.status.success(), "{up:?}");
+    assert!(up.stdout.is_empty(), "a passing check prints nothing");
+    drop(server);
+    let down = healthcheck(&addr);
+    assert!(!down.status.success());
+    assert!(!down.stderr.is_empty(), "a failing check says why");
+}

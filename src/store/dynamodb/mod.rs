@@ -261,9 +261,11 @@ impl StreamStore for DynamoDbStore {
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
         let decision = self
             .decide("start", user, |account, now, policy| {
+                let plan = account.plan;
                 let decision = account.start(req.clone(), now, policy);
-                let granted = matches!(decision, StartDecision::Granted(_));
-                (decision, granted)
+                // A new plan is recorded whatever the decision.
+                let changed = matches!(decision, StartDecision::Granted(_)) || account.plan != plan;
+                (decision, changed)
             })
             .await?;
         Ok(decision)

@@ -1,0 +1,172 @@
+// Type declarations of the streamguard player SDK (src/index.js).
+// Checked against a typed usage example by test/types.test.js.
+
+/** A live stream as the server describes it; times are RFC 3339 UTC. */
+export interface Stream {
+  id: string;
+  user_id: string;
+  device_id?: string;
+  content_id?: string;
+  started_at: string;
+  expires_at: string;
+  heartbeat_interval_s: number;
+}
+
+/** An RFC 9457 problem body, with the extension members streamguard adds. */
+export interface Problem {
+  type?: string;
+  title?: string;
+  status?: number;
+  detail?: string;
+  reason?: string;
+  [member: string]: unknown;
+}
+
+/** `GET /streams`. */
+export interface StreamsAnswer {
+  user_id: string;
+  limit: number;
+  active: number;
+  streams: Stream[];
+}
+
+/** Why a session ended: the server's tombstone reason, or the SDK's own. */
+export type EndReason =
+  | 'stopped'
+  | 'expired'
+  | 'evicted'
+  | 'replaced'
+  | 'revoked'
+  | 'unknown'
+  | 'detached'
+  | 'error'
+  | (string & {});
+
+export interface RetryDetail {
+  method: string;
+  path: string;
+  /** 503 or 429, or 0 when no answer came. */
+  status: number;
+  attempt: number;
+  delayMs: number;
+}
+
+interface EmitterOf<Events> {
+  /** Calls `listener` on each `event`; returns a function that unsubscribes. */
+  on<K extends keyof Events>(event: K, listener: (detail: Events[K]) => void): () => void;
+  off<K extends keyof Events>(event: K, listener: (detail: Events[K]) => void): void;
+  /** Resolves with the next `event`'s detail. */
+  once<K extends keyof Events>(event: K): Promise<Events[K]>;
+}
+
+export interface SessionEvents {
+  /** The lease was renewed; `expires_at` moved. */
+  heartbeat: Stream;
+  /** The signed grant changed (undefined when the server stopped sending one). */
+  grant: string | undefined;
+  /** A heartbeat was answered 503/429 (or not at all) and will be retried. */
+  retry: RetryDetail;
+  /** Playback must stop. */
+  ended: { reason: EndReason };
+  /**
+   * A heartbeat failed: the token callback threw (the loop tries again at
+   * the next beat), or the answer was one retrying cannot fix (a
+   * StreamguardError; `ended` with reason `error` follows).
+   */
+  error: Error;
+}
+
+export interface ClientEvents {
+  /** Any request of this client will be retried after `delayMs`. */
+  retry: RetryDetail;
+}
+
+interface ClientOptionsBase {
+  /** Where streamguard answers, e.g. `https://limits.example.com`. */
+  baseUrl: string;
+  fetch?: typeof fetch;
+  /** Retries of a start or stop answered 503/429 or not answered (default 5). Heartbeats retry until the session ends. */
+  maxRetries?: number;
+  /** First backoff when the server sends no Retry-After, in ms (default 250). */
+  retryBaseMs?: number;
+  /** Browsers: stop live sessions on `pagehide` with a keepalive fetch (default true). */
+  stopOnUnload?: boolean;
+}
+
+/** Header mode: the account travels in `X-ID` (behind a trusted gateway). */
+export interface HeaderIdentity extends ClientOptionsBase {
+  userId: string;
+  token?: never;
+}
+
+/** Bearer mode: `token` is called for a token, and again after any 401. */
+export interface TokenIdentity extends ClientOptionsBase {
+  token: () => Promise<string> | string;
+  userId?: never;
+}
+
+export type ClientOptions = HeaderIdentity | TokenIdentity;
+
+export interface StartOptions {
+  /** Name the stream to make a retried start idempotent; the server picks one otherwise. */
+  streamId?: string;
+  /** A device holds one slot: starting again from it replaces its old stream. */
+  deviceId?: string;
+  contentId?: string;
+  /** Streams of this account to end in the same step ("watch here, stop the TV"). */
+  terminate?: string[];
+}
+
+export class StreamguardError extends Error {
+  /** HTTP status; 0 when no answer came. */
+  readonly status: number;
+  readonly problem: Problem | undefined;
+  /** The problem's `type` URI. */
+  readonly type: string | undefined;
+}
+
+/** 409 `stream-limit-reached`: the account watches all it may. */
+export class LimitReachedError extends StreamguardError {
+  readonly limit: number;
+  readonly active: number;
+  /** The account's live streams, to offer "stop playback on …". */
+  readonly streams: Stream[];
+}
+
+export class StreamguardClient implements EmitterOf<ClientEvents> {
+  constructor(options: ClientOptions);
+  /** Starts playback; rejects with LimitReachedError when the account is full. */
+  start(options?: StartOptions): Promise<Session>;
+  /** The account's live streams. */
+  streams(): Promise<StreamsAnswer>;
+  /** Ends one of the account's streams by id. */
+  stopStream(streamId: string): Promise<void>;
+  /** Ends every session's heartbeat loop (without stopping the streams) and the unload hook. */
+  close(): void;
+  on<K extends keyof ClientEvents>(event: K, listener: (detail: ClientEvents[K]) => void): () => void;
+  off<K extends keyof ClientEvents>(event: K, listener: (detail: ClientEvents[K]) => void): void;
+  once<K extends keyof ClientEvents>(event: K): Promise<ClientEvents[K]>;
+}
+
+export class Session implements EmitterOf<SessionEvents> {
+  private constructor();
+  readonly id: string;
+  /** The stream as last described by the server (updated on every heartbeat). */
+  readonly stream: Stream;
+  /** Streams this start ended by eviction (`terminate`, evict-oldest). */
+  readonly evicted: string[];
+  /** Streams this start replaced on the same device. */
+  readonly replaced: string[];
+  /** The current signed grant (compact JWS), or undefined when the server signs none. */
+  readonly grant: string | undefined;
+  readonly ended: boolean;
+  readonly endReason: EndReason | undefined;
+  readonly heartbeatIntervalS: number;
+  /** DELETE the stream and end the heartbeat loop; emits `ended` with `stopped`. */
+  stop(): Promise<void>;
+  /** End the heartbeat loop without telling the server; the lease expires by itself. */
+  detach(): void;
+  on<K extends keyof SessionEvents>(event: K, listener: (detail: SessionEvents[K]) => void): () => void;
+  off<K extends keyof SessionEvents>(event: K, listener: (detail: SessionEvents[K]) => void): void;
+  once<K extends keyof SessionEvents>(event: K): Promise<SessionEvents[K]>;
+}

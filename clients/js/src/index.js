@@ -1,0 +1,432 @@
+// streamguard player SDK: start a stream, keep it alive with heartbeats,
+// stop it, and tell the player when the server ended it.
+// No dependencies; runs in browsers and Node >= 18 (global fetch).
+// Types: index.d.ts beside this file.
+
+/** Problem `type` suffixes the SDK reacts to. */
+const LIMIT_REACHED = 'stream-limit-reached';
+
+/** Longest wait between two retries when the server names no Retry-After. */
+const MAX_BACKOFF_MS = 8000;
+
+/** An answer the SDK could not turn into a result. */
+export class StreamguardError extends Error {
+  /**
+   * @param {string} message
+   * @param {number} status HTTP status, 0 when no answer came
+   * @param {object | undefined} problem the RFC 9457 body, when there was one
+   */
+  constructor(message, status, problem) {
+    super(message);
+    this.name = 'StreamguardError';
+    this.status = status;
+    this.problem = problem;
+    this.type = problem?.type;
+  }
+}
+
+/** The account watches as many streams as it may (409 `stream-limit-reached`). */
+export class LimitReachedError extends StreamguardError {
+  constructor(problem) {
+    super(problem.detail ?? 'stream limit reached', 409, problem);
+    this.name = 'LimitReachedError';
+    this.limit = problem.limit;
+    this.active = problem.active;
+    /** The account's live streams: offer to stop one, then `start({ terminate: [id] })`. */
+    this.streams = problem.streams ?? [];
+  }
+}
+
+/** A tiny event emitter (EventTarget's CustomEvent is missing from Node 18). */
+class Emitter {
+  #listeners = new Map();
+
+  /** Calls `fn(detail)` on each `event`; returns a function that unsubscribes. */
+  on(event, fn) {
+    if (!this.#listeners.has(event)) this.#listeners.set(event, new Set());
+    this.#listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    this.#listeners.get(event)?.delete(fn);
+  }
+
+  /** Resolves with the next `event`'s detail. */
+  once(event) {
+    return new Promise((resolve) => {
+      const off = this.on(event, (detail) => {
+        off();
+        resolve(detail);
+      });
+    });
+  }
+
+  emit(event, detail) {
+    for (const fn of [...(this.#listeners.get(event) ?? [])]) {
+      try {
+        fn(detail);
+      } catch (error) {
+        // A listener's bug must not stop the heartbeat loop.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}
+
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+
+/** Milliseconds to wait before retry number `attempt` (0-based). */
+function retryDelay(response, attempt, baseMs) {
+  const header = response?.headers.get('retry-after');
+  const seconds = header === null || header === undefined ? NaN : Number(header);
+  if (Number.isFinite(seconds) && seconds >= 0) {
+    // Never earlier than the server asked; a little later, so that clients
+    // told the same number do not all come back in the same millisecond.
+    return seconds * 1000 * (1 + 0.2 * Math.random());
+  }
+  const ceiling = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** attempt);
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}
+
+async function readJson(response) {
+  const text = await response.text();
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function problemError(status, problem) {
+  const message = problem?.detail ?? problem?.title ?? `HTTP ${status}`;
+  return new StreamguardError(message, status, problem);
+}
+
+/** Talks to one streamguard server on behalf of one account. */
+export class StreamguardClient extends Emitter {
+  #baseUrl;
+  #userId;
+  #tokenSource;
+  /** Promise of the token in use (bearer mode); undefined until needed or after a 401. */
+  #token;
+  /** The last token the callback gave, for the synchronous stop on page unload. */
+  #lastToken;
+  #fetch;
+  #retryBaseMs;
+  #maxRetries;
+  #sessions = new Set();
+  #unloadHandler;
+
+  /**
+   * @param {object} options
+   * @param {string} options.baseUrl where streamguard answers, e.g. `https://limits.example.com`
+   * @param {string} [options.userId] header mode: the account, sent as `X-ID`
+   * @param {() => Promise<string> | string} [options.token] bearer mode: returns a token;
+   *   asked again whenever the server answers 401
+   * @param {typeof fetch} [options.fetch]
+   * @param {number} [options.maxRetries] retries of a start or stop answered 503/429
+   *   or not answered at all (default 5); heartbeats retry until the session ends
+   * @param {number} [options.retryBaseMs] first backoff when no Retry-After is sent (default 250)
+   * @param {boolean} [options.stopOnUnload] browsers: stop live sessions when the page
+   *   goes away, with `fetch(..., { keepalive: true })` (default true)
+   */
+  constructor(options) {
+    super();
+    const { baseUrl, userId, token } = options ?? {};
+    if (!baseUrl) throw new TypeError('baseUrl is required');
+    if ((userId === undefined) === (token === undefined)) {
+      throw new TypeError('give exactly one of userId (header mode) or token (bearer mode)');
+    }
+    this.#baseUrl = String(baseUrl).replace(/\/+$/, '');
+    this.#userId = userId;
+    this.#tokenSource = token;
+    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.#retryBaseMs = options.retryBaseMs ?? 250;
+    this.#maxRetries = options.maxRetries ?? 5;
+    if ((options.stopOnUnload ?? true) && typeof window !== 'undefined' && window.addEventListener) {
+      this.#unloadHandler = () => this.#stopAllOnUnload();
+      window.addEventListener('pagehide', this.#unloadHandler);
+    }
+  }
+
+  /**
+   * Starts playback. Resolves with a live {@link Session} that heartbeats by
+   * itself; rejects with {@link LimitReachedError} when the account is full.
+   */
+  async start({ streamId, deviceId, contentId, terminate } = {}) {
+    const body = {};
+    if (streamId !== undefined) body.stream_id = streamId;
+    if (deviceId !== undefined) body.device_id = deviceId;
+    if (contentId !== undefined) body.content_id = contentId;
+    if (terminate?.length) body.terminate = [...terminate];
+    const response = await this.request('POST', '/streams', { body, retries: this.#maxRetries });
+    const answer = await readJson(response);
+    if ((response.status === 200 || response.status === 201) && answer?.stream) {
+      const session = new Session(this, answer);
+      this.#sessions.add(session);
+      session.on('ended', () => this.#sessions.delete(session));
+      return session;
+    }
+    if (response.status === 409 && String(answer?.type ?? '').endsWith(LIMIT_REACHED)) {
+      throw new LimitReachedError(answer);
+    }
+    throw problemError(response.status, answer);
+  }
+
+  /** The account's live streams: `{ user_id, limit, active, streams }`. */
+  async streams() {
+    const response = await this.request('GET', '/streams', { retries: this.#maxRetries });
+    const answer = await readJson(response);
+    if (response.status !== 200) throw problemError(response.status, answer);
+    return answer;
+  }
+
+  /** Ends a stream of this account by id (204 also when it is already gone). */
+  async stopStream(streamId) {
+    const response = await this.request('DELETE', `/streams/${encodeURIComponent(streamId)}`, {
+      retries: this.#maxRetries,
+    });
+    if (response.status !== 204) throw problemError(response.status, await readJson(response));
+  }
+
+  /** Stops heartbeating every session and forgets the unload hook (does not stop streams). */
+  close() {
+    for (const session of this.#sessions) session.detach();
+    if (this.#unloadHandler) window.removeEventListener('pagehide', this.#unloadHandler);
+  }
+
+  /**
+   * The token to send, asked for once however many requests need it at the
+   * same time; a callback that fails is asked again next time.
+   */
+  #currentToken() {
+    if (!this.#token) {
+      const pending = Promise.resolve().then(() => this.#tokenSource());
+      pending.then(
+        (token) => {
+          this.#lastToken = token;
+        },
+        () => {
+          if (this.#token === pending) this.#token = undefined;
+        },
+      );
+      this.#token = pending;
+    }
+    return this.#token;
+  }
+
+  /** The request's identity headers, and the token promise they used (bearer mode). */
+  async #identity() {
+    const headers = { accept: 'application/json' };
+    if (this.#userId !== undefined) {
+      headers['x-id'] = this.#userId;
+      return { headers };
+    }
+    const token = this.#currentToken();
+    headers.authorization = `Bearer ${await token}`;
+    return { headers, token };
+  }
+
+  /**
+   * One API call with the account's identity. Retries answers 503 and 429
+   * (waiting at least `Retry-After`) and network failures, `retries` times
+   * (`Infinity` until `signal` aborts); asks for a new token once after a 401.
+   * Emits `retry` with `{ method, path, status, attempt, delayMs }` before each wait.
+   * Resolves with the last `Response`; rejects only when no answer came.
+   * @internal
+   */
+  async request(method, path, { body, retries = 0, signal } = {}) {
+    let refreshed = false;
+    for (let attempt = 0; ; attempt++) {
+      const { headers, token } = await this.#identity();
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      let response;
+      try {
+        response = await this.#fetch(this.#baseUrl + path, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal,
+        });
+      } catch (error) {
+        if (signal?.aborted || attempt >= retries) {
+          throw new StreamguardError(`no answer from ${this.#baseUrl}: ${error.message}`, 0);
+        }
+      }
+      if (response?.status === 401 && this.#tokenSource && !refreshed) {
+        // The token expired or was revoked: ask for a new one, once (and
+        // only once for all the requests that were refused with it).
+        await response.body?.cancel();
+        if (this.#token === token) this.#token = undefined;
+        refreshed = true;
+        attempt--;
+        continue;
+      }
+      if (response && response.status !== 503 && response.status !== 429) return response;
+      if (attempt >= retries || signal?.aborted) {
+        if (response) return response;
+        throw new StreamguardError(`no answer from ${this.#baseUrl}`, 0);
+      }
+      const delayMs = retryDelay(response, attempt, this.#retryBaseMs);
+      await response?.body?.cancel();
+      this.emit('retry', { method, path, status: response?.status ?? 0, attempt, delayMs });
+      await sleep(delayMs, signal);
+      if (signal?.aborted) throw new StreamguardError('aborted', 0);
+    }
+  }
+
+  /** Fire-and-forget stop that outlives the page (`keepalive`). @internal */
+  stopKeepalive(streamId) {
+    const headers = {};
+    if (this.#userId !== undefined) headers['x-id'] = this.#userId;
+    else if (this.#lastToken !== undefined) headers.authorization = `Bearer ${this.#lastToken}`;
+    return this.#fetch(`${this.#baseUrl}/streams/${encodeURIComponent(streamId)}`, {
+      method: 'DELETE',
+      headers,
+      keepalive: true,
+    }).catch(() => {});
+  }
+
+  #stopAllOnUnload() {
+    for (const session of [...this.#sessions]) session.stopOnUnload();
+  }
+}
+
+/**
+ * A granted stream. Heartbeats every `heartbeat_interval_s` (a little early,
+ * with jitter) until stopped or ended by the server.
+ *
+ * Events (`session.on(name, fn)`):
+ * - `heartbeat` `(stream)`: the lease was renewed; `stream.expires_at` moved
+ * - `grant` `(grant | undefined)`: the signed grant changed
+ * - `retry` `({ status, attempt, delayMs })`: a heartbeat got 503/429 or no answer and will be retried
+ * - `ended` `({ reason })`: playback must stop; `reason` is the server's
+ *   (`evicted`, `revoked`, `expired`, `replaced`, `stopped`), `unknown` on 404,
+ *   or `stopped` after `session.stop()`
+ */
+export class Session extends Emitter {
+  #client;
+  #timer;
+  #abort = new AbortController();
+
+  constructor(client, answer) {
+    super();
+    this.#client = client;
+    /** The stream as the server last described it. */
+    this.stream = answer.stream;
+    this.id = answer.stream.id;
+    /** Streams this start ended (`terminate`, evict-oldest). */
+    this.evicted = answer.evicted ?? [];
+    /** Streams this start replaced on the same device. */
+    this.replaced = answer.replaced ?? [];
+    /** The current signed grant (compact JWS), or undefined when the server signs none. */
+    this.grant = answer.grant ?? undefined;
+    /** True once the session ended; `endReason` says why. */
+    this.ended = false;
+    this.endReason = undefined;
+    this.#schedule();
+  }
+
+  /** Seconds between heartbeats, as the server advised. */
+  get heartbeatIntervalS() {
+    return this.stream.heartbeat_interval_s;
+  }
+
+  /** Stops playback: DELETE the stream, end the heartbeat loop, emit `ended`. */
+  async stop() {
+    if (this.ended) return;
+    this.#end('stopped');
+    const response = await this.#client.request('DELETE', `/streams/${encodeURIComponent(this.id)}`, {
+      retries: 3,
+    });
+    if (response.status !== 204) throw problemError(response.status, await readJson(response));
+  }
+
+  /** Ends the heartbeat loop without telling the server (the lease then expires). */
+  detach() {
+    this.#end('detached');
+  }
+
+  /** @internal */
+  stopOnUnload() {
+    if (this.ended) return;
+    this.#end('stopped');
+    this.#client.stopKeepalive(this.id);
+  }
+
+  #schedule() {
+    // Slightly before the interval, never after: a late heartbeat loses the slot.
+    const intervalMs = this.stream.heartbeat_interval_s * 1000;
+    const delayMs = intervalMs * (0.85 + 0.1 * Math.random());
+    this.#timer = setTimeout(() => this.#beat(), delayMs);
+  }
+
+  async #beat() {
+    if (this.ended) return;
+    const path = `/streams/${encodeURIComponent(this.id)}/heartbeat`;
+    const offRetry = this.#client.on('retry', (detail) => {
+      if (detail.path === path) this.emit('retry', detail);
+    });
+    let response;
+    try {
+      response = await this.#client.request('POST', path, {
+        retries: Infinity,
+        signal: this.#abort.signal,
+      });
+    } catch (error) {
+      // Only the token callback can fail here (answers 503/429 and network
+      // errors are retried inside request()): try again at the next beat.
+      // If that never works, the lease expires and a later answer says so.
+      if (this.ended) return;
+      this.emit('error', error);
+      this.#schedule();
+      return;
+    } finally {
+      offRetry();
+    }
+    if (this.ended) return;
+    const answer = await readJson(response);
+    if (response.status === 200 && answer?.stream) {
+      this.stream = answer.stream;
+      this.emit('heartbeat', this.stream);
+      this.#setGrant(answer.grant ?? undefined);
+      this.#schedule();
+    } else if (response.status === 410) {
+      this.#end(answer?.reason ?? 'ended');
+    } else if (response.status === 404) {
+      this.#end('unknown');
+    } else {
+      // 401 after a token refresh, 400...: the server will not renew this
+      // lease, and retrying the same request cannot change that.
+      this.emit('error', problemError(response.status, answer));
+      this.#end('error');
+    }
+  }
+
+  #setGrant(grant) {
+    if (grant === this.grant) return;
+    this.grant = grant;
+    this.emit('grant', grant);
+  }
+
+  #end(reason) {
+    if (this.ended) return;
+    this.ended = true;
+    this.endReason = reason;
+    clearTimeout(this.#timer);
+    this.#abort.abort();
+    this.emit('ended', { reason });
+  }
+}

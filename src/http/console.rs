@@ -1,0 +1,107 @@
+//! The operator's web console: static files compiled into the binary,
+//! served under `/console/` only when an admin token is configured (like
+//! the admin API it calls). The page itself holds no secret; the operator
+//! types the admin token, which stays in the browser's session storage.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use super::{ApiError, AppState};
+
+/// `(file name, content type, bytes)` of every console file.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "index.html",
+        HTML,
+        include_bytes!("../../web/console/index.html"),
+    ),
+    (
+        "demo.html",
+        HTML,
+        include_bytes!("../../web/console/demo.html"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../web/console/style.css"),
+    ),
+    ("app.js", JS, include_bytes!("../../web/console/app.js")),
+    ("demo.js", JS, include_bytes!("../../web/console/demo.js")),
+    (
+        "charts.js",
+        JS,
+        include_bytes!("../../web/console/charts.js"),
+    ),
+    ("prom.js", JS, include_bytes!("../../web/console/prom.js")),
+    // The player SDK, as published: the demo page runs simulated players with it.
+    (
+        "sdk.js",
+        JS,
+        include_bytes!("../../clients/js/src/index.js"),
+    ),
+];
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Only same-origin scripts, styles and calls: the console talks to the
+/// server that serves it and nothing else.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(root))
+        .route("/console/", get(index))
+        .route("/console/{file}", get(asset))
+}
+
+async fn root(State(state): State<AppState>) -> Result<Redirect, ApiError> {
+    enabled(&state)?;
+    Ok(Redirect::permanent("/console/"))
+}
+
+async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
+    serve(&state, "index.html")
+}
+
+async fn asset(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    serve(&state, &file)
+}
+
+fn enabled(state: &AppState) -> Result<(), ApiError> {
+    state
+        .admin_token
+        .as_ref()
+        .map(|_| ())
+        .ok_or(ApiError::RouteNotFound)
+}
+
+fn serve(state: &AppState, file: &str) -> Result<Response, ApiError> {
+    enabled(state)?;
+    let (_, content_type, bytes) = ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file)
+        .ok_or(ApiError::RouteNotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        *bytes,
+    )
+        .into_response())
+}
