@@ -354,3 +354,41 @@ async fn every_line_logged_for_a_request_carries_its_id() {
         .unwrap();
     assert!(outside.get("request_id").is_none(), "{outside}");
 }
+
+#[tokio::test]
+async fn in_jwt_mode_the_throttle_counts_the_tokens_account() {
+    use crate::tokens::{SECRET, claims, hs256};
+    let app = app(&[
+        "--auth",
+        "jwt",
+        "--jwt-secret",
+        SECRET,
+        "--rate-per-account",
+        "5",
+    ])
+    .await;
+    let alice = hs256(claims("alice"));
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        // A different X-ID each time changes nothing: X-ID is ignored.
+        let reply = app
+            .get("/streams")
+            .bearer(&alice)
+            .user(&format!("decoy-{i}"))
+            .send()
+            .await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        5,
+        "{statuses:?}"
+    );
+    let bob = hs256(claims("bob"));
+    assert_eq!(app.get("/streams").bearer(&bob).send().await.status, 200);
+}
