@@ -133,6 +133,39 @@ impl Modify for OptionalStartBody {
     }
 }
 
+/// The document as this instance serves it: with `--auth jwt`, the
+/// player routes take a bearer token instead of `X-ID`.
+pub fn document(jwt: bool) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::SecurityRequirement;
+    let mut doc = ApiDoc::openapi();
+    if !jwt {
+        return doc;
+    }
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+        ];
+        for op in operations.into_iter().flatten() {
+            let by_x_id = serde_json::to_value(&op.security)
+                .is_ok_and(|v| v.to_string().contains("\"x_id\""));
+            if !by_x_id {
+                continue;
+            }
+            op.security = Some(vec![SecurityRequirement::new(
+                "bearer_jwt",
+                Vec::<String>::new(),
+            )]);
+            if let Some(params) = &mut op.parameters {
+                params.retain(|p| p.name != "X-ID");
+            }
+        }
+    }
+    doc
+}
+
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -167,6 +200,21 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn in_jwt_mode_player_routes_take_a_bearer_token() {
+        let doc = serde_json::to_value(document(true)).unwrap();
+        let start = &doc["paths"]["/streams"]["post"];
+        assert_eq!(start["security"], serde_json::json!([{"bearer_jwt": []}]));
+        assert!(!start["parameters"].to_string().contains("X-ID"), "{start}");
+        let admin = &doc["paths"]["/admin/users/{user}/limit"]["put"];
+        assert_eq!(admin["security"], serde_json::json!([{"admin_token": []}]));
+        let header = serde_json::to_value(document(false)).unwrap();
+        assert_eq!(
+            header["paths"]["/streams"]["post"]["security"],
+            serde_json::json!([{"x_id": []}])
+        );
+    }
 
     #[test]
     fn operation_ids_are_unique() {

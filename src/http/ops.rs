@@ -6,10 +6,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::json;
-use utoipa::OpenApi;
 
 use super::admin::Admin;
-use super::openapi::ApiDoc;
 use super::{ApiError, AppState};
 
 /// The original service's health check, kept for its load balancers.
@@ -86,8 +84,9 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    let jwt = matches!(state.auth, crate::auth::Authenticator::Jwt(_));
+    Json(super::openapi::document(jwt))
 }
 
 pub async fn not_found() -> ApiError {

@@ -22,7 +22,7 @@ use crate::telemetry;
     responses(
         (status = 200, description = "The account's live streams", body = StreamsResponse),
         (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
@@ -50,7 +50,7 @@ pub async fn list(
         (status = 201, description = "Granted; Location names the stream", body = StartResponse, headers(("Location" = String, description = "/streams/{id}"))),
         (status = 200, description = "The named stream is already live (idempotent retry)", body = StartResponse),
         (status = 400, description = "invalid-request or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "stream-limit-reached (with limit, active, streams) or stream-id-conflict", body = super::openapi::ConflictProblem, content_type = "application/problem+json"),
         (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -128,7 +128,7 @@ fn created(location: String, body: StartResponse) -> Response {
     responses(
         (status = 200, description = "Renewed: the lease runs to the new expires_at", body = HeartbeatResponse),
         (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "stream-not-found: this account has no such stream (the player should stop)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 410, description = "stream-ended, with reason: the player must stop", body = super::openapi::EndedProblem, content_type = "application/problem+json"),
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -173,7 +173,7 @@ pub async fn heartbeat(
     responses(
         (status = 204, description = "Stopped, or already gone"),
         (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]

@@ -38,12 +38,14 @@ fn help_and_errors_never_show_secrets() {
     let help = binary()
         .arg("--help")
         .env("STREAMGUARD_ADMIN_TOKEN", "hunter2-admin-secret")
+        .env("STREAMGUARD_JWT_SECRET", "hunter2-jwt-secret")
         .env("STREAMGUARD_STORE", "memory://user:pw-in-store-url@x")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(text.contains("--admin-token"), "{text}");
     assert!(!text.contains("hunter2-admin-secret"), "{text}");
+    assert!(!text.contains("hunter2-jwt-secret"), "{text}");
     assert!(!text.contains("pw-in-store-url"), "{text}");
 
     let bad = binary()
