@@ -294,7 +294,7 @@ fn cases(default: u32) -> ProptestConfig {
 }
 
 proptest! {
-    #![proptest_config(cases(256))]
+    #![proptest_config(cases(1000))]
     #[test]
     fn the_memory_store_keeps_the_invariants(on_limit in on_limit(), ops in vec(op(), 1..80)) {
         runtime().block_on(async {
@@ -309,7 +309,7 @@ proptest! {
 
 #[cfg(feature = "embedded")]
 proptest! {
-    #![proptest_config(cases(48))]
+    #![proptest_config(cases(200))]
     #[test]
     fn the_file_store_keeps_the_invariants(on_limit in on_limit(), ops in vec(op(), 1..80)) {
         runtime().block_on(async {
