@@ -14,7 +14,7 @@ SECRET=bench-secret-0123456789abcdef
 "$MINT" jwks "$KEYS/idp-p256.pem" bench-key >"$TMP/jwks.json"
 HS=$("$MINT" hs256 "$SECRET" bench-user)
 ES=$("$MINT" es256 "$KEYS/idp-p256.pem" bench-key bench-user)
-PORT=18097
+PORT=${PORT:-18197}
 HZ=$(getconf CLK_TCK)
 
 measure() { # name, auth header, server command...
@@ -52,4 +52,6 @@ for round in 1 2; do
     --store memory --auth jwt --jwt-jwks "$TMP/jwks.json"
   measure "header + EdDSA grant" "X-Nothing: 1" "$BIN" --listen "127.0.0.1:$PORT" \
     --store memory --grant-key "$KEYS/grant-ed25519.pem"
+  measure "header + ES256 grant" "X-Nothing: 1" "$BIN" --listen "127.0.0.1:$PORT" \
+    --store memory --grant-key "$KEYS/grant-p256.pem"
 done

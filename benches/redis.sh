@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Measures the Redis store against Redis itself, on this machine, in one run:
-#   1. redis-benchmark EVALSHA of the heartbeat and start scripts (what Redis
+#   1. redis-benchmark FCALL of the heartbeat and start functions (what Redis
 #      alone does for them, 64 connections);
 #   2. streamguard on that Redis under wrk (64 connections): heartbeats of one
 #      live stream, and a start/heartbeat/stop mix;
-#   3. INFO commandstats: EVALSHA calls per HTTP request (must be 1).
+#   3. INFO commandstats: FCALL calls per HTTP request (must be 1).
+# Old layout against new, in Redis time per call: benches/redis-scripts.sh.
 # Needs redis-server, redis-benchmark and wrk (apt-get install -y redis-server wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,18 +19,21 @@ start_redis
 RPORT=${STREAMGUARD_TEST_REDIS_URL##*:}
 SG_PORT=$(free_port)
 
-sha_of() {
-  redis-cli -p "$RPORT" SCRIPT LOAD "$(cat src/store/redis/common.lua; echo; cat "src/store/redis/$1.lua")"
-}
+SRC=src/store/redis/streamguard.lua
+V=$(sha1sum "$SRC" | cut -c1-12)
+redis-cli -p "$RPORT" FUNCTION LOAD REPLACE "$(
+  echo "#!lua name=streamguard_$V"; cat "$SRC"
+  for op in start heartbeat; do echo "redis.register_function('sg_${V}_$op', $op)"; done
+)" >/dev/null
 ARGS=(''  3 90000 reject 900000 100)
 
 echo "== redis-benchmark (Redis alone)"
-redis-cli -p "$RPORT" EVALSHA "$(sha_of start)" 1 'bench:{bench-user}' "${ARGS[@]}" bench-stream '' '' >/dev/null
+redis-cli -p "$RPORT" FCALL "sg_${V}_start" 1 'bench:{bench-user}' "${ARGS[@]}" bench-stream '' '' >/dev/null
 redis-benchmark -p "$RPORT" -c 64 -n 300000 -q \
-  EVALSHA "$(sha_of heartbeat)" 1 'bench:{bench-user}' "${ARGS[@]}" bench-stream \
+  FCALL "sg_${V}_heartbeat" 1 'bench:{bench-user}' "${ARGS[@]}" bench-stream \
   | tr '\r' '\n' | grep 'requests per second' | sed 's/^.*: /heartbeat script: /'
 redis-benchmark -p "$RPORT" -c 64 -n 300000 -r 1000000 -q \
-  EVALSHA "$(sha_of start)" 1 'bench:{__rand_int__}' "${ARGS[@]}" s '' '' \
+  FCALL "sg_${V}_start" 1 'bench:{__rand_int__}' "${ARGS[@]}" s '' '' \
   | tr '\r' '\n' | grep 'requests per second' | sed 's/^.*: /start script:     /'
 redis-cli -p "$RPORT" FLUSHALL >/dev/null
 
@@ -42,6 +46,6 @@ curl -sf -H 'X-ID: bench-user' -H 'Content-Type: application/json' \
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 wrk -t1 -c64 -d"$DURATION" -s benches/load/heartbeat.lua "http://127.0.0.1:$SG_PORT" | tee "$SERVICES_DIR/hb.txt" | grep -E "Requests/sec|Non-2xx"
 requests=$(awk '/requests in/ {print $1}' "$SERVICES_DIR/hb.txt")
-evalsha=$(redis-cli -p "$RPORT" INFO commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p')
-echo "EVALSHA per heartbeat request: $evalsha / $requests"
+fcall=$(redis-cli -p "$RPORT" INFO commandstats | sed -n 's/^cmdstat_fcall:calls=\([0-9]*\),.*/\1/p')
+echo "FCALL per heartbeat request: $fcall / $requests"
 wrk -t1 -c64 -d"$DURATION" -s benches/load/mix.lua "http://127.0.0.1:$SG_PORT" | grep -E "Requests/sec|Non-2xx" | sed 's/^/mix /'

@@ -178,6 +178,12 @@ pub struct Config {
     #[arg(long, env = "STREAMGUARD_GRANT_KEY", global = true)]
     pub grant_key: Option<PathBuf>,
 
+    /// Refuse to start on a Redis that may forget keys (a `maxmemory-policy`
+    /// other than `noeviction`, no `appendonly`) or whose settings cannot be
+    /// read; without it, that is only logged.
+    #[arg(long, env = "STREAMGUARD_REDIS_STRICT", global = true)]
+    pub redis_strict: bool,
+
     #[command(flatten)]
     pub ops: Operations,
 }
@@ -257,6 +263,17 @@ impl Config {
                 OnLimitArg::EvictOldest => OnLimit::EvictOldest,
             },
         }
+    }
+
+    /// The store URL with the flags that belong to it applied.
+    pub fn store_url(&self) -> StoreUrl {
+        #[allow(unused_mut)]
+        let mut url = self.store.clone();
+        #[cfg(feature = "redis")]
+        if let StoreUrl::Redis(target) = &mut url {
+            target.strict = self.redis_strict;
+        }
+        url
     }
 
     /// What JWT identity needs, or `None` in header mode.

@@ -51,7 +51,7 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         Some(path) => Some(Arc::new(grant::GrantSigner::load(path)?)),
         None => None,
     };
-    let store = store::connect(&config.store, policy, clock.clone()).await?;
+    let store = store::connect(&config.store_url(), policy, clock.clone()).await?;
     let state = AppState::new(http::Shared {
         store,
         policy,

@@ -62,11 +62,15 @@ fn the_table_is_what_the_store_checks_for() {
     let t = template();
     let table = &resource(&t, "StreamsTable")["Properties"];
     assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
-    assert_eq!(table["KeySchema"].as_sequence().unwrap().len(), 1);
+    assert_eq!(table["KeySchema"].as_sequence().unwrap().len(), 2);
     assert_eq!(table["KeySchema"][0]["AttributeName"], "pk");
     assert_eq!(table["KeySchema"][0]["KeyType"], "HASH");
-    assert_eq!(table["AttributeDefinitions"][0]["AttributeName"], "pk");
-    assert_eq!(table["AttributeDefinitions"][0]["AttributeType"], "S");
+    assert_eq!(table["KeySchema"][1]["AttributeName"], "sk");
+    assert_eq!(table["KeySchema"][1]["KeyType"], "RANGE");
+    for (i, name) in ["pk", "sk"].into_iter().enumerate() {
+        assert_eq!(table["AttributeDefinitions"][i]["AttributeName"], name);
+        assert_eq!(table["AttributeDefinitions"][i]["AttributeType"], "S");
+    }
     assert_eq!(table["TimeToLiveSpecification"]["AttributeName"], "ttl");
     assert_eq!(table["TimeToLiveSpecification"]["Enabled"], true);
 }
@@ -101,6 +105,8 @@ fn the_function_is_an_arm64_custom_runtime_with_least_privilege() {
             "dynamodb:DescribeTable",
             "dynamodb:GetItem",
             "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
         ])
     );
     assert_eq!(

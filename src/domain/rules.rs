@@ -603,21 +603,128 @@ mod tests {
         assert!(acc.is_idle());
     }
 
+    /// A tiny deterministic generator (xorshift64), so a failing walk can
+    /// be replayed from its seed.
+    struct Walk(u64);
+
+    impl Walk {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn stream(&mut self) -> StreamId {
+            sid(&format!("s{}", self.below(7)))
+        }
+
+        fn device(&mut self) -> Option<DeviceId> {
+            match self.below(5) {
+                4 => None,
+                d => Some(DeviceId::parse(&format!("d{d}")).unwrap()),
+            }
+        }
+
+        fn limit(&mut self) -> Option<Limit> {
+            match self.below(6) {
+                5 => None,
+                n => Some(Limit::new(n as u32).unwrap()),
+            }
+        }
+    }
+
+    /// The account a refused start (or an idempotent retry) must leave:
+    /// what `now` alone implies for the account as it was, after recording
+    /// the plan from the caller's token. The plan is a fact about the caller
+    /// that `start` records whatever it decides, before the expiry clean-up
+    /// (which therefore already trims to the new plan's limit); "unchanged"
+    /// means nothing *else* moved: no lease, tombstone, grant counter or
+    /// override.
+    fn untouched(before: &Account, req: &StartRequest, now: Timestamp, p: &Policy) -> Account {
+        let mut expected = before.clone();
+        if req.plan.is_some() {
+            expected.plan = req.plan;
+        }
+        expected.expire(now, p);
+        expected
+    }
+
+    /// The invariant, checked on the raw account (not on `view`, which
+    /// trims an account over its limit and so would hide the very bug it
+    /// is meant to catch).
+    ///
+    /// Each assertion was seen to fail on a planted bug (tried by hand,
+    /// then reverted):
+    /// - "over its limit": `limit.is_reached_by(remaining + 1)` in `start`
+    ///   (an off-by-one that grants one stream too many), and separately
+    ///   `set_limit` not calling `trim`; the old walk, which checked
+    ///   `view()`, passed on both.
+    /// - "live twice": the live-id lookup in `start` matching on
+    ///   `(id, device)` instead of `id`, so another device's start of a live
+    ///   id is granted as a second lease; the old `dedup` on an age-sorted
+    ///   list passed.
+    /// - "not live at now": `start` skipping its `expire` call.
+    fn assert_invariant(acc: &Account, now: Timestamp, p: &Policy, step: usize) {
+        let limit = acc.limit(p).get() as usize;
+        assert!(
+            acc.live.len() <= limit,
+            "step {step}: {} live streams over its limit {limit}: {acc:?}",
+            acc.live.len()
+        );
+        let ids: std::collections::HashSet<_> = acc.live.iter().map(|s| &s.id).collect();
+        assert_eq!(
+            ids.len(),
+            acc.live.len(),
+            "step {step}: a stream id is live twice: {acc:?}"
+        );
+        assert!(
+            acc.live.iter().all(|s| s.is_live(now)),
+            "step {step}: a lease is not live at now after a decision: {acc:?}"
+        );
+    }
+
     #[test]
     fn the_limit_holds_under_any_sequence_of_operations() {
-        // A small deterministic walk over every operation, checking the
-        // invariant after each step.
+        // A deterministic walk over every operation (starts with devices,
+        // terminate lists and plan claims, heartbeats, stops, revokes, limit
+        // overrides set and cleared), checking after each step:
+        // - the invariant on the raw account (`assert_invariant`);
+        // - every id a step reports ended (stop, revoke, eviction,
+        //   replacement, a lowered limit) is no longer live. Planted bug
+        //   caught: `end` burying the stream but leaving its lease in `live`;
+        // - no heartbeat renews an ended stream (stopped, revoked, evicted,
+        //   replaced, or whose lease ran out by `now`). Planted bug caught:
+        //   `heartbeat` renewing the lease it finds *before* running
+        //   `expire`, so an expired lease is revived (the invariant check
+        //   alone passes on it: the revived lease is live and within the
+        //   limit);
+        // - a start that grants nothing (`LimitReached`, `StreamIdConflict`,
+        //   and the idempotent `AlreadyLive`) leaves the account exactly as
+        //   `untouched` says. Planted bugs caught: the requested id's
+        //   tombstone dropped before the limit check instead of at the
+        //   grant; `next_seq` bumped before the limit check. (Applying the
+        //   terminate list before a refusal cannot happen: ending a live
+        //   stream always leaves room, so that planted bug is unreachable and
+        //   the walk rightly passes on it.)
+        // Every planted bug above was tried by editing this file and
+        // watching this test fail on the named assertion, then reverted.
         for on_limit in [OnLimit::Reject, OnLimit::EvictOldest] {
             let p = policy(3, on_limit);
             let mut acc = Account::default();
-            let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut walk = Walk(0x9E37_79B9_7F4A_7C15);
             let mut now = T0;
-            for _ in 0..5_000 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let id = sid(&format!("s{}", seed % 7));
-                now = now + Duration::from_secs(seed % 40);
+            // Ids that ended (any reason) and were not granted again since.
+            let mut ended: std::collections::HashSet<StreamId> = Default::default();
+            let mut refusals = 0;
+            let mut renewals = 0;
+            let mut dead_beats = 0;
+            for step in 0..20_000 {
+                now = now + Duration::from_secs(walk.below(40));
                 let mut probe = acc.clone();
                 probe.expire(now, &p);
                 assert_eq!(
@@ -625,35 +732,131 @@ mod tests {
                     probe != acc,
                     "has_lapsed agrees with expire"
                 );
-                match (seed >> 8) % 6 {
-                    0 | 1 => {
+                let before = acc.clone();
+                // Ids whose lease ran out by now end at this step, whatever it is.
+                let dead_now: Vec<StreamId> = before
+                    .live
+                    .iter()
+                    .filter(|s| !s.is_live(now))
+                    .map(|s| s.id.clone())
+                    .collect();
+                let mut granted = None;
+                // Ids this step reports as ended (stop, revoke, eviction,
+                // replacement, a lowered limit).
+                let mut reported: Vec<StreamId> = Vec::new();
+                match walk.below(8) {
+                    0..=2 => {
                         let req = StartRequest {
-                            device_id: Some(DeviceId::parse(&format!("d{}", seed % 4)).unwrap()),
-                            terminate: vec![sid(&format!("s{}", (seed >> 3) % 7))],
-                            ..StartRequest::new(id.clone())
+                            stream_id: walk.stream(),
+                            device_id: walk.device(),
+                            content_id: None,
+                            terminate: (0..walk.below(3)).map(|_| walk.stream()).collect(),
+                            plan: if walk.below(4) == 0 {
+                                walk.limit()
+                            } else {
+                                None
+                            },
                         };
-                        acc.start(req, now, &p);
+                        let expected = untouched(&before, &req, now, &p);
+                        match acc.start(req.clone(), now, &p) {
+                            StartDecision::Granted(g) => {
+                                assert_eq!(g.stream.id, req.stream_id);
+                                assert_eq!(g.active, acc.live.len());
+                                reported.extend(g.evicted);
+                                reported.extend(g.replaced);
+                                granted = Some(g.stream.id);
+                            }
+                            StartDecision::AlreadyLive { .. }
+                            | StartDecision::LimitReached { .. }
+                            | StartDecision::StreamIdConflict => {
+                                refusals += 1;
+                                assert_eq!(
+                                    acc, expected,
+                                    "step {step}: a start that granted nothing changed the account ({req:?})"
+                                );
+                            }
+                        }
                     }
-                    2 => {
-                        acc.heartbeat(&id, now, &p);
+                    3 | 4 => {
+                        let id = walk.stream();
+                        let dead = ended.contains(&id) || dead_now.contains(&id);
+                        match acc.heartbeat(&id, now, &p) {
+                            HeartbeatDecision::Renewed(lease) => {
+                                renewals += 1;
+                                assert!(
+                                    !dead,
+                                    "step {step}: heartbeat renewed ended stream {id}: {acc:?}"
+                                );
+                                assert_eq!(lease.expires_at, now + p.lease_ttl);
+                            }
+                            HeartbeatDecision::Ended(_) | HeartbeatDecision::Unknown => {
+                                dead_beats += 1;
+                            }
+                        }
                     }
-                    3 => {
-                        acc.end(&id, EndReason::Stopped, now, &p);
+                    5 => {
+                        let reason = if walk.below(2) == 0 {
+                            EndReason::Stopped
+                        } else {
+                            EndReason::Revoked
+                        };
+                        let id = walk.stream();
+                        let was_live =
+                            before.live.iter().any(|s| s.id == id) && !dead_now.contains(&id);
+                        let ended_now = acc.end(&id, reason, now, &p);
+                        assert_eq!(ended_now, was_live);
+                        if ended_now {
+                            reported.push(id);
+                        }
                     }
-                    4 => {
-                        let limit = Limit::new((seed % 5) as u32).unwrap();
-                        acc.set_limit(Some(limit), now, &p);
+                    6 => {
+                        reported.extend(acc.set_limit(walk.limit(), now, &p));
                     }
                     _ => {
-                        acc.start(StartRequest::new(id.clone()), now, &p);
+                        let req = StartRequest::new(walk.stream());
+                        let expected = untouched(&before, &req, now, &p);
+                        match acc.start(req.clone(), now, &p) {
+                            StartDecision::Granted(g) => {
+                                reported.extend(g.evicted);
+                                granted = Some(g.stream.id);
+                            }
+                            _ => {
+                                refusals += 1;
+                                assert_eq!(
+                                    acc, expected,
+                                    "step {step}: a start that granted nothing changed the account ({req:?})"
+                                );
+                            }
+                        }
                     }
                 }
-                let view = acc.view(now, &p);
-                assert!(view.live.len() <= view.limit.get() as usize);
-                let mut ids: Vec<_> = view.live.iter().map(|s| &s.id).collect();
-                ids.dedup();
-                assert_eq!(ids.len(), view.live.len(), "a stream id is live twice");
+                assert_invariant(&acc, now, &p, step);
+                for lease in &before.live {
+                    if !acc.live.iter().any(|s| s.id == lease.id) {
+                        ended.insert(lease.id.clone());
+                    }
+                }
+                for id in reported {
+                    assert!(
+                        !acc.live.iter().any(|s| s.id == id),
+                        "step {step}: {id} was reported ended but is live: {acc:?}"
+                    );
+                    ended.insert(id);
+                }
+                if let Some(id) = granted {
+                    ended.remove(&id);
+                }
             }
+            // The walk must reach the cases it checks, or it proves nothing.
+            eprintln!(
+                "{on_limit:?}: {refusals} refusals, {renewals} renewals, {dead_beats} dead heartbeats"
+            );
+            assert!(refusals > 1_000, "{on_limit:?}: only {refusals} refusals");
+            assert!(renewals > 300, "{on_limit:?}: only {renewals} renewals");
+            assert!(
+                dead_beats > 1_000,
+                "{on_limit:?}: only {dead_beats} dead heartbeats"
+            );
         }
     }
 }

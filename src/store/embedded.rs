@@ -1,22 +1,23 @@
 //! `file:PATH`: the account table in memory, every acknowledged change
 //! group-committed to SQLite before the answer leaves.
 //!
-//! Recovery loads every account and gives each stream that was live a fresh
-//! lease: heartbeats are not written at all, so the stored `expires_at` may
-//! be stale, and a crashed player's slot still frees within one lease.
+//! Heartbeats are written behind (see `journal`). Recovery loads every
+//! account and gives each stream that was live when the process stopped a
+//! fresh lease, so downtime ends no playback; a lease that had already run
+//! out before the stop is buried as `expired` at its deadline.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::journal::{self, SqliteJournal};
+use super::journal::{self, Restored, SqliteJournal};
 use super::sweeper;
-use super::table::{AccountTable, Applied};
+use super::table::{AccountTable, Applied, Journal};
 use super::{StoreError, StreamStore};
 use crate::domain::{
-    AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision, StartRequest,
-    StreamId, UserId,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision,
+    StartRequest, StreamId, Timestamp, UserId,
 };
 
 pub struct EmbeddedStore {
@@ -31,20 +32,33 @@ impl EmbeddedStore {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StoreError> {
         let dir = dir.to_path_buf();
-        let (conn, accounts) = tokio::task::spawn_blocking(move || journal::open(&dir))
+        let (conn, mut behind) = tokio::task::spawn_blocking(move || journal::open(&dir))
             .await
             .map_err(|e| StoreError::unavailable("opening the database", e))??;
         let now = clock.now();
-        let table = Arc::new(AccountTable::new(policy, clock, SqliteJournal::start(conn)));
-        let mut restored = 0;
-        for (user, mut account) in accounts {
-            for lease in &mut account.live {
-                lease.expires_at = now + policy.lease_ttl;
-                restored += 1;
+        let journal = SqliteJournal::start(conn, clock.clone(), policy.lease_ttl);
+        let (mut restored, mut expired, mut lsn) = (0, 0, 0);
+        let mut accounts = std::mem::take(&mut behind.accounts);
+        for (user, account) in &mut accounts {
+            if account.live.is_empty() {
+                continue;
             }
+            expired += restore_leases(user, account, &behind, now, &policy);
+            restored += account.live.len();
+            // On disk before serving: after a second crash the restore must
+            // find the fresh leases, not the old deadlines.
+            lsn = journal.record(user, account);
+        }
+        journal.wait(lsn).await?;
+        let table = Arc::new(AccountTable::new(policy, clock, journal));
+        for (user, account) in accounts {
             table.restore(user, account);
         }
-        tracing::info!(streams = restored, "restored live streams from disk");
+        tracing::info!(
+            streams = restored,
+            expired,
+            "restored live streams from disk"
+        );
         sweeper::spawn(Arc::downgrade(&table), policy.lease_ttl);
         Ok(Arc::new(Self { table }))
     }
@@ -57,6 +71,19 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::unavailable("creating the database", e))?
     }
 
+    /// Refuses to decide while the disk refuses writes: a decision taken
+    /// now could not be acknowledged, and would only wait in memory.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.table.journal().is_healthy() {
+            Ok(())
+        } else {
+            Err(StoreError::unavailable(
+                "writing to disk",
+                "the journal writer failed; retrying",
+            ))
+        }
+    }
+
     /// Answers once the state the answer depends on is on disk.
     async fn durable<R>(&self, applied: Applied<R>) -> Result<R, StoreError> {
         self.table.journal().wait(applied.lsn).await?;
@@ -64,9 +91,40 @@ impl EmbeddedStore {
     }
 }
 
+/// Decides, for each lease of a restored account, whether it was live when
+/// the process stopped: its deadline on disk is the later of the account
+/// row's and the renewals written behind. A deadline before `synced_at` is
+/// final (every renewal decided before `synced_at` is on disk, and a lease
+/// that ran out is never renewed), so that lease is buried as `expired` at
+/// its deadline. Any other lease was live at the stop or may have been
+/// renewed in the unflushed moment before it, and gets a fresh lease.
+/// Returns how many leases were found expired.
+fn restore_leases(
+    user: &UserId,
+    account: &mut Account,
+    behind: &Restored,
+    now: Timestamp,
+    policy: &Policy,
+) -> usize {
+    let mut ran_out = 0;
+    for lease in &mut account.live {
+        let renewed = behind.renewals.get(&(user.clone(), lease.id.clone()));
+        let deadline = renewed.map_or(lease.expires_at, |&r| r.max(lease.expires_at));
+        if behind.synced_at.is_some_and(|synced| deadline <= synced) && deadline <= now {
+            lease.expires_at = deadline;
+            ran_out += 1;
+        } else {
+            lease.expires_at = now + policy.lease_ttl;
+        }
+    }
+    account.expire(now, policy);
+    ran_out
+}
+
 #[async_trait]
 impl StreamStore for EmbeddedStore {
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
+        self.writable()?;
         self.durable(self.table.start(user, req)).await
     }
 
@@ -75,7 +133,15 @@ impl StreamStore for EmbeddedStore {
         user: &UserId,
         stream: &StreamId,
     ) -> Result<HeartbeatDecision, StoreError> {
-        self.durable(self.table.heartbeat(user, stream)).await
+        self.writable()?;
+        let applied = self.table.heartbeat(user, stream);
+        if let HeartbeatDecision::Renewed(lease) = &applied.value {
+            // Written behind: the answer does not wait for it.
+            self.table
+                .journal()
+                .renewed(user, &lease.id, lease.expires_at);
+        }
+        self.durable(applied).await
     }
 
     async fn end(
@@ -84,10 +150,12 @@ impl StreamStore for EmbeddedStore {
         stream: &StreamId,
         reason: EndReason,
     ) -> Result<bool, StoreError> {
+        self.writable()?;
         self.durable(self.table.end(user, stream, reason)).await
     }
 
     async fn view(&self, user: &UserId) -> Result<AccountView, StoreError> {
+        self.writable()?;
         self.durable(self.table.view(user)).await
     }
 
@@ -96,18 +164,12 @@ impl StreamStore for EmbeddedStore {
         user: &UserId,
         limit: Option<Limit>,
     ) -> Result<Vec<StreamId>, StoreError> {
+        self.writable()?;
         self.durable(self.table.set_limit(user, limit)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        if self.table.journal().is_healthy() {
-            Ok(())
-        } else {
-            Err(StoreError::unavailable(
-                "writing to disk",
-                "the journal writer failed",
-            ))
-        }
+        self.writable()
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -120,5 +182,79 @@ impl StreamStore for EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::unavailable("closing the database", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{EndReason, Lease};
+
+    const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    fn at(secs: u64) -> Timestamp {
+        T0 + Duration::from_secs(secs)
+    }
+
+    fn lease(id: &str, expires_at: Timestamp) -> Lease {
+        Lease {
+            id: StreamId::parse(id).unwrap(),
+            device_id: None,
+            content_id: None,
+            started_at: T0,
+            expires_at,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn restore_buries_only_leases_that_ran_out_before_the_synced_time() {
+        let p = Policy::default(); // 90 s leases
+        let user = UserId::parse("u").unwrap();
+        let mut account = Account {
+            live: vec![
+                lease("ran-out", at(90)),
+                lease("renewed", at(90)),
+                lease("maybe-renewed", at(120)),
+                lease("live", at(300)),
+            ],
+            ..Account::default()
+        };
+        let behind = Restored {
+            renewals: [((user.clone(), StreamId::parse("renewed").unwrap()), at(190))].into(),
+            synced_at: Some(at(100)),
+            ..Restored::default()
+        };
+        let now = at(200);
+        assert_eq!(restore_leases(&user, &mut account, &behind, now, &p), 1);
+        let live: Vec<_> = account.live.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(live, ["renewed", "maybe-renewed", "live"]);
+        assert!(
+            account
+                .live
+                .iter()
+                .all(|l| l.expires_at == now + p.lease_ttl)
+        );
+        assert_eq!(account.ended.len(), 1);
+        assert_eq!(account.ended[0].reason, EndReason::Expired);
+        assert_eq!(account.ended[0].ended_at, at(90), "ended at its deadline");
+    }
+
+    #[test]
+    fn a_database_never_synced_restores_every_lease() {
+        let p = Policy::default();
+        let user = UserId::parse("u").unwrap();
+        let mut account = Account {
+            live: vec![lease("old", at(90))],
+            ..Account::default()
+        };
+        let now = at(10_000);
+        assert_eq!(
+            restore_leases(&user, &mut account, &Restored::default(), now, &p),
+            0
+        );
+        assert_eq!(account.live[0].expires_at, now + p.lease_ttl);
     }
 }

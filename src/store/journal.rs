@@ -5,31 +5,73 @@
 //! thread takes everything pending, writes it in one transaction, and one
 //! fsync later publishes the highest number it made durable; answers wait
 //! for their number. Many concurrent requests thus share one fsync.
+//!
+//! Heartbeats are written behind: [`SqliteJournal::renewed`] notes the new
+//! deadline of a lease (nobody waits for it), and the writer persists the
+//! notes with its next batch, at the latest [`FLUSH_EVERY`] later, in a
+//! `renewals` table, together with `synced_at`: a time before which every
+//! renewal is on disk. While any lease may still be live the writer moves
+//! `synced_at` on every [`FLUSH_EVERY`] even with nothing else to write, so
+//! after a crash the restore can tell a lease that had run out (its
+//! deadline is before `synced_at`: no renewal can be missing, and a lease
+//! that ran out is never renewed again) from one that may have been renewed
+//! in the last unflushed moment (see `EmbeddedStore::open`).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use tokio::sync::watch;
 
 use super::StoreError;
 use super::table::Journal;
-use crate::domain::{Account, UserId};
+use crate::domain::{Account, Clock, StreamId, Timestamp, UserId};
 
 const DB_FILE: &str = "streamguard.sqlite3";
+
+/// The longest a renewal waits in memory before the writer takes it. With
+/// [`NOTE_SLACK`] this bounds how far `synced_at` trails the clock while
+/// leases may be live: the write-behind bound (2 s, while the disk keeps up).
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a failed write is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a heartbeat may take from reading the clock to noting its
+/// renewal (microseconds in practice). `synced_at` is the writer's clock
+/// minus this, so a renewal decided before `synced_at` but noted a moment
+/// after the writer took the notes cannot be missed.
+const NOTE_SLACK: Duration = Duration::from_secs(1);
+
+/// What the database holds.
+#[derive(Debug, Default)]
+pub(crate) struct Restored {
+    pub accounts: Vec<(UserId, Account)>,
+    /// Lease deadlines written behind by heartbeats; newer than the
+    /// account row's when a heartbeat came after the last decision.
+    pub renewals: HashMap<(UserId, StreamId), Timestamp>,
+    /// Every renewal decided before this instant is in `renewals` or in the
+    /// account rows. `None` for a database never synced (fresh, or older).
+    pub synced_at: Option<Timestamp>,
+}
 
 /// How far the writer got.
 #[derive(Clone, Copy, Debug, Default)]
 struct Durable {
     lsn: u64,
-    /// A write failed: nothing after it can be acknowledged.
+    /// The last write failed: nothing can be acknowledged until a retry
+    /// succeeds.
     failed: bool,
 }
 
 struct Pending {
     next_lsn: u64,
     writes: Vec<Write>,
+    /// Renewed deadlines not yet taken by the writer, per account.
+    renewals: HashMap<UserId, Vec<(StreamId, Timestamp)>>,
     closing: bool,
 }
 
@@ -53,7 +95,7 @@ pub(crate) struct SqliteJournal {
 
 /// Opens (creating if needed) the database in `dir`, takes its exclusive
 /// lock and returns every stored account.
-pub(crate) fn open(dir: &Path) -> Result<(Connection, Vec<(UserId, Account)>), StoreError> {
+pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::unavailable("creating the data directory", e))?;
     let conn = Connection::open(dir.join(DB_FILE))
@@ -66,6 +108,16 @@ pub(crate) fn open(dir: &Path) -> Result<(Connection, Vec<(UserId, Account)>), S
              user_id TEXT PRIMARY KEY NOT NULL,
              state   BLOB NOT NULL
          ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS renewals (
+             user_id    TEXT NOT NULL,
+             stream_id  TEXT NOT NULL,
+             expires_at INTEGER NOT NULL,
+             PRIMARY KEY (user_id, stream_id)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS meta (
+             key   TEXT PRIMARY KEY NOT NULL,
+             value INTEGER NOT NULL
+         ) WITHOUT ROWID;
          BEGIN IMMEDIATE; COMMIT;",
     )
     .map_err(|e| match e.sqlite_error_code() {
@@ -77,8 +129,43 @@ pub(crate) fn open(dir: &Path) -> Result<(Connection, Vec<(UserId, Account)>), S
         }
         _ => StoreError::unavailable("preparing the database", e),
     })?;
-    let accounts = load(&conn)?;
-    Ok((conn, accounts))
+    let mut restored = load_renewals(&conn)?;
+    restored.accounts = load(&conn)?;
+    Ok((conn, restored))
+}
+
+fn load_renewals(conn: &Connection) -> Result<Restored, StoreError> {
+    let read = |e| StoreError::unavailable("reading the database", e);
+    let mut restored = Restored::default();
+    let mut stmt = conn
+        .prepare("SELECT user_id, stream_id, expires_at FROM renewals")
+        .map_err(read)?;
+    let mut rows = stmt.query([]).map_err(read)?;
+    while let Some(row) = rows.next().map_err(read)? {
+        let (user, stream): (String, String) =
+            (row.get(0).map_err(read)?, row.get(1).map_err(read)?);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            detail: format!("renewal of {user:?}/{stream:?}: {detail}"),
+        };
+        let key = (
+            UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?,
+            StreamId::parse(&stream).map_err(|e| corrupt(e.to_string()))?,
+        );
+        restored
+            .renewals
+            .insert(key, Timestamp::from_millis(row.get(2).map_err(read)?));
+    }
+    restored.synced_at = conn
+        .query_row("SELECT value FROM meta WHERE key = 'synced_at'", [], |r| {
+            r.get(0)
+        })
+        .map(Timestamp::from_millis)
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(read(e)),
+        })?;
+    Ok(restored)
 }
 
 fn load(conn: &Connection) -> Result<Vec<(UserId, Account)>, StoreError> {
@@ -102,12 +189,14 @@ fn load(conn: &Connection) -> Result<Vec<(UserId, Account)>, StoreError> {
 }
 
 impl SqliteJournal {
-    /// Starts the writer thread on an opened database.
-    pub(crate) fn start(conn: Connection) -> Self {
+    /// Starts the writer thread on an opened database. `clock` and
+    /// `lease_ttl` time `synced_at` (see the module's documentation).
+    pub(crate) fn start(conn: Connection, clock: Arc<dyn Clock>, lease_ttl: Duration) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 next_lsn: 1,
                 writes: Vec::new(),
+                renewals: HashMap::new(),
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -117,7 +206,7 @@ impl SqliteJournal {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("streamguard-journal".into())
-                .spawn(move || write_loop(conn, &shared, &tx))
+                .spawn(move || write_loop(conn, &shared, &tx, clock.as_ref(), lease_ttl))
                 .expect("spawning the journal writer")
         };
         Self {
@@ -151,6 +240,27 @@ impl SqliteJournal {
         }
     }
 
+    /// Notes a heartbeat's new deadline, to be written behind. Cheap: a
+    /// lookup under the queue's mutex, and an id copy only for the first
+    /// renewal of a lease between two flushes.
+    pub(crate) fn renewed(&self, user: &UserId, stream: &StreamId, expires_at: Timestamp) {
+        if !self.is_healthy() {
+            return;
+        }
+        let mut pending = self.shared.pending.lock().unwrap();
+        match pending.renewals.get_mut(user) {
+            Some(leases) => match leases.iter_mut().find(|(id, _)| id == stream) {
+                Some((_, at)) => *at = (*at).max(expires_at),
+                None => leases.push((stream.clone(), expires_at)),
+            },
+            None => {
+                pending
+                    .renewals
+                    .insert(user.clone(), vec![(stream.clone(), expires_at)]);
+            }
+        }
+    }
+
     pub(crate) fn is_healthy(&self) -> bool {
         !self.durable.borrow().failed
     }
@@ -167,11 +277,9 @@ impl SqliteJournal {
 
 impl Journal for SqliteJournal {
     fn record(&self, user: &UserId, account: &Account) -> u64 {
-        if !self.is_healthy() {
-            // Nothing drains the queue once the writer has failed, and the
-            // answer waiting for this write is a 503 either way.
-            return u64::MAX;
-        }
+        // Queued even while the disk fails: the writer retries, and the
+        // state must reach the disk once it can (the store refuses new
+        // decisions meanwhile; this is a race with one, or the sweeper).
         let state = (!account.is_idle())
             .then(|| serde_json::to_vec(account).expect("an account always serializes"));
         let mut pending = self.shared.pending.lock().unwrap();
@@ -188,36 +296,110 @@ impl Journal for SqliteJournal {
     }
 }
 
-fn write_loop(mut conn: Connection, shared: &Shared, durable: &watch::Sender<Durable>) {
+fn write_loop(
+    mut conn: Connection,
+    shared: &Arc<Shared>,
+    durable: &watch::Sender<Durable>,
+    clock: &dyn Clock,
+    lease_ttl: Duration,
+) {
+    // No lease can be live past this (renewals and grants move it on), so
+    // `synced_at` need not move beyond it: an idle store stops ticking.
+    let mut active_until = clock.now() + lease_ttl;
+    let mut synced_at = None;
+    // What the last attempt failed to write, kept for the next one.
+    let mut batch: Vec<Write> = Vec::new();
+    let mut renewals: HashMap<UserId, Vec<(StreamId, Timestamp)>> = HashMap::new();
+    let mut failing = false;
     loop {
-        let (batch, closing) = {
+        let closing = {
             let mut pending = shared.pending.lock().unwrap();
-            while pending.writes.is_empty() && !pending.closing {
-                pending = shared.wake.wait(pending).unwrap();
+            if failing {
+                if !pending.closing {
+                    pending = shared.wake.wait_timeout(pending, RETRY_EVERY).unwrap().0;
+                }
+            } else {
+                while pending.writes.is_empty() && !pending.closing {
+                    let (guard, waited) = shared.wake.wait_timeout(pending, FLUSH_EVERY).unwrap();
+                    pending = guard;
+                    let behind = synced_at.is_none_or(|at| at <= active_until);
+                    let orphaned = Arc::strong_count(shared) == 1;
+                    if waited.timed_out() && (!pending.renewals.is_empty() || behind || orphaned) {
+                        break;
+                    }
+                }
             }
-            (std::mem::take(&mut pending.writes), pending.closing)
-        };
-        let Some(last) = batch.last().map(|w| w.lsn) else {
-            if closing {
-                return;
+            batch.append(&mut pending.writes);
+            for (user, leases) in std::mem::take(&mut pending.renewals) {
+                let known = renewals.entry(user).or_default();
+                for (stream, at) in leases {
+                    match known.iter_mut().find(|(id, _)| *id == stream) {
+                        Some((_, old)) => *old = (*old).max(at),
+                        None => known.push((stream, at)),
+                    }
+                }
             }
-            continue;
+            // Nobody can record any more (the store was dropped unclosed):
+            // write what is left, then stop.
+            pending.closing || Arc::strong_count(shared) == 1
         };
-        match write_batch(&mut conn, &batch) {
+        // Every renewal noted before now (less the slack) is in `renewals`.
+        let now = clock.now();
+        if !batch.is_empty() || !renewals.is_empty() {
+            active_until = active_until.max(now + lease_ttl);
+        }
+        let synced = Timestamp::from_millis(now.as_millis() - NOTE_SLACK.as_millis() as i64);
+        match write_batch(&mut conn, &batch, &renewals, synced) {
             Ok(()) => {
-                metrics::histogram!("streamguard_journal_batch_size").record(batch.len() as f64);
-                durable.send_modify(|d| d.lsn = last);
+                synced_at = Some(synced);
+                if failing {
+                    tracing::warn!("journal writes succeed again; the store serves again");
+                    failing = false;
+                }
+                let last = batch.last().map(|w| w.lsn);
+                if !batch.is_empty() {
+                    metrics::histogram!("streamguard_journal_batch_size")
+                        .record(batch.len() as f64);
+                }
+                durable.send_modify(|d| {
+                    d.failed = false;
+                    if let Some(last) = last {
+                        d.lsn = last;
+                    }
+                });
+                batch.clear();
+                renewals.clear();
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed; the store refuses further writes");
-                durable.send_modify(|d| d.failed = true);
-                return;
+                if !failing {
+                    tracing::error!(
+                        error = %e,
+                        "journal write failed; the store refuses requests and retries"
+                    );
+                    failing = true;
+                    durable.send_modify(|d| d.failed = true);
+                }
+                if closing {
+                    tracing::error!(
+                        writes = batch.len(),
+                        "closing with writes the disk refused; they are lost"
+                    );
+                    return;
+                }
             }
+        }
+        if closing {
+            return;
         }
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[Write],
+    renewals: &HashMap<UserId, Vec<(StreamId, Timestamp)>>,
+    synced_at: Timestamp,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut put = tx.prepare_cached(
@@ -225,12 +407,36 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
              ON CONFLICT (user_id) DO UPDATE SET state = excluded.state",
         )?;
         let mut delete = tx.prepare_cached("DELETE FROM accounts WHERE user_id = ?1")?;
+        // An account row holds every deadline as of its decision, so older
+        // renewals of that account go; the renewals taken with this batch
+        // are written after (the larger deadline wins at restore anyway).
+        let mut forget = tx.prepare_cached("DELETE FROM renewals WHERE user_id = ?1")?;
         for write in batch {
             match &write.state {
                 Some(state) => put.execute(params![write.user.as_str(), state])?,
                 None => delete.execute(params![write.user.as_str()])?,
             };
+            forget.execute(params![write.user.as_str()])?;
         }
+        let mut renew = tx.prepare_cached(
+            "INSERT INTO renewals (user_id, stream_id, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, stream_id) DO UPDATE
+             SET expires_at = max(expires_at, excluded.expires_at)",
+        )?;
+        for (user, leases) in renewals {
+            for (stream, expires_at) in leases {
+                renew.execute(params![
+                    user.as_str(),
+                    stream.as_str(),
+                    expires_at.as_millis()
+                ])?;
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('synced_at', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        )?
+        .execute(params![synced_at.as_millis()])?;
     }
     tx.commit()
 }

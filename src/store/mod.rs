@@ -29,7 +29,7 @@ pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::{RedisStore, RedisTime};
+pub use redis::{Durability, RedisStore, RedisTime, ScriptCalls};
 #[cfg(feature = "dynamodb")]
 pub use url::DynamoDbUrl;
 #[cfg(feature = "redis")]

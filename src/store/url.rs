@@ -57,6 +57,8 @@ pub struct RedisTarget {
     pub cluster: bool,
     /// Keys are `<prefix>:{<account>}`; `?prefix=` sets it.
     pub prefix: String,
+    /// Refuse a server that may forget keys (`--redis-strict`, not in the URL).
+    pub strict: bool,
 }
 
 #[cfg(feature = "redis")]
@@ -67,6 +69,7 @@ impl fmt::Debug for RedisTarget {
             .field("nodes", &nodes)
             .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
+            .field("strict", &self.strict)
             .finish()
     }
 }
@@ -188,6 +191,7 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
         nodes,
         cluster,
         prefix,
+        strict: false,
     })
 }
 
@@ -301,6 +305,7 @@ mod tests {
                 nodes: vec!["rediss://:pw@cache:6380/2".into()],
                 cluster: false,
                 prefix: "tv".into(),
+                strict: false,
             })
         );
         assert!(!single.to_string().contains("pw"), "{single}");
@@ -312,6 +317,7 @@ mod tests {
                 nodes: vec!["redis://h1:7000".into(), "redis://h2:7001".into()],
                 cluster: true,
                 prefix: DEFAULT_REDIS_PREFIX.into(),
+                strict: false,
             })
         );
         let tls: StoreUrl = "rediss://h:6380/?prefix=p&protocol=resp3#insecure"

@@ -78,12 +78,14 @@ async fn start_heartbeat_stop_over_http() {
     server.await.unwrap().unwrap();
 }
 
-/// A memory store that takes its time over starts.
-struct SlowStore(Arc<dyn StreamStore>);
+/// A memory store that takes its time over starts, and says when one has
+/// begun.
+struct SlowStore(Arc<dyn StreamStore>, Arc<tokio::sync::Notify>);
 
 #[async_trait]
 impl StreamStore for SlowStore {
     async fn start(&self, u: &UserId, r: StartRequest) -> Result<StartDecision, StoreError> {
+        self.1.notify_one();
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.0.start(u, r).await
     }
@@ -110,7 +112,11 @@ impl StreamStore for SlowStore {
 #[tokio::test]
 async fn shutdown_drains_requests_in_flight() {
     let inner = app(&[]).await.state.store.clone();
-    let app = app_with_store(Arc::new(SlowStore(inner)), &["--store-timeout", "5s"]);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let app = app_with_store(
+        Arc::new(SlowStore(inner, started.clone())),
+        &["--store-timeout", "5s"],
+    );
     let (base, stop, server) = serve(app.state.clone()).await;
 
     let in_flight = tokio::spawn(async move {
@@ -120,7 +126,8 @@ async fn shutdown_drains_requests_in_flight() {
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down once the request is inside the store, not after a guess.
+    started.notified().await;
     stop.send(()).unwrap();
 
     let reply = in_flight

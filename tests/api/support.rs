@@ -52,6 +52,11 @@ impl Reply {
     }
 }
 
+/// A generous store timeout for every test whose subject is not the
+/// timeout: on a busy 2-core machine a task can wait longer than the
+/// default 250 ms for a core. Tests of the timeout pass their own.
+const GENEROUS_STORE_TIMEOUT: [&str; 2] = ["--store-timeout", "10s"];
+
 pub fn config(args: &[&str]) -> Config {
     let base = [
         "streamguard",
@@ -60,7 +65,14 @@ pub fn config(args: &[&str]) -> Config {
         "--listen",
         "127.0.0.1:0",
     ];
-    Cli::try_parse_from(base.iter().chain(args)).unwrap().config
+    let timeout: &[&str] = if args.contains(&"--store-timeout") {
+        &[]
+    } else {
+        &GENEROUS_STORE_TIMEOUT
+    };
+    Cli::try_parse_from(base.iter().chain(timeout).chain(args))
+        .unwrap()
+        .config
 }
 
 pub fn clock() -> ManualClock {

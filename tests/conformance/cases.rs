@@ -423,3 +423,139 @@ pub async fn a_live_stream_id_belongs_to_its_device(make: Make) {
         StartDecision::AlreadyLive { .. }
     ));
 }
+
+/// 100 concurrent starts on one account of limit 3, each bounded by the
+/// default `--store-timeout` (250 ms) as the HTTP layer bounds it: every
+/// one gets an answer (201 or 409), none a 503.
+pub async fn a_hot_account_gets_answers_within_the_store_timeout(make: Make) {
+    let _alone = crate::harness::heavy_or_timed().await;
+    let h = make(policy(3, OnLimit::Reject)).await;
+    let u = user("hot");
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let (store, u) = (h.store.clone(), u.clone());
+            tokio::spawn(async move {
+                let start = store.start(&u, req(&format!("s{i}")));
+                tokio::time::timeout(Duration::from_millis(250), start).await
+            })
+        })
+        .collect();
+    let (mut granted, mut refused, mut timed_out) = (0, 0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Ok(StartDecision::Granted(_))) => granted += 1,
+            Ok(Ok(StartDecision::LimitReached { .. })) => refused += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => timed_out += 1,
+        }
+    }
+    assert_eq!((granted, refused, timed_out), (3, 97, 0));
+}
+
+/// A stream id of 128 characters (the longest allowed), distinct per `n`.
+fn long_id(n: usize) -> StreamId {
+    sid(&format!("{n:0>128}"))
+}
+
+/// Runs `f` on 0..n, `width` at a time.
+async fn in_parallel<F, Fut, T>(n: usize, width: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut out = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(width) {
+        let tasks: Vec<_> = chunk.iter().map(|&i| tokio::spawn(f(i))).collect();
+        for task in tasks {
+            out.push(task.await.unwrap());
+        }
+    }
+    out
+}
+
+/// The large end of the range: limit 1000, 1000 live streams with
+/// 128-character ids. Start, heartbeat, list, evict, and (for stores that
+/// other instances share) the same account from a new instance.
+pub async fn a_large_account_with_long_ids_works_at_the_limit(make: Make) {
+    const N: usize = 1000;
+    let _alone = crate::harness::heavy_or_timed().await;
+    let started = std::time::Instant::now();
+    let h = make(policy(N as u32, OnLimit::EvictOldest)).await;
+    let u = user("large");
+    // 40 at a time: stores that group what queues on one account get to,
+    // and no start waits behind hundreds of others (a start on a Redis
+    // account of 1000 streams costs Redis about a millisecond, several on
+    // a busy machine, and redis-rs gives an answer 2 s).
+    let grants = in_parallel(N, 40, |i| {
+        let (store, u) = (h.store.clone(), u.clone());
+        async move {
+            granted(
+                store
+                    .start(&u, StartRequest::new(long_id(i)))
+                    .await
+                    .unwrap(),
+            )
+        }
+    })
+    .await;
+    assert!(
+        grants
+            .iter()
+            .all(|g| g.evicted.is_empty() && g.limit.get() == 1000)
+    );
+    assert_eq!(grants.iter().map(|g| g.active).max(), Some(N));
+
+    // Heartbeats of every tenth stream (a heartbeat's cost does not depend
+    // on the account; all 1000 would only cost the emulator's time).
+    h.advance(Duration::from_secs(30));
+    let renewed = in_parallel(N / 10, 32, |i| {
+        let (store, u) = (h.store.clone(), u.clone());
+        async move { store.heartbeat(&u, &long_id(i * 10)).await.unwrap() }
+    })
+    .await;
+    for (i, decision) in renewed.iter().enumerate() {
+        let HeartbeatDecision::Renewed(lease) = decision else {
+            panic!("stream {} not renewed: {decision:?}", i * 10)
+        };
+        assert_eq!(lease.id, long_id(i * 10));
+        assert_eq!(
+            lease.expires_at,
+            grants[i * 10].stream.expires_at + Duration::from_secs(30)
+        );
+    }
+    let view = h.store.view(&u).await.unwrap();
+    assert_eq!(view.live.len(), N);
+    let oldest = view.live[0].id.clone();
+    assert!(
+        view.live
+            .windows(2)
+            .all(|w| (w[0].started_at, w[0].seq) < (w[1].started_at, w[1].seq)),
+        "listed oldest first"
+    );
+
+    let newcomer = sid(&format!("{:z>128}", "new"));
+    let grant = granted(
+        h.store
+            .start(&u, StartRequest::new(newcomer.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((grant.evicted, grant.active), (vec![oldest.clone()], N));
+    assert_eq!(
+        h.store.heartbeat(&u, &oldest).await.unwrap(),
+        HeartbeatDecision::Ended(EndReason::Evicted)
+    );
+
+    if let Some(reopen) = &h.reopen {
+        let again = reopen().await;
+        let view = again.view(&u).await.unwrap();
+        assert_eq!(view.live.len(), N);
+        assert_eq!(view.live.last().unwrap().id, newcomer);
+        assert!(matches!(
+            again.heartbeat(&u, &long_id(N - 1)).await.unwrap(),
+            HeartbeatDecision::Renewed(_)
+        ));
+    }
+    println!("large account case: {:?}", started.elapsed());
+}

@@ -15,7 +15,13 @@ pub struct Harness {
     pub clock: ManualClock,
     /// Whatever must live as long as the store (a temporary directory).
     pub _keep: Box<dyn Any + Send>,
+    /// For stores shared by instances (Redis, DynamoDB): opens another
+    /// instance on the same data, as a restarted service would.
+    pub reopen: Option<Reopen>,
 }
+
+pub type Reopen =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn StreamStore>> + Send>> + Send + Sync>;
 
 impl Harness {
     /// Moves time forward for the store.
@@ -34,6 +40,15 @@ pub fn policy(limit: u32, on_limit: OnLimit) -> Policy {
     }
 }
 
+/// Held by the cases that load a store hard (the large account) or time
+/// it (the hot account), so that they never run at the same time: the
+/// DynamoDB emulator serves one request at a time, and a large account's
+/// reads would push a timed case past its timeout.
+pub async fn heavy_or_timed() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONE_AT_A_TIME.lock().await
+}
+
 pub fn start_clock() -> ManualClock {
     ManualClock::new(Timestamp::from_millis(1_800_000_000_000))
 }
@@ -48,6 +63,7 @@ pub fn memory(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
             store,
             clock,
             _keep: Box::new(()),
+            reopen: None,
         }
     })
 }
@@ -65,6 +81,7 @@ pub fn file(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
             store,
             clock,
             _keep: Box::new(dir),
+            reopen: None,
         }
     })
 }
@@ -107,10 +124,22 @@ async fn redis_harness(var: &str, policy: Policy) -> Harness {
     let store = RedisStore::open(&target, policy, RedisTime::Clock(Arc::new(clock.clone())))
         .await
         .expect("Redis answers");
+    let again = clock.clone();
+    let reopen: Reopen = Box::new(move || {
+        let (target, clock) = (target.clone(), again.clone());
+        Box::pin(async move {
+            let store: Arc<dyn StreamStore> =
+                RedisStore::open(&target, policy, RedisTime::Clock(Arc::new(clock)))
+                    .await
+                    .expect("Redis answers");
+            store
+        })
+    });
     Harness {
         store,
         clock,
         _keep: Box::new(()),
+        reopen: Some(reopen),
     }
 }
 
@@ -169,10 +198,23 @@ pub fn dynamodb(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>>
         let store = store::DynamoDbStore::open(&config, &table, policy, Arc::new(clock.clone()))
             .await
             .expect("dynamodb store opens");
+        let again = clock.clone();
+        let reopen: Reopen = Box::new(move || {
+            let (table, clock) = (table.clone(), again.clone());
+            Box::pin(async move {
+                let config = dynamodb_config().await;
+                let store: Arc<dyn StreamStore> =
+                    store::DynamoDbStore::open(&config, &table, policy, Arc::new(clock))
+                        .await
+                        .expect("dynamodb store opens");
+                store
+            })
+        });
         Harness {
             store,
             clock,
             _keep: Box::new(()),
+            reopen: Some(reopen),
         }
     })
 }

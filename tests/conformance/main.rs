@@ -27,6 +27,8 @@ macro_rules! conformance {
                 an_unknown_account_reads_as_empty,
                 a_plan_limit_sits_between_override_and_default,
                 a_live_stream_id_belongs_to_its_device,
+                a_hot_account_gets_answers_within_the_store_timeout,
+                a_large_account_with_long_ids_works_at_the_limit,
             );
         }
     };

@@ -10,15 +10,29 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "process-test-admin-token";
 
+mod crash;
+mod outage;
 #[path = "../common/server.rs"]
 mod server;
+mod shared_outage;
 
 use server::Server;
 
 /// The binary on a `file:` store in `data`, with an admin token.
 fn serve(data: &Path, envs: &[(&str, &str)]) -> Server {
     let store = format!("file:{}", data.display());
-    Server::start(&["--admin-token", ADMIN, "--store", &store], envs)
+    // Generous: the subject here is not the timeout.
+    Server::start(
+        &[
+            "--admin-token",
+            ADMIN,
+            "--store",
+            &store,
+            "--store-timeout",
+            "10s",
+        ],
+        envs,
+    )
 }
 
 fn client() -> reqwest::Client {

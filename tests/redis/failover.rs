@@ -56,7 +56,7 @@ async fn a_dead_redis_gives_fast_503s_and_service_resumes_when_it_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_decision_is_exactly_one_evalsha() {
+async fn every_decision_is_exactly_one_fcall() {
     let redis = OwnRedis::start();
     let store = format!("{}?prefix={}", redis.url(), unique_prefix("round-trips"));
     let sg = crate::server::Server::start(&["--store", &store], &[]);
@@ -102,20 +102,83 @@ async fn every_decision_is_exactly_one_evalsha() {
             .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
             .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
     };
-    assert_eq!(calls("evalsha"), 100, "{stats}");
+    assert_eq!(calls("fcall"), 100, "{stats}");
+    assert_only_script_calls(&stats, "fcall");
+}
+
+/// Commands the scripts run inside Redis also appear in commandstats.
+pub fn assert_only_script_calls(stats: &str, call: &str) {
     let outside_scripts: Vec<&str> = stats
         .lines()
         .filter(|l| l.starts_with("cmdstat_"))
         .filter(|l| {
             let name = l.trim_start_matches("cmdstat_").split(':').next().unwrap();
-            !matches!(
+            let inside = matches!(
                 name,
-                "evalsha" | "get" | "set" | "del" | "time" | "config|resetstat" | "info"
-            )
+                "hgetall" | "hmget" | "hset" | "hdel" | "del" | "pexpire" | "persist" | "time"
+            );
+            name != call && !inside && !matches!(name, "config|resetstat" | "info")
         })
         .collect();
     assert!(
         outside_scripts.is_empty(),
         "commands besides the scripts: {outside_scripts:?}"
     );
+}
+
+#[tokio::test]
+async fn the_evalsha_fallback_is_one_evalsha_per_decision_too() {
+    use streamguard::domain::{EndReason, Policy, StartRequest, StreamId, UserId};
+    use streamguard::store::{RedisStore, RedisTime, ScriptCalls, StoreUrl, StreamStore};
+
+    let redis = OwnRedis::start();
+    let url = format!("{}?prefix={}", redis.url(), unique_prefix("evalsha"));
+    let StoreUrl::Redis(target) = url.parse().unwrap() else {
+        unreachable!()
+    };
+    let store = RedisStore::open_with(
+        &target,
+        Policy::default(),
+        RedisTime::Server,
+        ScriptCalls::Evalsha,
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.script_calls(), ScriptCalls::Evalsha);
+    let user = UserId::parse("rt").unwrap();
+    let decide = |n: usize| {
+        let store = store.clone();
+        let user = user.clone();
+        async move {
+            let id = StreamId::parse(&format!("s{n}")).unwrap();
+            store
+                .start(&user, StartRequest::new(id.clone()))
+                .await
+                .unwrap();
+            store.heartbeat(&user, &id).await.unwrap();
+            store.end(&user, &id, EndReason::Stopped).await.unwrap();
+            store.view(&user).await.unwrap();
+        }
+    };
+    decide(0).await; // loads the scripts
+    let mut con = redis.connection();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query::<()>(&mut con)
+        .unwrap();
+    for n in 1..=25 {
+        decide(n).await;
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut con)
+        .unwrap();
+    let evalsha = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().parse::<u64>().unwrap()
+        });
+    assert_eq!(evalsha, 100, "{stats}");
+    assert_only_script_calls(&stats, "evalsha");
 }

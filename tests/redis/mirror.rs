@@ -1,5 +1,7 @@
 //! The Lua scripts against the Rust rules they mirror: the same random walk
-//! of operations, step by step, must give the same decisions.
+//! of operations, step by step, must give the same decisions; through
+//! `FCALL` and through the `EVALSHA` fallback, and on an account that
+//! starts out in the old JSON string layout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use streamguard::domain::{
     Account, DeviceId, EndReason, Limit, ManualClock, OnLimit, Policy, StartRequest, StreamId,
     Timestamp, UserId,
 };
-use streamguard::store::{RedisStore, RedisTime, StoreUrl, StreamStore};
+use streamguard::store::{RedisStore, RedisTime, ScriptCalls, StoreUrl, StreamStore};
 
 use crate::support::{shared_url, unique_prefix};
 
@@ -28,30 +30,70 @@ impl Rng {
     }
 }
 
-async fn walk(on_limit: OnLimit, seed: u64) {
+/// Where the walk begins.
+#[derive(Clone, Copy, PartialEq)]
+enum Begin {
+    /// From an empty account.
+    Empty,
+    /// The first 200 steps run on the model alone; the model is then
+    /// written as the old layout's JSON string, and the walk goes on.
+    OldLayout,
+}
+
+async fn walk(on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
     let policy = Policy {
         default_limit: Limit::new(2).unwrap(),
         lease_ttl: Duration::from_secs(30),
         on_limit,
     };
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
-    let url = format!("{}?prefix={}", shared_url(), unique_prefix("mirror"));
+    let prefix = unique_prefix("mirror");
+    let url = format!("{}?prefix={prefix}", shared_url());
     let StoreUrl::Redis(target) = url.parse().unwrap() else {
         unreachable!()
     };
-    let redis = RedisStore::open(&target, policy, RedisTime::Clock(Arc::new(clock.clone())))
-        .await
-        .unwrap();
+    let redis = RedisStore::open_with(
+        &target,
+        policy,
+        RedisTime::Clock(Arc::new(clock.clone())),
+        calls,
+    )
+    .await
+    .unwrap();
+    assert_eq!(redis.script_calls(), calls, "Redis 7 takes the library");
     let user = UserId::parse("walker").unwrap();
     let mut model = Account::default();
     let mut rng = Rng(seed);
     let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
 
+    let on_redis_from = match begin {
+        Begin::Empty => 0,
+        Begin::OldLayout => 200,
+    };
     for step in 0..600 {
+        if step == on_redis_from && begin == Begin::OldLayout {
+            let mut con = redis::Client::open(shared_url())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let json = serde_json::to_string(&model).unwrap();
+            redis::cmd("SET")
+                .arg(format!("{prefix}:{{walker}}"))
+                .arg(json)
+                .query::<()>(&mut con)
+                .unwrap();
+        }
         clock.advance(Duration::from_millis(rng.below(12_000)));
         let now = streamguard::domain::Clock::now(&clock);
         let id = sid(rng.below(6));
         let context = format!("seed {seed}, step {step}");
+        if step < on_redis_from {
+            model_only(&mut model, &mut rng, id, now, &policy);
+            if model.is_idle() {
+                model = Account::default();
+            }
+            continue;
+        }
         match rng.below(10) {
             0..=3 => {
                 let req = StartRequest {
@@ -104,28 +146,110 @@ async fn walk(on_limit: OnLimit, seed: u64) {
             }
             _ => {}
         }
+        if model.is_idle() {
+            // Every store forgets an idle account at once, grant counter
+            // and plan included.
+            model = Account::default();
+        }
         assert_eq!(
             redis.view(&user).await.unwrap(),
             model.view(now, &policy),
             "{context}"
         );
-        if model.is_idle() {
-            // Every store forgets an idle account, grant counter included.
-            model = Account::default();
+    }
+}
+
+/// A step of the walk on the model alone (the same draws as on Redis).
+fn model_only(model: &mut Account, rng: &mut Rng, id: StreamId, now: Timestamp, policy: &Policy) {
+    let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
+    match rng.below(10) {
+        0..=3 => {
+            let req = StartRequest {
+                device_id: (rng.below(2) == 0)
+                    .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
+                terminate: (0..rng.below(3)).map(|_| sid(rng.below(6))).collect(),
+                plan: (rng.below(4) == 0).then(|| Limit::new(rng.below(5) as u32).unwrap()),
+                ..StartRequest::new(id)
+            };
+            model.start(req, now, policy);
         }
+        4..=5 => {
+            model.heartbeat(&id, now, policy);
+        }
+        6 => {
+            model.end(&id, EndReason::Stopped, now, policy);
+        }
+        7 => {
+            let limit = match rng.below(5) {
+                4 => None,
+                n => Some(Limit::new(n as u32).unwrap()),
+            };
+            model.set_limit(limit, now, policy);
+        }
+        _ => {}
     }
 }
 
 #[tokio::test]
 async fn the_scripts_decide_like_the_rust_rules_under_reject() {
     for seed in [1, 2, 3] {
-        walk(OnLimit::Reject, 0x5EED_0000 + seed).await;
+        walk(
+            OnLimit::Reject,
+            0x5EED_0000 + seed,
+            ScriptCalls::Auto,
+            Begin::Empty,
+        )
+        .await;
     }
 }
 
 #[tokio::test]
 async fn the_scripts_decide_like_the_rust_rules_under_evict_oldest() {
     for seed in [1, 2, 3] {
-        walk(OnLimit::EvictOldest, 0xE51C_0000 + seed).await;
+        walk(
+            OnLimit::EvictOldest,
+            0xE51C_0000 + seed,
+            ScriptCalls::Auto,
+            Begin::Empty,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_evalsha_fallback_decides_like_the_rust_rules() {
+    walk(
+        OnLimit::Reject,
+        0xEA1_0001,
+        ScriptCalls::Evalsha,
+        Begin::Empty,
+    )
+    .await;
+    walk(
+        OnLimit::EvictOldest,
+        0xEA1_0002,
+        ScriptCalls::Evalsha,
+        Begin::Empty,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_account_in_the_old_layout_goes_on_deciding_like_the_rust_rules() {
+    for seed in [1, 2, 3] {
+        walk(
+            OnLimit::Reject,
+            0x01D_0000 + seed,
+            ScriptCalls::Auto,
+            Begin::OldLayout,
+        )
+        .await;
+        walk(
+            OnLimit::EvictOldest,
+            0x01D_1000 + seed,
+            ScriptCalls::Auto,
+            Begin::OldLayout,
+        )
+        .await;
     }
 }

@@ -35,13 +35,24 @@ pub fn free_port() -> u16 {
 pub struct OwnRedis {
     pub port: u16,
     child: Option<Child>,
+    args: Vec<String>,
+    /// Its working directory: an append-only file (a test may turn it on)
+    /// is written there, never into the source tree.
+    dir: tempfile::TempDir,
 }
 
 impl OwnRedis {
     pub fn start() -> OwnRedis {
+        Self::start_with(&[])
+    }
+
+    /// Started with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> OwnRedis {
         let mut redis = OwnRedis {
             port: free_port(),
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
         };
         redis.restart();
         redis
@@ -61,8 +72,11 @@ impl OwnRedis {
                 "127.0.0.1",
                 "--save",
                 "",
+                "--dir",
             ])
+            .arg(self.dir.path())
             .args(["--appendonly", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (install it with: apt-get install -y redis-server)");

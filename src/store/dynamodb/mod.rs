@@ -1,67 +1,76 @@
-//! `dynamodb://TABLE`: one item per account in an Amazon DynamoDB table.
+//! `dynamodb://TABLE`: one account as one partition of a DynamoDB table,
+//! an account item plus one item per live lease (see [`item`]).
 //!
-//! A decision reads the account's item with a consistent read, runs the
-//! domain rules on it with `now` from the injected clock, and writes the
-//! result back only if the item still has the version it read (a
-//! conditional write). A decision that lost that race runs again, after a
-//! jittered backoff, on the item that won (a failed condition returns it),
-//! at most [`backoff::MAX_ATTEMPTS`] times. Within one instance, decisions
-//! on one account take turns ([`account_locks`]), so only other instances
-//! race it.
+//! - A heartbeat is one conditional `UpdateItem` on its lease item (it
+//!   exists and is live): no read, about 1 WCU whatever the account's size.
+//!   Only when the condition fails does it read, to tell 410 from 404.
+//! - Every other change (start, stop, revoke, set_limit) reads the
+//!   partition with one consistent `Query`, runs the domain rules, and
+//!   commits with one `TransactWriteItems` conditioned on the account
+//!   item's version, ended and new lease items in the same transaction.
+//!   A transaction that lost a race runs again on a fresh read, after a
+//!   jittered backoff, at most [`backoff::MAX_ATTEMPTS`] times.
+//! - Decisions on one account that queue in one instance are decided
+//!   together ([`group`]): one read, the rules applied to each in arrival
+//!   order, one transaction.
 //!
-//! Decisions that change nothing (a refusal, an idempotent retry, an unknown
-//! stream, a read) write nothing. Expiry is decided by the rules at read
-//! time; DynamoDB TTL only deletes items nobody needs any more.
+//! Decisions that change nothing write nothing. Expiry is decided by the
+//! rules at read time; DynamoDB TTL only deletes items nobody needs.
+//! Why a heartbeat that bumps no version cannot make a start decide
+//! wrongly: see DESIGN.md, "DynamoDB".
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 
 use super::{DynamoDbUrl, StoreError, StreamStore};
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision,
-    StartRequest, StreamId, Timestamp, UserId,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Lease, Limit, Policy, StartDecision,
+    StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
 
-mod account_locks;
 mod backoff;
+mod group;
 mod item;
 mod table;
 
-use account_locks::AccountLocks;
 use backoff::Backoff;
-use item::{PK, Stored, VERSION};
-
-/// Makes a failed condition return the item that failed it.
-const ALL_OLD: ReturnValuesOnConditionCheckFailure = ReturnValuesOnConditionCheckFailure::AllOld;
+use group::{Change, Groups, Job, Outcome};
+use item::{ACCOUNT_SK, EXPIRES_AT, Item, PK, Stored, TTL, VERSION};
 
 /// The key `ping` reads: not a valid account id, so never an account.
 const PING_KEY: &str = "#ping";
 
+/// Most items one `TransactWriteItems` may hold (DynamoDB's limit).
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
 pub struct DynamoDbStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: Client,
     table: String,
     policy: Policy,
     clock: Arc<dyn Clock>,
-    locks: AccountLocks,
+    groups: Groups,
 }
 
-/// Whether a conditional write went through.
-enum Write {
+/// Whether a transaction went through.
+enum Commit {
     Done,
-    /// Someone else wrote first; `current` is the item that made the
-    /// condition fail (DynamoDB returns it), so a retry needs no new read.
-    Conflict {
-        current: Option<Stored>,
-    },
+    /// Someone else changed the account (or renewed a lease this
+    /// transaction ends as expired) first.
+    Conflict,
 }
 
 impl DynamoDbStore {
@@ -83,14 +92,26 @@ impl DynamoDbStore {
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StoreError> {
-        let client = Client::new(config);
+        Self::open_with_client(Client::new(config), table, policy, clock).await
+    }
+
+    /// As [`Self::open`], with a client made by the caller (tests count
+    /// its requests with an interceptor).
+    pub async fn open_with_client(
+        client: Client,
+        table: &str,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, StoreError> {
         table::check(&client, table).await?;
         Ok(Arc::new(Self {
-            client,
-            table: table.to_owned(),
-            policy,
-            clock,
-            locks: AccountLocks::new(),
+            inner: Arc::new(Inner {
+                client,
+                table: table.to_owned(),
+                policy,
+                clock,
+                groups: Groups::default(),
+            }),
         }))
     }
 
@@ -99,147 +120,392 @@ impl DynamoDbStore {
         Self::create_table(&sdk_config(url).await, &url.table).await
     }
 
-    /// Creates `table` (on-demand billing, partition key `pk`) and enables
-    /// TTL on its `ttl` attribute, unless already done.
+    /// Creates `table` (on-demand billing, partition key `pk`, sort key
+    /// `sk`) and enables TTL on its `ttl` attribute, unless already done.
     pub async fn create_table(config: &SdkConfig, table: &str) -> Result<(), StoreError> {
         table::create(&Client::new(config), table).await
     }
 
-    /// Runs `rule` on the account until its result is written or nothing
-    /// needs writing. `rule` returns its answer and whether it changed the
-    /// account; it runs again on the item that won whenever a write loses.
-    async fn decide<R>(
-        &self,
-        op: &'static str,
-        user: &UserId,
-        mut rule: impl FnMut(&mut Account, Timestamp, &Policy) -> (R, bool),
-    ) -> Result<R, StoreError> {
-        let _turn = self.locks.lock(user.as_str()).await;
+    async fn submit(&self, user: &UserId, change: Change) -> Result<Outcome, StoreError> {
+        let (job, answer) = Job::new(change);
+        if self.inner.groups.enqueue(user, job) {
+            let inner = self.inner.clone();
+            let user = user.clone();
+            tokio::spawn(async move { inner.lead(user).await });
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::unavailable(
+                "deciding on DynamoDB",
+                "the task deciding this account's queue stopped",
+            ))
+        })
+    }
+}
+
+impl Inner {
+    /// Decides the account's queue, group by group, until it is empty.
+    async fn lead(self: Arc<Self>, user: UserId) {
+        let mut leader = self.groups.leader(&user);
+        while let Some(jobs) = leader.take() {
+            self.decide_group(&user, jobs).await;
+        }
+    }
+
+    /// Decides `jobs` in arrival order on one read with one transaction;
+    /// the jobs whose changes do not fit in the transaction go on to the
+    /// next read.
+    async fn decide_group(&self, user: &UserId, mut jobs: Vec<Job>) {
         let mut backoff = Backoff::new();
-        let mut stored = self.read(user).await?;
-        loop {
-            let version = stored.as_ref().map(|s| s.version);
-            let mut account = stored.map(|s| s.account).unwrap_or_default();
+        // A decision committed in parts has the rest of its ends to write,
+        // even when deciding again finds them implied by expiry alone.
+        let mut finishing = false;
+        while !jobs.is_empty() {
+            let stored = match self.read(user).await {
+                Ok(stored) => stored,
+                Err(e) => return group::fail_all(jobs, &e),
+            };
             let now = self.clock.now();
+            let before = stored.account.clone();
+            let mut account = before.clone();
             let expired = account.expire(now, &self.policy);
-            let (answer, changed) = rule(&mut account, now, &self.policy);
-            if !changed {
-                return Ok(answer);
+            let mut outcomes = Vec::new();
+            let mut changed = false;
+            for job in &jobs {
+                let undo = account.clone();
+                let (outcome, job_changed) = job.change().apply(&mut account, now, &self.policy);
+                let size = Diff::between(&before, &account, now).items();
+                if job_changed && size > MAX_TRANSACTION_ITEMS && !outcomes.is_empty() {
+                    account = undo; // this one waits for the next transaction
+                    break;
+                }
+                outcomes.push(outcome);
+                changed |= job_changed;
             }
-            match self.write(user, &account, version).await? {
-                Write::Done => {
-                    telemetry::record_decision("expired", expired);
-                    return Ok(answer);
-                }
-                Write::Conflict { current } => {
-                    metrics::counter!("streamguard_store_conflicts_total", "op" => op).increment(1);
-                    if !backoff.wait().await {
-                        return Err(StoreError::Contended {
-                            attempts: backoff.attempts(),
-                        });
+            let decided = outcomes.len();
+            let diff = Diff::between(&before, &account, now);
+            let to_write = changed || (finishing && diff.items() > 1);
+            if !to_write {
+                group::answer(jobs.drain(..decided), outcomes);
+                continue;
+            }
+            let commit = if diff.items() > MAX_TRANSACTION_ITEMS {
+                // One decision changes more items than a transaction holds
+                // (a limit lowered by hundreds, or as many leases expired
+                // at once): commit part of what it implies, then decide
+                // again on what is left. See DESIGN.md.
+                jobs[0].remember_first(outcomes.swap_remove(0));
+                let partial = diff.first_part(&before, &account, now, &self.policy);
+                match self.commit(user, stored.version, &partial).await {
+                    Ok(_) => {
+                        finishing = true;
+                        continue;
                     }
-                    stored = current;
+                    Err(e) => return group::fail_all(jobs, &e),
                 }
+            } else {
+                self.commit(user, stored.version, &diff).await
+            };
+            match commit {
+                Ok(Commit::Done) => {
+                    finishing = false;
+                    telemetry::record_decision("expired", expired);
+                    group::answer(jobs.drain(..decided), outcomes);
+                    backoff = Backoff::new();
+                }
+                Ok(Commit::Conflict) => {
+                    metrics::counter!("streamguard_store_conflicts_total", "op" => "transaction")
+                        .increment(1);
+                    if !backoff.wait().await {
+                        let e = StoreError::Contended {
+                            attempts: backoff.attempts(),
+                        };
+                        return group::fail_all(jobs, &e);
+                    }
+                }
+                Err(e) => return group::fail_all(jobs, &e),
             }
         }
     }
 
-    async fn read(&self, user: &UserId) -> Result<Option<Stored>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, item::key(user.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::unavailable("reading the account from DynamoDB", e))?;
-        out.item.as_ref().map(item::decode).transpose()
+    /// The account's partition, with one consistent `Query`.
+    async fn read(&self, user: &UserId) -> Result<Stored, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", item::s(user.as_str()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::unavailable("reading the account from DynamoDB", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        item::decode(&items)
     }
 
-    /// Writes `account` if the item is still at `read_version` (`None`: the
-    /// item must not exist). An account left with nothing is deleted.
-    async fn write(
+    /// Writes `diff` if the account item is still at `version`.
+    async fn commit(
         &self,
         user: &UserId,
-        account: &Account,
-        read_version: Option<u64>,
-    ) -> Result<Write, StoreError> {
-        let key = item::key(user.as_str());
-        if account.is_idle() {
-            let Some(version) = read_version else {
-                return Ok(Write::Done);
+        version: Option<u64>,
+        diff: &Diff,
+    ) -> Result<Commit, StoreError> {
+        let table = &self.table;
+        let user = user.as_str();
+        let mut writes = Vec::with_capacity(diff.items());
+        let version_condition =
+            |names: &mut HashMap<String, String>, values: &mut Item| -> String {
+                match version {
+                    Some(v) => {
+                        names.insert("#v".into(), VERSION.into());
+                        values.insert(":v".into(), item::number(v));
+                        "#v = :v".into()
+                    }
+                    None => {
+                        names.insert("#pk".into(), PK.into());
+                        "attribute_not_exists(#pk)".into()
+                    }
+                }
             };
-            let delete = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key(PK, key)
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", VERSION)
-                .expression_attribute_values(":v", item::number(version));
-            let delete = delete.return_values_on_condition_check_failure(ALL_OLD);
-            return outcome(delete.send().await, "deleting an idle account");
+        let (mut names, mut values) = (HashMap::new(), Item::new());
+        let condition = version_condition(&mut names, &mut values);
+        if diff.account.is_idle() {
+            if version.is_some() {
+                let delete = Delete::builder()
+                    .table_name(table)
+                    .set_key(Some(item::key(user, ACCOUNT_SK)))
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                    .build()
+                    .expect("table and key are set");
+                writes.push(TransactWriteItem::builder().delete(delete).build());
+            }
+        } else {
+            let next = version.map_or(1, |v| v + 1);
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item::encode_account(
+                    user,
+                    &diff.account,
+                    next,
+                    &self.policy,
+                )))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                .build()
+                .expect("table and item are set");
+            writes.push(TransactWriteItem::builder().put(put).build());
         }
-        let next = read_version.map_or(1, |v| v + 1);
-        let put = self
+        for end in &diff.ended {
+            let mut delete = Delete::builder()
+                .table_name(table)
+                .set_key(Some(item::key(user, &item::lease_sk(end.id.as_str()))));
+            if let Some(read) = end.expired_at {
+                // Ended as expired on what we read: only if no heartbeat
+                // renewed it since.
+                delete = delete
+                    .condition_expression("#e = :e")
+                    .expression_attribute_names("#e", EXPIRES_AT)
+                    .expression_attribute_values(":e", item::number(read.as_millis()));
+            }
+            let delete = delete.build().expect("table and key are set");
+            writes.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        for (lease, replaces_expired) in &diff.added {
+            let mut put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item::encode_lease(user, lease, &self.policy)));
+            if let Some(read) = replaces_expired {
+                put = put
+                    .condition_expression("#e = :e")
+                    .expression_attribute_names("#e", EXPIRES_AT)
+                    .expression_attribute_values(":e", item::number(read.as_millis()));
+            }
+            let put = put.build().expect("table and item are set");
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        if writes.is_empty() {
+            return Ok(Commit::Done);
+        }
+        let sent = self
             .client
-            .put_item()
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Commit::Done),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+                    if cancelled.cancellation_reasons().iter().any(|r| {
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    }) =>
+                {
+                    Ok(Commit::Conflict)
+                }
+                _ => Err(StoreError::unavailable(
+                    "writing the account to DynamoDB",
+                    e,
+                )),
+            },
+        }
+    }
+
+    /// One `UpdateItem`: renews the lease if it exists and is live.
+    async fn renew(&self, user: &UserId, id: &StreamId) -> Result<Renewal, StoreError> {
+        let now = self.clock.now();
+        let expires_at = now + self.policy.lease_ttl;
+        let sent = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item::encode(key, account, next, &self.policy)));
-        let put = match read_version {
-            Some(version) => put
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", VERSION)
-                .expression_attribute_values(":v", item::number(version)),
-            None => put
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
-        };
-        let put = put.return_values_on_condition_check_failure(ALL_OLD);
-        outcome(put.send().await, "writing the account to DynamoDB")
-    }
-}
-
-/// A conditional write's result: a failed condition is a lost race.
-fn outcome<T, E: ConditionFailure + std::error::Error + Send + Sync + 'static>(
-    sent: Result<T, SdkError<E, HttpResponse>>,
-    context: &'static str,
-) -> Result<Write, StoreError> {
-    match sent {
-        Ok(_) => Ok(Write::Done),
-        Err(e) => match e
-            .as_service_error()
-            .and_then(ConditionFailure::current_item)
-        {
-            Some(current) => Ok(Write::Conflict {
-                current: current.map(item::decode).transpose()?,
-            }),
-            None => Err(StoreError::unavailable(context, e)),
-        },
-    }
-}
-
-/// The errors of conditional writes.
-trait ConditionFailure {
-    /// `Some` if the condition failed, with the item that failed it (if any).
-    fn current_item(&self) -> Option<Option<&item::Item>>;
-}
-
-impl ConditionFailure for PutItemError {
-    fn current_item(&self) -> Option<Option<&item::Item>> {
-        match self {
-            PutItemError::ConditionalCheckFailedException(e) => Some(e.item.as_ref()),
-            _ => None,
+            .set_key(Some(item::key(user.as_str(), &item::lease_sk(id.as_str()))))
+            .update_expression("SET #e = :new, #ttl = :ttl")
+            .condition_expression("attribute_exists(#pk) AND #e > :now")
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":new", item::number(expires_at.as_millis()))
+            .expression_attribute_values(":now", item::number(now.as_millis()))
+            .expression_attribute_values(
+                ":ttl",
+                item::lease_ttl_attribute(expires_at, &self.policy),
+            )
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                let lease = item::decode_lease(id.as_str(), &out.attributes.unwrap_or_default())?;
+                Ok(Renewal::Renewed(lease))
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(match &failed.item {
+                        // The item is there, so nothing ended it: it ran out.
+                        Some(old) if !old.is_empty() => Renewal::Expired,
+                        _ => Renewal::NotLive,
+                    })
+                }
+                _ => Err(StoreError::unavailable("renewing a lease on DynamoDB", e)),
+            },
         }
     }
 }
 
-impl ConditionFailure for DeleteItemError {
-    fn current_item(&self) -> Option<Option<&item::Item>> {
-        match self {
-            DeleteItemError::ConditionalCheckFailedException(e) => Some(e.item.as_ref()),
-            _ => None,
+enum Renewal {
+    Renewed(Lease),
+    Expired,
+    /// No such lease item (or the emulator did not say): read to know why.
+    NotLive,
+}
+
+/// What a decision changed, as items to write.
+struct Diff {
+    /// The account after the decision (its item is always rewritten).
+    account: Account,
+    /// Lease items to delete.
+    ended: Vec<Ended>,
+    /// Lease items to put, with the `expires_at` read of an expired lease
+    /// item of the same id it replaces.
+    added: Vec<(Lease, Option<crate::domain::Timestamp>)>,
+}
+
+struct Ended {
+    id: StreamId,
+    /// Set when the lease ended as expired on what was read: the delete
+    /// is conditioned on `expires_at` being unchanged.
+    expired_at: Option<crate::domain::Timestamp>,
+}
+
+impl Diff {
+    fn between(before: &Account, after: &Account, now: crate::domain::Timestamp) -> Diff {
+        let kept: HashMap<&StreamId, &Lease> = after.live.iter().map(|l| (&l.id, l)).collect();
+        let read: HashMap<&StreamId, &Lease> = before.live.iter().map(|l| (&l.id, l)).collect();
+        let expired_read = |l: &Lease| (!l.is_live(now)).then_some(l.expires_at);
+        let ended = before
+            .live
+            .iter()
+            .filter(|l| !kept.contains_key(&l.id))
+            .map(|l| Ended {
+                id: l.id.clone(),
+                expired_at: expired_read(l),
+            })
+            .collect();
+        let added = after
+            .live
+            .iter()
+            .filter(|l| read.get(&l.id).is_none_or(|old| old.seq != l.seq))
+            .map(|l| (l.clone(), read.get(&l.id).and_then(|old| expired_read(old))))
+            .collect();
+        Diff {
+            account: after.clone(),
+            ended,
+            added,
+        }
+    }
+
+    /// Items in the transaction.
+    fn items(&self) -> usize {
+        1 + self.ended.len() + self.added.len()
+    }
+
+    /// The first `MAX_TRANSACTION_ITEMS - 1` lease items this diff ends,
+    /// with the account as it is once they are gone: a state every reader
+    /// settles to the same result (see DESIGN.md). Leases that expiry and
+    /// the limit in force end anyway (what any reader's rules end) go
+    /// first, the decision's own ends last.
+    fn first_part(
+        &self,
+        before: &Account,
+        after: &Account,
+        now: crate::domain::Timestamp,
+        policy: &Policy,
+    ) -> Diff {
+        let mut settled = before.clone();
+        settled.expire(now, policy);
+        let still_live: std::collections::HashSet<&StreamId> =
+            settled.live.iter().map(|l| &l.id).collect();
+        let mut order: Vec<&Ended> = self.ended.iter().collect();
+        order.sort_by_key(|e| still_live.contains(&e.id));
+        let (first, rest) = order.split_at(order.len().min(MAX_TRANSACTION_ITEMS - 1));
+        let ended: Vec<Ended> = first
+            .iter()
+            .map(|e| Ended {
+                id: e.id.clone(),
+                expired_at: e.expired_at,
+            })
+            .collect();
+        let gone: std::collections::HashSet<&StreamId> = ended.iter().map(|e| &e.id).collect();
+        let pending: std::collections::HashSet<&StreamId> = rest.iter().map(|e| &e.id).collect();
+        let mut account = after.clone();
+        account.live = before
+            .live
+            .iter()
+            .filter(|l| !gone.contains(&l.id))
+            .cloned()
+            .collect();
+        account.ended.retain(|t| !pending.contains(&t.id));
+        Diff {
+            account,
+            ended,
+            added: Vec::new(),
         }
     }
 }
@@ -259,16 +525,10 @@ async fn sdk_config(url: &DynamoDbUrl) -> SdkConfig {
 impl StreamStore for DynamoDbStore {
     #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
-        let decision = self
-            .decide("start", user, |account, now, policy| {
-                let plan = account.plan;
-                let decision = account.start(req.clone(), now, policy);
-                // A new plan is recorded whatever the decision.
-                let changed = matches!(decision, StartDecision::Granted(_)) || account.plan != plan;
-                (decision, changed)
-            })
-            .await?;
-        Ok(decision)
+        match self.submit(user, Change::Start(req)).await? {
+            Outcome::Start(decision) => Ok(decision),
+            other => Err(group::mismatch("start", other)),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
@@ -277,14 +537,22 @@ impl StreamStore for DynamoDbStore {
         user: &UserId,
         stream: &StreamId,
     ) -> Result<HeartbeatDecision, StoreError> {
-        let decision = self
-            .decide("heartbeat", user, |account, now, policy| {
-                let decision = account.heartbeat(stream, now, policy);
-                let renewed = matches!(decision, HeartbeatDecision::Renewed(_));
-                (decision, renewed)
-            })
-            .await?;
-        Ok(decision)
+        // A lease re-created between a failed renewal and the read is
+        // renewed again; twice is enough for any real race.
+        for _ in 0..3 {
+            match self.inner.renew(user, stream).await? {
+                Renewal::Renewed(lease) => return Ok(HeartbeatDecision::Renewed(lease)),
+                Renewal::Expired => return Ok(HeartbeatDecision::Ended(EndReason::Expired)),
+                Renewal::NotLive => {}
+            }
+            let mut account = self.inner.read(user).await?.account;
+            let now = self.inner.clock.now();
+            match account.heartbeat(stream, now, &self.inner.policy) {
+                HeartbeatDecision::Renewed(_) => continue,
+                decision => return Ok(decision),
+            }
+        }
+        Err(StoreError::Contended { attempts: 3 })
     }
 
     #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
@@ -294,23 +562,19 @@ impl StreamStore for DynamoDbStore {
         stream: &StreamId,
         reason: EndReason,
     ) -> Result<bool, StoreError> {
-        let ended = self
-            .decide("end", user, |account, now, policy| {
-                let ended = account.end(stream, reason, now, policy);
-                (ended, ended)
-            })
-            .await?;
-        Ok(ended)
+        match self
+            .submit(user, Change::End(stream.clone(), reason))
+            .await?
+        {
+            Outcome::End(ended) => Ok(ended),
+            other => Err(group::mismatch("end", other)),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
     async fn view(&self, user: &UserId) -> Result<AccountView, StoreError> {
-        let account = self
-            .read(user)
-            .await?
-            .map(|s| s.account)
-            .unwrap_or_default();
-        Ok(account.view(self.clock.now(), &self.policy))
+        let account = self.inner.read(user).await?.account;
+        Ok(account.view(self.inner.clock.now(), &self.inner.policy))
     }
 
     #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
@@ -319,23 +583,19 @@ impl StreamStore for DynamoDbStore {
         user: &UserId,
         limit: Option<Limit>,
     ) -> Result<Vec<StreamId>, StoreError> {
-        let revoked = self
-            .decide("set_limit", user, |account, now, policy| {
-                let before = account.limit;
-                let revoked = account.set_limit(limit, now, policy);
-                let changed = before != limit || !revoked.is_empty();
-                (revoked, changed)
-            })
-            .await?;
-        Ok(revoked)
+        match self.submit(user, Change::SetLimit(limit)).await? {
+            Outcome::SetLimit(revoked) => Ok(revoked),
+            other => Err(group::mismatch("set_limit", other)),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client
+        self.inner
+            .client
             .get_item()
-            .table_name(&self.table)
-            .key(PK, item::key(PING_KEY))
+            .table_name(&self.inner.table)
+            .set_key(Some(item::key(PING_KEY, ACCOUNT_SK)))
             .send()
             .await
             .map(drop)

@@ -1,6 +1,8 @@
-//! The table itself: `streamguard init` creates it (on-demand billing, TTL
-//! on `ttl`), and every start checks that its key schema is the one the
-//! store needs, saying what is wrong when it is not.
+//! The table itself: `streamguard init` creates it (on-demand billing,
+//! partition key `pk` and sort key `sk`, TTL on `ttl`), and every start
+//! checks that its key schema is the one the store needs, saying what is
+//! wrong when it is not; a table of the single-item layout (no sort key)
+//! is refused with the way to move to a new one.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use aws_sdk_dynamodb::types::{
     TableDescription, TimeToLiveSpecification, TimeToLiveStatus,
 };
 
-use super::item::{PK, TTL};
+use super::item::{PK, SK, TTL};
 use crate::store::StoreError;
 
 /// How long `init` waits for a new table to become active.
@@ -24,20 +26,28 @@ pub async fn create(client: &Client, table: &str) -> Result<(), StoreError> {
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(PK)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("name and type are set"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(PK)
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("name and key type are set"),
-        )
+        .set_attribute_definitions(Some(
+            [PK, SK]
+                .map(|name| {
+                    AttributeDefinition::builder()
+                        .attribute_name(name)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .expect("name and type are set")
+                })
+                .to_vec(),
+        ))
+        .set_key_schema(Some(
+            [(PK, KeyType::Hash), (SK, KeyType::Range)]
+                .map(|(name, key)| {
+                    KeySchemaElement::builder()
+                        .attribute_name(name)
+                        .key_type(key)
+                        .build()
+                        .expect("name and key type are set")
+                })
+                .to_vec(),
+        ))
         .send()
         .await;
     match created {
@@ -86,15 +96,26 @@ pub async fn check(client: &Client, table: &str) -> Result<(), StoreError> {
     };
     match key_schema_problem(&description) {
         None => Ok(()),
+        Some(found) if found == format!("[partition key `{PK}` (S)]") => {
+            Err(StoreError::Config(format!(
+                "DynamoDB table {table:?} has the single-item layout of earlier streamguard \
+                 versions (partition key `{PK}` only); this version keeps one item per lease \
+                 and needs the sort key `{SK}` too. Create a new table with \
+                 `streamguard init --store dynamodb://NEW_TABLE`, set limit overrides again \
+                 through the admin API, and point the service at it (README: \"Moving from \
+                 the single-item table\")"
+            )))
+        }
         Some(found) => Err(StoreError::Config(format!(
             "DynamoDB table {table:?} has the key schema {found}, but streamguard needs \
-             a single partition key `{PK}` of type string (S) and no sort key; \
+             the partition key `{PK}` and the sort key `{SK}`, both strings (S); \
              create a new table with `streamguard init --store dynamodb://NEW_TABLE`"
         ))),
     }
 }
 
-/// Describes the key schema if it is not exactly `pk` (S) as partition key.
+/// Describes the key schema if it is not exactly `pk` (S) as partition
+/// key and `sk` (S) as sort key.
 fn key_schema_problem(table: &TableDescription) -> Option<String> {
     let keys = table.key_schema();
     let type_of = |name: &str| {
@@ -104,9 +125,12 @@ fn key_schema_problem(table: &TableDescription) -> Option<String> {
             .find(|a| a.attribute_name() == name)
             .map_or("?", |a| a.attribute_type().as_str())
     };
-    let is_expected = matches!(keys, [only] if only.attribute_name() == PK
-        && *only.key_type() == KeyType::Hash
-        && type_of(PK) == ScalarAttributeType::S.as_str());
+    let is_expected = matches!(keys, [a, b] if a.attribute_name() == PK
+        && *a.key_type() == KeyType::Hash
+        && type_of(PK) == ScalarAttributeType::S.as_str()
+        && b.attribute_name() == SK
+        && *b.key_type() == KeyType::Range
+        && type_of(SK) == ScalarAttributeType::S.as_str());
     if is_expected {
         return None;
     }
@@ -195,27 +219,30 @@ mod tests {
     }
 
     #[test]
-    fn accepts_only_pk_as_a_string_partition_key() {
+    fn accepts_only_pk_and_sk_as_string_keys() {
         use ScalarAttributeType::{N, S};
         assert_eq!(
-            key_schema_problem(&table(&[("pk", KeyType::Hash, S)])),
+            key_schema_problem(&table(&[
+                ("pk", KeyType::Hash, S),
+                ("sk", KeyType::Range, S)
+            ])),
             None
+        );
+        assert_eq!(
+            key_schema_problem(&table(&[("pk", KeyType::Hash, S)])).unwrap(),
+            "[partition key `pk` (S)]"
         );
         assert_eq!(
             key_schema_problem(&table(&[("id", KeyType::Hash, S)])).unwrap(),
             "[partition key `id` (S)]"
         );
         assert_eq!(
-            key_schema_problem(&table(&[("pk", KeyType::Hash, N)])).unwrap(),
-            "[partition key `pk` (N)]"
-        );
-        assert_eq!(
             key_schema_problem(&table(&[
                 ("pk", KeyType::Hash, S),
-                ("sk", KeyType::Range, S)
+                ("sk", KeyType::Range, N)
             ]))
             .unwrap(),
-            "[partition key `pk` (S), sort key `sk` (S)]"
+            "[partition key `pk` (S), sort key `sk` (N)]"
         );
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisResult, ScriptInvocation};
+use redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation};
 
 use super::super::StoreError;
 use super::super::url::RedisTarget;
@@ -54,6 +54,13 @@ impl Connection {
         match self.clone() {
             Connection::Single(mut c) => call.invoke_async(&mut c).await,
             Connection::Cluster(mut c) => call.invoke_async(&mut c).await,
+        }
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match self.clone() {
+            Connection::Single(mut c) => cmd.query_async(&mut c).await,
+            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
         }
     }
 

@@ -1,24 +1,28 @@
 //! `redis://`, `rediss://`, `redis+cluster://`: many stateless instances
 //! share one exact limit.
 //!
-//! Each account is one key, `<prefix>:{<account>}` (the braces make it its
-//! own cluster hash slot), holding the account's JSON. Each decision is one
-//! `EVALSHA` of a Lua script that runs the same rules as `domain::rules`
-//! on that key alone, with `now` from the Redis server's clock: one round
-//! trip, atomic because Redis runs a script without interleaving anything.
+//! Each account is one hash, `<prefix>:{<account>}` (the braces make it its
+//! own cluster hash slot), one field per lease and tombstone plus a few
+//! small ones (see `streamguard.lua`). Each decision is one `FCALL` (or
+//! `EVALSHA` on Redis < 7) of a Lua function that runs the same rules as
+//! `domain::rules` on that key alone, with `now` from the Redis server's
+//! clock: one round trip, atomic because Redis runs a script without
+//! interleaving anything.
 
 mod connection;
+mod durability;
 mod reply;
 mod scripts;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redis::ScriptInvocation;
 
 use self::connection::Connection;
+pub use self::durability::Durability;
 use self::reply::Reply;
-use self::scripts::Scripts;
+pub use self::scripts::ScriptCalls;
+use self::scripts::{Op, Scripts};
 use super::url::RedisTarget;
 use super::{StoreError, StreamStore};
 use crate::domain::rules::MAX_TOMBSTONES;
@@ -40,6 +44,9 @@ pub enum RedisTime {
 pub struct RedisStore {
     connection: Connection,
     scripts: Scripts,
+    /// `Auto` once the library is loaded means `FCALL`.
+    calls: ScriptCalls,
+    durability: Durability,
     prefix: String,
     policy: Policy,
     time: RedisTime,
@@ -47,21 +54,65 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Connects to the server or cluster; fails if it does not answer.
+    /// Checks that the server keeps what it is told (see [`durability`])
+    /// and loads the scripts as a function library where it can.
     pub async fn open(
         target: &RedisTarget,
         policy: Policy,
         time: RedisTime,
     ) -> Result<Arc<Self>, StoreError> {
+        Self::open_with(target, policy, time, ScriptCalls::Auto).await
+    }
+
+    /// As [`Self::open`], choosing how scripts are called.
+    pub async fn open_with(
+        target: &RedisTarget,
+        policy: Policy,
+        time: RedisTime,
+        calls: ScriptCalls,
+    ) -> Result<Arc<Self>, StoreError> {
         let connection = Connection::open(target).await?;
-        let store = Self {
+        let mut store = Self {
             connection,
             scripts: Scripts::new(),
+            calls,
+            durability: Durability::Safe,
             prefix: target.prefix.clone(),
             policy,
             time,
         };
         store.ping().await?;
+        store.durability = durability::check(&store.connection, target.strict).await?;
+        if calls == ScriptCalls::Auto
+            && let Err(e) = store.load_library().await
+        {
+            tracing::warn!(
+                error = %e,
+                "Redis did not take the function library (Redis < 7?); calling scripts with EVALSHA"
+            );
+            store.calls = ScriptCalls::Evalsha;
+        }
         Ok(Arc::new(store))
+    }
+
+    /// What the server said at connect about keeping every key.
+    pub fn durability(&self) -> &Durability {
+        &self.durability
+    }
+
+    /// How this store calls its scripts: `Auto` means `FCALL`.
+    pub fn script_calls(&self) -> ScriptCalls {
+        self.calls
+    }
+
+    async fn load_library(&self) -> Result<(), StoreError> {
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(self.scripts.library());
+        self.connection
+            .query::<String>(&load)
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::unavailable("loading the function library into Redis", e))
     }
 
     fn key(&self, user: &UserId) -> String {
@@ -70,23 +121,23 @@ impl RedisStore {
 
     /// Runs one script on the account's key: KEYS[1] is the key, ARGV[1..6]
     /// the clock and the policy, then the operation's own arguments.
-    async fn run(
-        &self,
-        op: &'static str,
-        script: &redis::Script,
-        user: &UserId,
-        args: &[&str],
-    ) -> Result<Reply, StoreError> {
-        let mut call = script.key(self.key(user));
-        self.common_args(&mut call);
-        for arg in args {
-            call.arg(*arg);
-        }
-        let raw: String = self
-            .connection
-            .invoke(&call)
-            .await
-            .map_err(|e| StoreError::unavailable(op, e))?;
+    async fn run(&self, op: Op, user: &UserId, args: &[&str]) -> Result<Reply, StoreError> {
+        let key = self.key(user);
+        let raw = match self.calls {
+            ScriptCalls::Auto => self.fcall(op, &key, args).await,
+            ScriptCalls::Evalsha => {
+                let mut call = self.scripts.evalsha(op).key(key);
+                for arg in self.common_args() {
+                    call.arg(arg);
+                }
+                for arg in args {
+                    call.arg(*arg);
+                }
+                self.connection.invoke(&call).await
+            }
+        };
+        let op = op.name();
+        let raw = raw.map_err(|e| StoreError::unavailable(op, e))?;
         let reply: Reply = serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
             detail: format!("{op} script answered {raw:?}: {e}"),
         })?;
@@ -94,7 +145,25 @@ impl RedisStore {
         Ok(reply)
     }
 
-    fn common_args(&self, call: &mut ScriptInvocation<'_>) {
+    /// `FCALL`; a server that lost the library gets it again, once.
+    async fn fcall(&self, op: Op, key: &str, args: &[&str]) -> redis::RedisResult<String> {
+        let mut call = redis::cmd("FCALL");
+        call.arg(self.scripts.function(op))
+            .arg(1)
+            .arg(key)
+            .arg(&self.common_args())
+            .arg(args);
+        match self.connection.query(&call).await {
+            Err(e) if e.to_string().contains("Function not found") => {
+                tracing::warn!("Redis lost the function library; loading it again");
+                self.load_library().await.map_err(|_| e)?;
+                self.connection.query(&call).await
+            }
+            answer => answer,
+        }
+    }
+
+    fn common_args(&self) -> [String; 6] {
         let now = match &self.time {
             RedisTime::Server => String::new(),
             RedisTime::Clock(clock) => clock.now().as_millis().to_string(),
@@ -103,12 +172,14 @@ impl RedisStore {
             OnLimit::Reject => "reject",
             OnLimit::EvictOldest => "evict-oldest",
         };
-        call.arg(now)
-            .arg(self.policy.default_limit.get())
-            .arg(millis(self.policy.lease_ttl))
-            .arg(on_limit)
-            .arg(millis(self.policy.tombstone_ttl()))
-            .arg(MAX_TOMBSTONES);
+        [
+            now,
+            self.policy.default_limit.get().to_string(),
+            millis(self.policy.lease_ttl).to_string(),
+            on_limit.to_owned(),
+            millis(self.policy.tombstone_ttl()).to_string(),
+            MAX_TOMBSTONES.to_string(),
+        ]
     }
 }
 
@@ -134,7 +205,7 @@ impl StreamStore for RedisStore {
             &plan,
         ];
         args.extend(req.terminate.iter().map(StreamId::as_str));
-        let decision = match self.run("start", &self.scripts.start, user, &args).await? {
+        let decision = match self.run(Op::Start, user, &args).await? {
             Reply::Granted {
                 stream,
                 evicted,
@@ -175,14 +246,7 @@ impl StreamStore for RedisStore {
         user: &UserId,
         stream: &StreamId,
     ) -> Result<HeartbeatDecision, StoreError> {
-        let reply = self
-            .run(
-                "heartbeat",
-                &self.scripts.heartbeat,
-                user,
-                &[stream.as_str()],
-            )
-            .await?;
+        let reply = self.run(Op::Heartbeat, user, &[stream.as_str()]).await?;
         match reply {
             Reply::Renewed { stream, .. } => Ok(HeartbeatDecision::Renewed(stream)),
             Reply::Ended { reason, .. } => Ok(HeartbeatDecision::Ended(reason)),
@@ -199,7 +263,7 @@ impl StreamStore for RedisStore {
         reason: EndReason,
     ) -> Result<bool, StoreError> {
         let args = [stream.as_str(), reason.as_str()];
-        match self.run("end", &self.scripts.end, user, &args).await? {
+        match self.run(Op::End, user, &args).await? {
             Reply::EndedStream { ended, .. } => Ok(ended),
             other => Err(unexpected("end", other)),
         }
@@ -207,7 +271,7 @@ impl StreamStore for RedisStore {
 
     #[tracing::instrument(skip_all, name = "redis.view")]
     async fn view(&self, user: &UserId) -> Result<AccountView, StoreError> {
-        match self.run("view", &self.scripts.view, user, &[]).await? {
+        match self.run(Op::View, user, &[]).await? {
             Reply::View {
                 limit,
                 source,
@@ -228,10 +292,7 @@ impl StreamStore for RedisStore {
         limit: Option<Limit>,
     ) -> Result<Vec<StreamId>, StoreError> {
         let limit = limit.map(|l| l.get().to_string()).unwrap_or_default();
-        match self
-            .run("set_limit", &self.scripts.set_limit, user, &[&limit])
-            .await?
-        {
+        match self.run(Op::SetLimit, user, &[&limit]).await? {
             Reply::LimitSet { revoked, .. } => Ok(revoked.0),
             other => Err(unexpected("set_limit", other)),
         }

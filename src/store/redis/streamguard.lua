@@ -1,0 +1,539 @@
+-- The rules of src/domain/rules.rs in Lua, on one Redis hash per account.
+-- Loaded once as a Redis Function library (FCALL) on Redis >= 7, or sent
+-- as one EVALSHA script per operation on older servers (see scripts.rs).
+--
+-- Every operation takes:
+-- keys[1]  the account's key, `<prefix>:{<account>}` (one key: cluster-safe)
+-- argv[1]  now in ms, or '' to read the Redis server's clock (TIME)
+-- argv[2]  default limit
+-- argv[3]  lease ttl, ms
+-- argv[4]  on-limit policy: 'reject' | 'evict-oldest'
+-- argv[5]  tombstone retention, ms
+-- argv[6]  most tombstones kept per account
+-- argv[7…] the operation's own arguments
+--
+-- The account's hash:
+-- l:<id>  a live lease: 'expires_at|started_at|seq|device|content'
+-- t:<id>  a tombstone:  'order|reason|ended_at' (order: burial order)
+-- n, tn   how many leases, how many tombstones
+-- x       no later than the earliest lease's expires_at (absent: no lease)
+-- tx      no later than the earliest tombstone's ended_at (absent: none)
+-- o, p    the limit override and the plan's limit (absent: none)
+-- q, to   the next grant seq and the next burial order
+-- A heartbeat reads n, x, tx, o, p and its own lease; while nothing is due
+-- (no lease ran out, no tombstone is past retention, not over the limit)
+-- it rewrites only its own field. Every other write goes through `save`,
+-- which writes the fields that changed and recomputes n, x, tn and tx.
+-- Ids never contain '|' (ids are [A-Za-z0-9._:@-]).
+
+local function context(keys, argv)
+  local now = tonumber(argv[1])
+  if now == nil then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return {
+    key = keys[1], now = now, args = argv,
+    default_limit = tonumber(argv[2]), lease_ttl = tonumber(argv[3]),
+    on_limit = argv[4], tombstone_ttl = tonumber(argv[5]),
+    max_tombstones = tonumber(argv[6]),
+  }
+end
+
+local function decode_lease(id, raw)
+  local e, s, q, d, c = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|(.*)$')
+  local l = { id = id, expires_at = tonumber(e), started_at = tonumber(s), seq = tonumber(q) }
+  if d ~= '' then l.device_id = d end
+  if c ~= '' then l.content_id = c end
+  return l
+end
+
+local function encode_lease(l)
+  return l.expires_at .. '|' .. l.started_at .. '|' .. l.seq .. '|'
+    .. (l.device_id or '') .. '|' .. (l.content_id or '')
+end
+
+local function decode_tombstone(id, raw)
+  local o, r, e = string.match(raw, '^(%d+)|(%a+)|(-?%d+)$')
+  return { id = id, order = tonumber(o), reason = r, ended_at = tonumber(e) }
+end
+
+local function encode_tombstone(t)
+  return t.order .. '|' .. t.reason .. '|' .. t.ended_at
+end
+
+-- Leases and tombstones as JSON, by hand: ids need no escaping.
+local function lease_json(l)
+  local out = '{"id":"' .. l.id .. '"'
+  if l.device_id then out = out .. ',"device_id":"' .. l.device_id .. '"' end
+  if l.content_id then out = out .. ',"content_id":"' .. l.content_id .. '"' end
+  return out .. ',"started_at":' .. l.started_at .. ',"expires_at":' .. l.expires_at
+    .. ',"seq":' .. l.seq .. '}'
+end
+
+local function by_seq(a, b) return a.seq < b.seq end
+local function by_order(a, b) return a.order < b.order end
+
+-- An account written by streamguard before the hash layout: one JSON
+-- string. It is read as it is and written back as a hash by `save`.
+local function load_json(c)
+  local s = cjson.decode(redis.call('GET', c.key))
+  local account = { live = {}, ended = {}, raw = {}, next_seq = 0, next_order = 0, was_string = true }
+  if s.limit ~= nil and s.limit ~= cjson.null then account.limit = s.limit end
+  if s.plan ~= nil and s.plan ~= cjson.null then account.plan = s.plan end
+  account.next_seq = tonumber(s.next_seq) or 0
+  if type(s.live) == 'table' then
+    for _, l in ipairs(s.live) do
+      local lease = { id = l.id, expires_at = l.expires_at, started_at = l.started_at, seq = l.seq }
+      if type(l.device_id) == 'string' then lease.device_id = l.device_id end
+      if type(l.content_id) == 'string' then lease.content_id = l.content_id end
+      account.live[#account.live + 1] = lease
+    end
+  end
+  if type(s.ended) == 'table' then
+    for _, t in ipairs(s.ended) do
+      account.ended[#account.ended + 1] =
+        { id = t.id, reason = t.reason, ended_at = t.ended_at, order = account.next_order }
+      account.next_order = account.next_order + 1
+    end
+  end
+  return account
+end
+
+-- The whole account: leases in grant order, tombstones in burial order.
+local function load(c)
+  local flat = redis.pcall('HGETALL', c.key)
+  if flat.err then
+    if redis.call('TYPE', c.key).ok == 'string' then return load_json(c) end
+    error(flat)
+  end
+  local s = { live = {}, ended = {}, raw = {}, next_seq = 0, next_order = 0, has = {} }
+  for i = 1, #flat, 2 do
+    local field, value = flat[i], flat[i + 1]
+    local kind = string.sub(field, 1, 2)
+    if kind == 'l:' then
+      local lease = decode_lease(string.sub(field, 3), value)
+      lease.stored = true -- as in Redis; any change clears it
+      s.live[#s.live + 1] = lease
+      s.raw[field] = true
+    elseif kind == 't:' then
+      local tombstone = decode_tombstone(string.sub(field, 3), value)
+      tombstone.stored = true -- tombstones never change, only come and go
+      s.ended[#s.ended + 1] = tombstone
+      s.raw[field] = true
+    elseif field == 'x' or field == 'tx' then s.has[field] = true
+    elseif field == 'o' then s.limit = tonumber(value); s.has.o = true
+    elseif field == 'p' then s.plan = tonumber(value); s.has.p = true
+    elseif field == 'q' then s.next_seq = tonumber(value)
+    elseif field == 'to' then s.next_order = tonumber(value)
+    end
+  end
+  table.sort(s.live, by_seq)
+  table.sort(s.ended, by_order)
+  return s
+end
+
+-- Override, then the plan's claim, then the default. Mirrors Account::limit.
+local function limit_of(c, s)
+  return s.limit or s.plan or c.default_limit
+end
+
+local function limit_source(s)
+  if s.limit ~= nil then return 'override' end
+  if s.plan ~= nil then return 'claim' end
+  return 'default'
+end
+
+local function hset_chunks(key, pairs_list)
+  local chunk = 400
+  for i = 1, #pairs_list, chunk do
+    redis.call('HSET', key, unpack(pairs_list, i, math.min(i + chunk - 1, #pairs_list)))
+  end
+end
+
+local function hdel_chunks(key, fields)
+  local chunk = 400
+  for i = 1, #fields, chunk do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + chunk - 1, #fields)))
+  end
+end
+
+-- Writes what changed since `load`, and the summary fields. The key
+-- expires when nothing in it matters any more (never while it holds a
+-- limit override), and goes when the account is idle.
+local function save(c, s)
+  if s.limit == nil and #s.live == 0 and #s.ended == 0 then
+    redis.call('DEL', c.key)
+    return
+  end
+  if s.was_string then
+    redis.call('DEL', c.key)
+    s.was_string = nil
+  end
+  local has = s.has or {}
+  local set, del, want = {}, {}, {}
+  local x, tx = nil, nil
+  local keep_until = c.now
+  for _, l in ipairs(s.live) do
+    local field = 'l:' .. l.id
+    want[field] = true
+    if not l.stored then
+      set[#set + 1] = field
+      set[#set + 1] = encode_lease(l)
+      l.stored = true
+    end
+    if x == nil or l.expires_at < x then x = l.expires_at end
+    keep_until = math.max(keep_until, l.expires_at + c.tombstone_ttl)
+  end
+  for _, t in ipairs(s.ended) do
+    local field = 't:' .. t.id
+    want[field] = true
+    if not t.stored then
+      set[#set + 1] = field
+      set[#set + 1] = encode_tombstone(t)
+      t.stored = true
+    end
+    if tx == nil or t.ended_at < tx then tx = t.ended_at end
+    keep_until = math.max(keep_until, t.ended_at + c.tombstone_ttl)
+  end
+  for field in pairs(s.raw) do
+    if want[field] == nil then del[#del + 1] = field end
+  end
+  for _, f in ipairs({ { 'x', x }, { 'tx', tx }, { 'o', s.limit }, { 'p', s.plan } }) do
+    if f[2] ~= nil then
+      set[#set + 1] = f[1]
+      set[#set + 1] = f[2]
+    elseif has[f[1]] then
+      del[#del + 1] = f[1]
+    end
+  end
+  for _, f in ipairs({ { 'n', #s.live }, { 'tn', #s.ended }, { 'q', s.next_seq }, { 'to', s.next_order } }) do
+    set[#set + 1] = f[1]
+    set[#set + 1] = f[2]
+  end
+  hset_chunks(c.key, set)
+  hdel_chunks(c.key, del)
+  s.raw = want
+  s.has = { x = x ~= nil, tx = tx ~= nil, o = s.limit ~= nil, p = s.plan ~= nil }
+  if s.limit ~= nil then
+    redis.call('PERSIST', c.key)
+  else
+    -- Heartbeats before x renew without touching the key's expiry; they
+    -- end their leases before x + lease ttl, so that plus retention is
+    -- when the key may go at the earliest.
+    if x ~= nil then keep_until = math.max(keep_until, x + c.lease_ttl + c.tombstone_ttl) end
+    redis.call('PEXPIRE', c.key, math.max(keep_until - c.now, 1))
+  end
+end
+
+local function bury(c, s, id, reason, at)
+  local kept = {}
+  for _, t in ipairs(s.ended) do
+    if t.id ~= id then kept[#kept + 1] = t end
+  end
+  if #kept >= c.max_tombstones then table.remove(kept, 1) end
+  kept[#kept + 1] = { id = id, reason = reason, ended_at = at, order = s.next_order }
+  s.next_order = s.next_order + 1
+  s.ended = kept
+end
+
+local function older(a, b)
+  if a.started_at ~= b.started_at then return a.started_at < b.started_at end
+  return a.seq < b.seq
+end
+
+local function oldest_index(s)
+  local best = nil
+  for i, l in ipairs(s.live) do
+    if best == nil or older(l, s.live[best]) then best = i end
+  end
+  return best
+end
+
+local function newest_index(s)
+  local best = nil
+  for i, l in ipairs(s.live) do
+    if best == nil or older(s.live[best], l) then best = i end
+  end
+  return best
+end
+
+-- Revokes live streams above the limit in force: the newest under
+-- 'reject', the oldest under 'evict-oldest'. Mirrors Account::trim.
+local function trim(c, s)
+  local revoked = {}
+  local allowed = limit_of(c, s)
+  while #s.live > allowed do
+    local victim
+    if c.on_limit == 'reject' then victim = newest_index(s) else victim = oldest_index(s) end
+    local l = table.remove(s.live, victim)
+    revoked[#revoked + 1] = l.id
+    bury(c, s, l.id, 'revoked', c.now)
+  end
+  return revoked
+end
+
+-- What now and the policy imply: leases that ran out become 'expired'
+-- tombstones, old tombstones go, and streams above the limit (a lowered
+-- default) are revoked. Mirrors Account::expire. Returns how many leases
+-- expired and whether anything changed.
+local function expire(c, s)
+  local now = c.now
+  local stale = #s.live > limit_of(c, s)
+  if not stale then
+    for _, l in ipairs(s.live) do
+      if now >= l.expires_at then stale = true break end
+    end
+  end
+  if not stale then
+    for _, t in ipairs(s.ended) do
+      if now >= t.ended_at + c.tombstone_ttl then stale = true break end
+    end
+  end
+  if not stale then return 0, false end
+  local live, expired = {}, {}
+  for _, l in ipairs(s.live) do
+    if now < l.expires_at then live[#live + 1] = l else expired[#expired + 1] = l end
+  end
+  s.live = live
+  for _, l in ipairs(expired) do bury(c, s, l.id, 'expired', l.expires_at) end
+  local kept = {}
+  for _, t in ipairs(s.ended) do
+    if now < t.ended_at + c.tombstone_ttl then kept[#kept + 1] = t end
+  end
+  s.ended = kept
+  trim(c, s)
+  return #expired, true
+end
+
+local function sorted_live(s, now)
+  local out = {}
+  for _, l in ipairs(s.live) do
+    if now < l.expires_at then out[#out + 1] = l end
+  end
+  table.sort(out, older)
+  return out
+end
+
+local function find(list, id)
+  for i, item in ipairs(list) do
+    if item.id == id then return i, item end
+  end
+  return nil, nil
+end
+
+local function leases_json(list)
+  local parts = {}
+  for i, l in ipairs(list) do parts[i] = lease_json(l) end
+  return '[' .. table.concat(parts, ',') .. ']'
+end
+
+local function ids_json(list)
+  if #list == 0 then return '[]' end
+  return '["' .. table.concat(list, '","') .. '"]'
+end
+
+-- Start a stream. argv[7] stream id, argv[8] device id or '', argv[9]
+-- content id or '', argv[10] the plan's limit or '', argv[11…] ids to
+-- terminate. Mirrors Account::start.
+-- The common start, decided from the summary fields like a heartbeat:
+-- nothing due, a new id, no device to replace, nothing to terminate, no
+-- new plan, and room under the limit. Returns nil when the full path must
+-- decide.
+local function quick_start(c, argv)
+  local id, device, content = argv[7], argv[8], argv[9]
+  if device ~= '' or #argv > 10 or (argv[10] or '') ~= '' then return nil end
+  local key, now = c.key, c.now
+  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', 'q', 'tn', 'l:' .. id, 't:' .. id)
+  if h.err or h[8] then return nil end
+  local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
+  local limit = tonumber(h[4]) or tonumber(h[5]) or c.default_limit
+  if n + 1 > limit or (x ~= nil and now >= x) or (tx ~= nil and now >= tx + c.tombstone_ttl) then
+    return nil
+  end
+  local lease = { id = id, started_at = now, expires_at = now + c.lease_ttl, seq = tonumber(h[6]) or 0 }
+  if content ~= '' then lease.content_id = content end
+  local x_now = x or lease.expires_at
+  redis.call('HSET', key, 'l:' .. id, encode_lease(lease), 'n', n + 1, 'q', lease.seq + 1, 'x', x_now)
+  if h[9] then
+    -- A new start of an ended id forgets its tombstone; tx stays a lower bound.
+    redis.call('HDEL', key, 't:' .. id)
+    redis.call('HSET', key, 'tn', (tonumber(h[7]) or 1) - 1)
+  end
+  -- With leases already there, the key's deadline (at least x + lease ttl
+  -- + retention, see `save`) outlives this lease's retention, since now < x.
+  if x == nil and not h[4] then
+    redis.call('PEXPIRE', key, 2 * c.lease_ttl + c.tombstone_ttl)
+  end
+  return '{"outcome":"granted","stream":' .. lease_json(lease) .. ',"evicted":[],"replaced":[],"active":'
+    .. (n + 1) .. ',"limit":' .. limit .. ',"expired":0}'
+end
+
+local function start(keys, argv)
+  local c = context(keys, argv)
+  local now = c.now
+  local quick = quick_start(c, argv)
+  if quick then return quick end
+  local s = load(c)
+  local changed = s.was_string or false
+  local plan = tonumber(argv[10] or '')
+  if plan ~= nil and s.plan ~= plan then
+    s.plan = plan
+    changed = true
+  end
+  local expired, cleaned = expire(c, s)
+  changed = changed or cleaned
+  local limit = limit_of(c, s)
+  local id, device, content = argv[7], argv[8], argv[9]
+  local terminate = {}
+  for i = 11, #argv do terminate[argv[i]] = true end
+
+  local _, live = find(s.live, id)
+  if live then
+    if changed then save(c, s) end
+    if (live.device_id or '') ~= device then
+      return '{"outcome":"stream_id_conflict","expired":' .. expired .. '}'
+    end
+    return '{"outcome":"already_live","stream":' .. lease_json(live) .. ',"active":' .. #s.live
+      .. ',"limit":' .. limit .. ',"expired":' .. expired .. '}'
+  end
+
+  local function terminated(l) return terminate[l.id] == true end
+  local function same_device(l) return device ~= '' and l.device_id == device and not terminated(l) end
+
+  local freed = 0
+  for _, l in ipairs(s.live) do
+    if terminated(l) or same_device(l) then freed = freed + 1 end
+  end
+  local remaining = #s.live - freed
+  local overflow = 0
+  if remaining >= limit then
+    if c.on_limit == 'reject' or limit == 0 then
+      if changed then save(c, s) end
+      return '{"outcome":"limit_reached","limit":' .. limit .. ',"live":'
+        .. leases_json(sorted_live(s, now)) .. ',"expired":' .. expired .. '}'
+    end
+    overflow = remaining + 1 - limit
+  end
+
+  local evicted, replaced, kept = {}, {}, {}
+  local previous = s.live
+  s.live = kept
+  for _, l in ipairs(previous) do
+    if terminated(l) then
+      evicted[#evicted + 1] = l.id
+      bury(c, s, l.id, 'evicted', now)
+    elseif same_device(l) then
+      replaced[#replaced + 1] = l.id
+      bury(c, s, l.id, 'replaced', now)
+    else
+      kept[#kept + 1] = l
+    end
+  end
+  for _ = 1, overflow do
+    local l = table.remove(s.live, oldest_index(s))
+    evicted[#evicted + 1] = l.id
+    bury(c, s, l.id, 'evicted', now)
+  end
+
+  local i = find(s.ended, id)
+  if i then table.remove(s.ended, i) end
+  local lease = { id = id, started_at = now, expires_at = now + c.lease_ttl, seq = s.next_seq }
+  if device ~= '' then lease.device_id = device end
+  if content ~= '' then lease.content_id = content end
+  s.next_seq = s.next_seq + 1
+  s.live[#s.live + 1] = lease
+  save(c, s)
+  return '{"outcome":"granted","stream":' .. lease_json(lease) .. ',"evicted":' .. ids_json(evicted)
+    .. ',"replaced":' .. ids_json(replaced) .. ',"active":' .. #s.live .. ',"limit":' .. limit
+    .. ',"expired":' .. expired .. '}'
+end
+
+-- Renew a live lease. argv[7] stream id. Mirrors Account::heartbeat.
+-- While nothing is due (see the layout above) this reads five small
+-- fields and rewrites one: no lease but its own is decoded, and the key's
+-- expiry needs no change (see `save`).
+local function heartbeat(keys, argv)
+  local key, id = keys[1], argv[7]
+  local now = tonumber(argv[1])
+  if now == nil then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  local lease_field = 'l:' .. id
+  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field, 't:' .. id)
+  if not h.err then
+    local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
+    local limit = tonumber(h[4]) or tonumber(h[5]) or tonumber(argv[2])
+    local due = n > limit or (x ~= nil and now >= x)
+      or (tx ~= nil and now >= tx + tonumber(argv[5]))
+    if not due then
+      if h[6] then
+        local l = decode_lease(id, h[6])
+        l.expires_at = now + tonumber(argv[3])
+        redis.call('HSET', key, lease_field, encode_lease(l))
+        return '{"outcome":"renewed","stream":' .. lease_json(l) .. ',"expired":0}'
+      end
+      if h[7] then
+        return '{"outcome":"ended","reason":"' .. decode_tombstone(id, h[7]).reason .. '","expired":0}'
+      end
+      return '{"outcome":"unknown","expired":0}'
+    end
+  end
+  local c = context(keys, argv)
+  c.now = now
+  local s = load(c)
+  local expired, changed = expire(c, s)
+  changed = changed or s.was_string
+  local _, live = find(s.live, id)
+  if live then
+    live.expires_at = c.now + c.lease_ttl
+    live.stored = nil
+    save(c, s)
+    return '{"outcome":"renewed","stream":' .. lease_json(live) .. ',"expired":' .. expired .. '}'
+  end
+  if changed then save(c, s) end
+  local _, tombstone = find(s.ended, id)
+  if tombstone then
+    return '{"outcome":"ended","reason":"' .. tombstone.reason .. '","expired":' .. expired .. '}'
+  end
+  return '{"outcome":"unknown","expired":' .. expired .. '}'
+end
+
+-- End a live stream. argv[7] stream id, argv[8] reason ('stopped' or
+-- 'revoked'). Mirrors Account::end.
+local function finish(keys, argv)
+  local c = context(keys, argv)
+  local s = load(c)
+  local expired, changed = expire(c, s)
+  local i, live = find(s.live, argv[7])
+  if live then
+    table.remove(s.live, i)
+    bury(c, s, live.id, argv[8], c.now)
+  end
+  if live or changed or s.was_string then save(c, s) end
+  local ended = 'false'
+  if live then ended = 'true' end
+  return '{"outcome":"ended_stream","ended":' .. ended .. ',"expired":' .. expired .. '}'
+end
+
+-- Read an account as of now; writes nothing. Mirrors Account::view.
+local function view(keys, argv)
+  local c = context(keys, argv)
+  local s = load(c)
+  expire(c, s) -- as the next decision will see it; nothing is written
+  return '{"outcome":"view","limit":' .. limit_of(c, s) .. ',"source":"' .. limit_source(s)
+    .. '","live":' .. leases_json(sorted_live(s, c.now)) .. '}'
+end
+
+-- Set (argv[7] = 0…1000) or clear (argv[7] = '') the limit override; the
+-- excess above a lowered limit is revoked. Mirrors Account::set_limit.
+local function set_limit(keys, argv)
+  local c = context(keys, argv)
+  local s = load(c)
+  local expired = expire(c, s)
+  if argv[7] == '' then s.limit = nil else s.limit = tonumber(argv[7]) end
+  local revoked = trim(c, s)
+  save(c, s)
+  return '{"outcome":"limit_set","revoked":' .. ids_json(revoked) .. ',"expired":' .. expired .. '}'
+end
