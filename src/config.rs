@@ -88,6 +88,8 @@ pub struct Config {
         long,
         env = "STREAMGUARD_STORE",
         default_value = DEFAULT_STORE,
+        value_parser = StoreUrlParser,
+        hide_env_values = true,
         global = true
     )]
     pub store: StoreUrl,
@@ -105,8 +107,17 @@ pub struct Config {
     pub on_limit: OnLimitArg,
 
     /// Bearer token for the /admin routes; without it they answer 404.
-    #[arg(long, env = "STREAMGUARD_ADMIN_TOKEN", value_parser = parse_secret, global = true)]
+    #[arg(long, env = "STREAMGUARD_ADMIN_TOKEN", value_parser = parse_secret, hide_env_values = true, global = true)]
     pub admin_token: Option<Secret>,
+
+    /// File holding the admin token (a trailing newline is ignored).
+    #[arg(
+        long,
+        env = "STREAMGUARD_ADMIN_TOKEN_FILE",
+        conflicts_with = "admin_token",
+        global = true
+    )]
+    pub admin_token_file: Option<PathBuf>,
 
     /// Longest a request waits for the store before answering 503.
     #[arg(long, env = "STREAMGUARD_STORE_TIMEOUT", default_value = "250ms", value_parser = parse_store_timeout, global = true)]
@@ -172,9 +183,76 @@ pub struct Config {
     /// read; without it, that is only logged.
     #[arg(long, env = "STREAMGUARD_REDIS_STRICT", global = true)]
     pub redis_strict: bool,
+
+    #[command(flatten)]
+    pub ops: Operations,
+}
+
+/// Abuse limits, logs, metrics and shutdown.
+#[derive(Debug, Clone, Args)]
+pub struct Operations {
+    /// Requests a second allowed for one stream (heartbeats, stops); 0 = no limit.
+    #[arg(long, env = "STREAMGUARD_RATE_PER_STREAM", default_value_t = crate::http::throttle::DEFAULT_PER_STREAM, global = true)]
+    pub rate_per_stream: u32,
+
+    /// Requests a second allowed for one account (all its calls); 0 = no limit.
+    #[arg(long, env = "STREAMGUARD_RATE_PER_ACCOUNT", default_value_t = crate::http::throttle::DEFAULT_PER_ACCOUNT, global = true)]
+    pub rate_per_account: u32,
+
+    /// Connections served at once; further ones wait to be accepted.
+    #[arg(long, env = "STREAMGUARD_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+
+    /// How long in-flight requests may finish after SIGTERM before their
+    /// connections are closed.
+    #[arg(long, env = "STREAMGUARD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub shutdown_timeout: Duration,
+
+    /// Serve /metrics on this address instead of the API's port.
+    #[arg(long, env = "STREAMGUARD_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as JSON objects (for log shippers) or text (for a terminal).
+    #[arg(long, env = "STREAMGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
+    pub log_format: LogFormat,
+
+    /// Which requests get an access-log line: `changes` (every answer
+    /// except renewed heartbeats and reads that succeed), `all`, or `off`.
+    #[arg(long, env = "STREAMGUARD_ACCESS_LOG", value_enum, default_value_t = AccessLog::Changes, global = true)]
+    pub access_log: AccessLog,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLog {
+    /// Every request.
+    All,
+    /// Requests that changed or were refused something: not renewed
+    /// heartbeats nor successful reads (those are counted in metrics).
+    Changes,
+    Off,
 }
 
 impl Config {
+    /// Reads the secrets given as files (`--admin-token-file`).
+    pub fn load_secret_files(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.admin_token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
+            let token = text.strip_suffix('\n').unwrap_or(&text);
+            let token = token.strip_suffix('\r').unwrap_or(token);
+            self.admin_token = Some(
+                parse_secret(token).map_err(|e| format!("--admin-token-file: the token {e}"))?,
+            );
+        }
+        Ok(())
+    }
+
     /// The admission policy these flags describe.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -288,6 +366,33 @@ fn parse_secret(s: &str) -> Result<Secret, String> {
         return Err("must not be empty".into());
     }
     Ok(Secret(s.to_owned()))
+}
+
+/// Parses `--store` without echoing the value in errors: it may carry a
+/// password.
+#[derive(Clone)]
+struct StoreUrlParser;
+
+impl clap::builder::TypedValueParser for StoreUrlParser {
+    type Value = StoreUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreUrl, clap::Error> {
+        use clap::error::ErrorKind;
+        let fail = |kind, msg: String| {
+            let mut cmd = cmd.clone();
+            cmd.error(kind, format!("invalid value for '--store <STORE>': {msg}"))
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| fail(ErrorKind::InvalidUtf8, "not UTF-8".into()))?;
+        text.parse()
+            .map_err(|e: String| fail(ErrorKind::ValueValidation, e))
+    }
 }
 
 fn parse_limit(s: &str) -> Result<Limit, String> {

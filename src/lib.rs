@@ -17,6 +17,7 @@ pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+mod server;
 pub mod store;
 pub mod telemetry;
 
@@ -51,7 +52,7 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         None => None,
     };
     let store = store::connect(&config.store_url(), policy, clock.clone()).await?;
-    Ok(AppState::new(http::Shared {
+    let state = AppState::new(http::Shared {
         store,
         policy,
         auth,
@@ -61,21 +62,76 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         store_timeout: config.store_timeout,
         on_store_error: config.on_store_error,
         metrics: telemetry::metrics_handle(),
-    }))
+        ops: http::Ops::new(&config.ops),
+    });
+    forget_idle_throttle_keys(&state);
+    Ok(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish and makes the store durable.
+/// Drops the flood limiter's idle keys every few seconds, for as long as
+/// the state is in use.
+pub fn forget_idle_throttle_keys(state: &AppState) {
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(http::throttle::FORGET_IDLE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(state) = weak.upgrade() else { return };
+            state.ops.throttle.forget_idle();
+        }
+    });
+}
+
+/// Serves the API on `listener` until `shutdown` resolves (and, with
+/// `--metrics-listen`, `/metrics` on `metrics`), then turns `/readyz` to
+/// 503, lets in-flight requests finish for at most `--shutdown-timeout`,
+/// closes what remains and makes the store durable.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let store = state.store.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    store.close().await.map_err(std::io::Error::other)
+    serve_with_metrics(listener, None, state, shutdown).await
+}
+
+/// [`serve`], with `/metrics` on a listener of its own.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let limits = server::Limits {
+        max_connections: state.ops.max_connections as usize,
+        drain_for: state.ops.shutdown_timeout,
+    };
+    let api = tokio::spawn(server::run(
+        listener,
+        router(state.clone()),
+        limits,
+        stopping.clone(),
+    ));
+    let metrics = metrics.map(|listener| {
+        tokio::spawn(server::run(
+            listener,
+            http::metrics_router(state.clone()),
+            limits,
+            stopping,
+        ))
+    });
+    shutdown.await;
+    state.ops.start_draining();
+    let _ = stop.send(true);
+    let served = api.await.map_err(std::io::Error::other)?;
+    if let Some(metrics) = metrics {
+        metrics.await.map_err(std::io::Error::other)??;
+    }
+    // The store closes whatever happened above: the file store's final
+    // sweep and flush must run.
+    let closed = state.store.close().await.map_err(std::io::Error::other);
+    served.and(closed)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,9 +1,10 @@
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Parser;
 use streamguard::config::{Cli, Command};
 use streamguard::domain::SystemClock;
-use streamguard::{store, telemetry};
+use streamguard::telemetry::{self, LogSettings};
 use tokio::net::TcpListener;
 
 /// glibc's allocator spent a fifth of the request path in malloc/free under
@@ -17,23 +18,33 @@ async fn main() -> anyhow::Result<()> {
     if cli.command() == Command::Healthcheck {
         return Ok(streamguard::healthcheck::check(cli.config.listen)?);
     }
-    let _logs = telemetry::init_logging();
-    let config = cli.config.clone();
-
+    let mut config = cli.config.clone();
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let _logs = telemetry::init_logging(&LogSettings::new(config.ops.log_format, in_lambda));
+    config.load_secret_files().map_err(anyhow::Error::msg)?;
     if cli.command() == Command::Init {
-        store::init(&config.store).await?;
+        streamguard::store::init(&config.store).await?;
         tracing::info!(store = %config.store, "store is ready");
         return Ok(());
     }
     #[cfg(feature = "lambda")]
-    if streamguard::lambda::is_lambda() {
+    if in_lambda {
         return Ok(streamguard::lambda::run(&config).await?);
     }
-
-    let state = streamguard::app_state(&config, Arc::new(SystemClock)).await?;
+    let state = streamguard::app_state(&config, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("store {}", config.store))?;
     let listener = TcpListener::bind(config.listen).await?;
+    let metrics = match config.ops.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    if let Some(metrics) = &metrics {
+        tracing::info!(addr = %metrics.local_addr()?, "serving /metrics");
+    }
     tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
-    streamguard::serve(listener, state, streamguard::shutdown_signal()).await?;
+    streamguard::serve_with_metrics(listener, metrics, state, streamguard::shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

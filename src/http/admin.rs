@@ -35,14 +35,16 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 /// Any account's live streams.
-#[utoipa::path(get, path = "/admin/users/{user}/streams", tag = "admin",
+#[utoipa::path(get, path = "/admin/users/{user}/streams", tag = "admin", operation_id = "admin_list_streams",
     security(("admin_token" = [])),
-    params(("user" = String, Path, description = "Account id")),
+    params(super::openapi::UserParam),
     responses(
-        (status = 200, body = StreamsResponse),
-        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No admin token configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account's live streams", body = StreamsResponse),
+        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "admin_list")]
 pub async fn list(
@@ -60,10 +62,17 @@ pub async fn list(
 }
 
 /// End a stream; its heartbeat then answers 410 `revoked`.
-#[utoipa::path(delete, path = "/admin/users/{user}/streams/{id}", tag = "admin",
+#[utoipa::path(delete, path = "/admin/users/{user}/streams/{id}", tag = "admin", operation_id = "admin_revoke_stream",
     security(("admin_token" = [])),
-    params(("user" = String, Path, description = "Account id"), ("id" = String, Path, description = "Stream id")),
-    responses((status = 204, description = "Revoked, or already gone")))]
+    params(super::openapi::UserParam, super::openapi::StreamParam),
+    responses(
+        (status = 204, description = "Revoked (its heartbeat answers 410 revoked), or already gone"),
+        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, name = "admin_revoke")]
 pub async fn revoke(
     _: Admin,
@@ -78,10 +87,17 @@ pub async fn revoke(
 }
 
 /// The limit in force for an account.
-#[utoipa::path(get, path = "/admin/users/{user}/limit", tag = "admin",
+#[utoipa::path(get, path = "/admin/users/{user}/limit", tag = "admin", operation_id = "admin_get_limit",
     security(("admin_token" = [])),
-    params(("user" = String, Path, description = "Account id")),
-    responses((status = 200, body = LimitResponse)))]
+    params(super::openapi::UserParam),
+    responses(
+        (status = 200, description = "The limit in force and where it comes from", body = LimitResponse),
+        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, name = "admin_get_limit")]
 pub async fn get_limit(
     _: Admin,
@@ -98,13 +114,19 @@ pub async fn get_limit(
 }
 
 /// Override an account's limit. Streams above a lowered limit are revoked.
-#[utoipa::path(put, path = "/admin/users/{user}/limit", tag = "admin",
+#[utoipa::path(put, path = "/admin/users/{user}/limit", tag = "admin", operation_id = "admin_set_limit",
     security(("admin_token" = [])),
-    params(("user" = String, Path, description = "Account id")),
     request_body = LimitBody,
+    params(super::openapi::UserParam),
     responses(
-        (status = 200, body = LimitResponse),
-        (status = 400, description = "limit out of 0..=1000", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Set; streams above a lowered limit are revoked", body = LimitResponse),
+        (status = 400, description = "invalid-request (limit out of 0..=1000, no body) or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "admin_set_limit")]
 pub async fn set_limit(
@@ -128,10 +150,17 @@ pub async fn set_limit(
 }
 
 /// Return an account to the default limit.
-#[utoipa::path(delete, path = "/admin/users/{user}/limit", tag = "admin",
+#[utoipa::path(delete, path = "/admin/users/{user}/limit", tag = "admin", operation_id = "admin_clear_limit",
     security(("admin_token" = [])),
-    params(("user" = String, Path, description = "Account id")),
-    responses((status = 204, description = "The default limit applies again")))]
+    params(super::openapi::UserParam),
+    responses(
+        (status = 204, description = "The default limit applies again"),
+        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, name = "admin_clear_limit")]
 pub async fn clear_limit(
     _: Admin,

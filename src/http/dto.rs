@@ -25,10 +25,10 @@ pub struct StreamDto {
     #[schema(value_type = Option<String>)]
     pub content_id: Option<CompactString>,
     /// RFC 3339, UTC, millisecond precision.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: CompactString,
     /// The lease ends here unless a heartbeat renews it.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: CompactString,
     /// How often the player should heartbeat, in seconds.
     pub heartbeat_interval_s: u64,
@@ -56,12 +56,28 @@ impl StreamDto {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StartBody {
     /// Name the stream to make retries idempotent; generated when absent.
+    #[schema(
+        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub stream_id: Option<String>,
     /// A device holds one slot: a new start from it replaces its old stream.
+    #[schema(
+        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub device_id: Option<String>,
+    #[schema(
+        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub content_id: Option<String>,
     /// Streams of this account to end in the same step.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<IdSchema>)]
     pub terminate: Vec<String>,
 }
 
@@ -130,17 +146,49 @@ pub struct StreamsResponse {
     pub streams: Vec<StreamDto>,
 }
 
+/// An id in the schema: 1–128 characters of `A-Z a-z 0-9 . _ : @ -`.
+pub struct IdSchema;
+
+impl utoipa::PartialSchema for IdSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Za-z0-9._:@-]{1,128}$"))
+            .min_length(Some(1))
+            .max_length(Some(crate::domain::ids::MAX_ID_LEN))
+            .into()
+    }
+}
+
+impl ToSchema for IdSchema {}
+
 /// Body of `PUT /admin/users/{user}/limit`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LimitBody {
     /// 0 (blocked) to 1000.
-    pub limit: i64,
+    /// A JSON number with no fraction (`3` or `3.0`).
+    #[schema(value_type = i64, minimum = 0, maximum = 1000)]
+    pub limit: serde_json::Number,
 }
 
 impl LimitBody {
     pub fn limit(&self) -> Result<Limit, ApiError> {
-        u32::try_from(self.limit)
-            .ok()
+        // JSON Schema counts `3.0` as an integer; `2.5` is not one.
+        if self.limit.as_f64().is_some_and(|f| f.fract() != 0.0) {
+            return Err(ApiError::MalformedJson(format!(
+                "limit must be a whole number, got {}",
+                self.limit
+            )));
+        }
+        let whole = self.limit.as_u64().or_else(|| {
+            self.limit
+                .as_f64()
+                .filter(|f| (0.0..=1000.0).contains(f))
+                .map(|f| f as u64)
+        });
+        whole
+            .and_then(|n| u32::try_from(n).ok())
             .and_then(|n| Limit::new(n).ok())
             .ok_or_else(|| {
                 ApiError::InvalidRequest(format!(

@@ -43,6 +43,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The store failed or timed out; the cause was logged where it happened.
     StoreUnavailable,
+    /// Shutdown has started (`/readyz`).
+    Draining,
+    /// Too many requests for one stream or one account (`Retry-After`).
+    Throttled {
+        retry_after_s: u64,
+    },
 }
 
 impl ApiError {
@@ -117,6 +123,12 @@ impl ApiError {
                 "store-unavailable",
                 "Store unavailable",
             ),
+            Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining", "Shutting down"),
+            Throttled { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
         }
     }
 
@@ -141,6 +153,19 @@ impl ApiError {
             PayloadTooLarge => "the body is larger than 16 KiB".into(),
             UnsupportedMediaType => "send Content-Type: application/json".into(),
             StoreUnavailable => "the limiter's store did not answer in time; retry shortly".into(),
+            Draining => "this instance is shutting down; use another one".into(),
+            Throttled { retry_after_s } => {
+                format!("too many requests for this stream or account; retry in {retry_after_s} s")
+            }
+        }
+    }
+
+    /// Seconds the client should wait before retrying, if it should.
+    fn retry_after(&self) -> Option<HeaderValue> {
+        match self {
+            ApiError::StoreUnavailable => Some(HeaderValue::from_static(RETRY_AFTER_SECS)),
+            ApiError::Throttled { retry_after_s } => Some(HeaderValue::from(*retry_after_s)),
+            _ => None,
         }
     }
 
@@ -168,6 +193,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
+        let retry_after = self.retry_after();
         let challenge = match &self {
             ApiError::Unauthenticated(TokenError::Missing) => Some("Bearer"),
             ApiError::Unauthenticated(TokenError::Invalid(_)) => {
@@ -193,11 +219,8 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        if let Some(value) = retry_after {
+            headers.insert(header::RETRY_AFTER, value);
         }
         response
     }

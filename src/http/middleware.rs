@@ -1,58 +1,61 @@
-//! Around every request: a request id (taken from `X-Request-Id` or made,
-//! and returned), one JSON access-log line, and the HTTP metrics.
+//! Around every request: a request id (a client's `X-Request-Id` when it is
+//! short and plain, else a fresh one; returned either way) that every line
+//! logged while handling the request carries, the body size check, the
+//! HTTP metrics and the access-log line.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use axum::response::{IntoResponse, Response};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use super::{ApiError, MAX_BODY_BYTES};
+use crate::config::AccessLog;
 
-/// Wraps `router` in the request-id, logging and metrics layers.
-pub fn around<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    router
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(middleware::from_fn(access_log))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, SequentialIds::new()))
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client request id kept.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Wraps `router` in the request-id, logging and metrics layer.
+pub fn around<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    access_log: AccessLog,
+) -> Router<S> {
+    router.layer(middleware::from_fn(move |req, next| {
+        observe(req, next, access_log)
+    }))
+}
+
+/// A client's request id, if it is one we can log and echo as it is:
+/// 1–128 characters of `A-Z a-z 0-9 . _ : @ - / + =`.
+pub fn acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'.' | b'_' | b':' | b'@' | b'-' | b'/' | b'+' | b'=')
+        })
 }
 
 /// Request ids made of a random per-process prefix and a counter: unique
-/// across instances without a random draw (a syscall) per request.
-#[derive(Clone)]
-struct SequentialIds {
-    prefix: Arc<str>,
-    next: Arc<AtomicU64>,
-}
-
-impl SequentialIds {
-    fn new() -> Self {
-        Self {
-            prefix: uuid::Uuid::new_v4().simple().to_string().into(),
-            next: Arc::new(AtomicU64::new(1)),
-        }
-    }
-}
-
-impl MakeRequestId for SequentialIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}-{n:x}", self.prefix);
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
-    }
+/// across instances without a random draw per request.
+fn fresh_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<Arc<str>> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string().into());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::try_from(format!("{prefix}-{n:x}")).expect("hex and '-' are header-safe")
 }
 
 /// A fixed set of labels: hyper accepts any extension method, and each
 /// new label value would be a new series kept forever.
-fn method_label(method: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
+fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -65,7 +68,45 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-async fn access_log(req: Request, next: Next) -> Response {
+/// Whether an answer gets an access-log line. `changes` leaves out what
+/// changes nothing and is counted in metrics anyway: renewed heartbeats,
+/// successful reads, and throttled requests (a flood would flood the log).
+fn logged(mode: AccessLog, method: &Method, route: &str, status: StatusCode) -> bool {
+    match mode {
+        AccessLog::All => true,
+        AccessLog::Off => false,
+        AccessLog::Changes => {
+            let renewal = route == "/streams/{id}/heartbeat" && status == StatusCode::OK;
+            let read = (method == Method::GET || method == Method::HEAD) && status.is_success();
+            !(renewal || read || status == StatusCode::TOO_MANY_REQUESTS)
+        }
+    }
+}
+
+fn body_too_large(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+}
+
+async fn observe(mut req: Request, next: Next, access_log: AccessLog) -> Response {
+    let request_id = match req.headers().get(&REQUEST_ID) {
+        Some(id) if acceptable_request_id(id) => id.clone(),
+        _ => {
+            let id = fresh_request_id();
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let mut response =
+        crate::telemetry::with_request_id(request_id.clone(), handle(req, next, access_log)).await;
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}
+
+async fn handle(req: Request, next: Next, access_log: AccessLog) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -73,34 +114,81 @@ async fn access_log(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-
-    let response = next.run(req).await;
+    let response = if body_too_large(&req) {
+        ApiError::PayloadTooLarge.into_response()
+    } else {
+        next.run(req).await
+    };
 
     let latency = started.elapsed();
-    let status = response.status().as_u16();
+    let status = response.status();
     metrics::counter!(
         "streamguard_http_requests_total",
         "method" => method_label(&method),
         "route" => route.clone(),
-        "status" => status.to_string(),
+        "status" => status.as_str().to_owned(),
     )
     .increment(1);
     metrics::histogram!("streamguard_http_request_duration_seconds", "route" => route.clone())
         .record(latency.as_secs_f64());
-    tracing::info!(
-        target: "streamguard::access",
-        method = %method,
-        route,
-        status,
-        latency_us = latency.as_micros() as u64,
-        request_id,
-        "request"
-    );
+    if logged(access_log, &method, &route, status) {
+        tracing::info!(
+            target: "streamguard::access",
+            method = method_label(&method),
+            route,
+            status = status.as_u16(),
+            latency_us = latency.as_micros() as u64,
+            "request"
+        );
+    }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        let ok = |s: &str| acceptable_request_id(&HeaderValue::from_str(s).unwrap());
+        assert!(ok("abc-123"));
+        assert!(ok("Root=1-5759e988-bd862e3fe1be46a994272793"));
+        assert!(ok(&"a".repeat(128)));
+        assert!(!ok(&"a".repeat(129)));
+        assert!(!ok(""));
+        assert!(!ok("a b"));
+        assert!(!ok("a\"b"));
+        assert!(!ok("a{}b"));
+    }
+
+    #[test]
+    fn changes_mode_leaves_out_renewals_reads_and_floods() {
+        let hb = "/streams/{id}/heartbeat";
+        let m = AccessLog::Changes;
+        assert!(!logged(m, &Method::POST, hb, StatusCode::OK));
+        assert!(logged(m, &Method::POST, hb, StatusCode::GONE));
+        assert!(!logged(m, &Method::GET, "/streams", StatusCode::OK));
+        assert!(logged(
+            m,
+            &Method::GET,
+            "/streams",
+            StatusCode::SERVICE_UNAVAILABLE
+        ));
+        assert!(logged(m, &Method::POST, "/streams", StatusCode::CREATED));
+        assert!(logged(m, &Method::POST, "/streams", StatusCode::CONFLICT));
+        assert!(logged(
+            m,
+            &Method::DELETE,
+            "/streams/{id}",
+            StatusCode::NO_CONTENT
+        ));
+        assert!(!logged(m, &Method::POST, hb, StatusCode::TOO_MANY_REQUESTS));
+        assert!(logged(AccessLog::All, &Method::POST, hb, StatusCode::OK));
+        assert!(!logged(
+            AccessLog::Off,
+            &Method::POST,
+            "/streams",
+            StatusCode::CREATED
+        ));
+    }
 }

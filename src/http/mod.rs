@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -10,13 +11,13 @@ use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Authenticator;
-use crate::config::{OnStoreError, Secret};
+use crate::config::{AccessLog, OnStoreError, Operations, Secret};
 use crate::domain::{Clock, Policy};
 use crate::grant::GrantSigner;
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
-mod bearer;
+pub mod bearer;
 mod console;
 pub mod dto;
 mod error;
@@ -25,8 +26,10 @@ mod middleware;
 mod openapi;
 mod ops;
 mod streams;
+pub mod throttle;
 
 pub use error::ApiError;
+pub use middleware::acceptable_request_id;
 pub use openapi::ApiDoc;
 
 /// Largest request body accepted.
@@ -47,6 +50,49 @@ pub struct Shared {
     pub store_timeout: Duration,
     pub on_store_error: OnStoreError,
     pub metrics: PrometheusHandle,
+    pub ops: Ops,
+}
+
+pub struct WeakAppState(std::sync::Weak<Shared>);
+
+impl WeakAppState {
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(AppState)
+    }
+}
+
+/// How the service protects and reports itself: flood limits, draining,
+/// which requests are logged, where `/metrics` is served.
+pub struct Ops {
+    pub throttle: throttle::Throttle,
+    /// Set when shutdown starts: `/readyz` answers 503 from then on.
+    pub draining: AtomicBool,
+    pub access_log: AccessLog,
+    /// `/metrics` on the API's port (no `--metrics-listen`).
+    pub metrics_on_api: bool,
+    pub max_connections: u32,
+    pub shutdown_timeout: Duration,
+}
+
+impl Ops {
+    pub fn new(config: &Operations) -> Self {
+        Self {
+            throttle: throttle::Throttle::new(config.rate_per_stream, config.rate_per_account),
+            draining: AtomicBool::new(false),
+            access_log: config.access_log,
+            metrics_on_api: config.metrics_listen.is_none(),
+            max_connections: config.max_connections,
+            shutdown_timeout: config.shutdown_timeout,
+        }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -59,6 +105,11 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
+    }
+
+    /// A handle that does not keep the state alive (for background tasks).
+    pub fn downgrade(&self) -> WeakAppState {
+        WeakAppState(Arc::downgrade(&self.0))
     }
 
     /// Runs one store call within `--store-timeout`, timing it. A failure is
@@ -96,11 +147,10 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
+    let mut routes = Router::new()
         .route("/", get(ops::legacy_health))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/streams", get(streams::list).post(streams::start))
@@ -117,7 +167,19 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(console::routes())
         .fallback(ops::not_found)
-        .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    middleware::around(routes).with_state(state)
+        .method_not_allowed_fallback(ops::method_not_allowed);
+    if state.ops.metrics_on_api {
+        routes = routes.route("/metrics", get(ops::metrics));
+    }
+    let access_log = state.ops.access_log;
+    let routes = routes.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    middleware::around(routes, access_log).with_state(state)
+}
+
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .with_state(state)
 }

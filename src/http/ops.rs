@@ -6,39 +6,41 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::json;
-use utoipa::OpenApi;
 
 use super::admin::Admin;
-use super::openapi::ApiDoc;
 use super::{ApiError, AppState};
 
 /// The original service's health check, kept for its load balancers.
-#[utoipa::path(get, path = "/", tag = "operations",
+#[utoipa::path(get, path = "/", tag = "operations", operation_id = "legacy_health",
     responses((status = 200, description = "The service runs", body = String, content_type = "text/plain")))]
 pub async fn legacy_health() -> &'static str {
     "ITS WORKING"
 }
 
 /// Liveness: 200 while the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz", responses((status = 200, description = "Alive")))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: 200 when the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz", responses(
     (status = 200, description = "The store answers"),
-    (status = 503, description = "The store does not answer", content_type = "application/problem+json"),
+    (status = 503, description = "store-unavailable, or draining: shutdown has started", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if state.ops.is_draining() {
+        return Err(ApiError::Draining);
+    }
     state.call("ping", state.store.ping()).await?;
     Ok(Json(json!({ "status": "ready" })))
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::refresh_gauges();
     (
         [(
             header::CONTENT_TYPE,
@@ -80,10 +82,11 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    let jwt = matches!(state.auth, crate::auth::Authenticator::Jwt(_));
+    Json(super::openapi::document(jwt))
 }
 
 pub async fn not_found() -> ApiError {

@@ -16,18 +16,22 @@ use crate::domain::{
 use crate::telemetry;
 
 /// The calling account's live streams.
-#[utoipa::path(get, path = "/streams", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id")),
+#[utoipa::path(get, path = "/streams", tag = "streams", operation_id = "list_streams",
+    security(("x_id" = [])),
+    params(super::openapi::AccountHeader),
     responses(
-        (status = 200, body = StreamsResponse),
-        (status = 401, description = "No identity", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account's live streams", body = StreamsResponse),
+        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "list_streams")]
 pub async fn list(
     State(state): State<AppState>,
     Identity(Caller { user, .. }): Identity,
 ) -> Result<Json<StreamsResponse>, ApiError> {
+    state.ops.throttle.check_account(&user)?;
     let view = state.call("view", state.store.view(&user)).await?;
     Ok(Json(StreamsResponse {
         user_id: user.to_string(),
@@ -38,18 +42,20 @@ pub async fn list(
 }
 
 /// Start playback: takes a slot, or says why not.
-#[utoipa::path(post, path = "/streams", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id")),
-    request_body(content = Option<StartBody>, description = "Optional"),
+#[utoipa::path(post, path = "/streams", tag = "streams", operation_id = "start_stream",
+    security(("x_id" = [])),
+    request_body(content = StartBody, description = "Optional: an empty body starts a stream with a generated id"),
+    params(super::openapi::AccountHeader),
     responses(
-        (status = 201, description = "Granted; Location names the stream", body = StartResponse),
+        (status = 201, description = "Granted; Location names the stream", body = StartResponse, headers(("Location" = String, description = "/streams/{id}"))),
         (status = 200, description = "The named stream is already live (idempotent retry)", body = StartResponse),
-        (status = 400, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "stream-limit-reached, with limit, active and streams; or stream-id-conflict", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid-request or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stream-limit-reached (with limit, active, streams) or stream-id-conflict", body = super::openapi::ConflictProblem, content_type = "application/problem+json"),
+        (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "start_stream")]
 pub async fn start(
@@ -57,6 +63,7 @@ pub async fn start(
     Identity(Caller { user, plan }): Identity,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<Response, ApiError> {
+    state.ops.throttle.check_account(&user)?;
     let req = StartRequest {
         plan,
         ..body.unwrap_or_default().into_request()?
@@ -115,13 +122,17 @@ fn created(location: String, body: StartResponse) -> Response {
 }
 
 /// Keep the stream alive.
-#[utoipa::path(post, path = "/streams/{id}/heartbeat", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(post, path = "/streams/{id}/heartbeat", tag = "streams", operation_id = "heartbeat_stream",
+    security(("x_id" = [])),
+    params(super::openapi::AccountHeader, super::openapi::StreamParam),
     responses(
-        (status = 200, body = HeartbeatResponse),
-        (status = 404, description = "This account has no such stream", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "stream-ended, with reason", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Renewed: the lease runs to the new expires_at", body = HeartbeatResponse),
+        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "stream-not-found: this account has no such stream (the player should stop)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "stream-ended, with reason: the player must stop", body = super::openapi::EndedProblem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "heartbeat")]
 pub async fn heartbeat(
@@ -129,6 +140,7 @@ pub async fn heartbeat(
     Identity(Caller { user, .. }): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    state.ops.throttle.check_stream(&user, &id)?;
     let decision = match state
         .call("heartbeat", state.store.heartbeat(&user, &id))
         .await
@@ -155,11 +167,15 @@ pub async fn heartbeat(
 }
 
 /// Stop playback; succeeds also when the stream is already gone.
-#[utoipa::path(delete, path = "/streams/{id}", tag = "streams",
-    params(("X-ID" = String, Header, description = "Account id"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(delete, path = "/streams/{id}", tag = "streams", operation_id = "stop_stream",
+    security(("x_id" = [])),
+    params(super::openapi::AccountHeader, super::openapi::StreamParam),
     responses(
         (status = 204, description = "Stopped, or already gone"),
-        (status = 503, body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, name = "stop_stream")]
 pub async fn stop(
@@ -167,6 +183,7 @@ pub async fn stop(
     Identity(Caller { user, .. }): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<StatusCode, ApiError> {
+    state.ops.throttle.check_stream(&user, &id)?;
     let ended = state
         .call("end", state.store.end(&user, &id, EndReason::Stopped))
         .await?;

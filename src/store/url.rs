@@ -47,9 +47,10 @@ impl StoreUrl {
     }
 }
 
-/// Where a Redis store lives and how its keys are named.
+/// Where a Redis store lives and how its keys are named. Its `Debug`
+/// hides the passwords the node URLs may carry.
 #[cfg(feature = "redis")]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
     /// One URL for a single server; one per seed node for a cluster.
     pub nodes: Vec<String>,
@@ -58,6 +59,34 @@ pub struct RedisTarget {
     pub prefix: String,
     /// Refuse a server that may forget keys (`--redis-strict`, not in the URL).
     pub strict: bool,
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| redact_userinfo(n)).collect();
+        f.debug_struct("RedisTarget")
+            .field("nodes", &nodes)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("strict", &self.strict)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host…` with the password replaced by `***`.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// Key prefix when the URL names none.
@@ -94,7 +123,8 @@ impl FromStr for StoreUrl {
                 "the redis store is not part of this build (rebuild with --features redis)".into(),
             ),
             _ => Err(format!(
-                "unknown store {s:?}: expected `memory`, `file:PATH`, `redis://…` or `redis+cluster://…`"
+                "unknown store {:?}: expected `memory`, `file:PATH`, `redis://…` or `redis+cluster://…`",
+                redact_userinfo(s)
             )),
         }
     }
@@ -279,6 +309,7 @@ mod tests {
             })
         );
         assert!(!single.to_string().contains("pw"), "{single}");
+        assert!(!format!("{single:?}").contains("pw"), "{single:?}");
         let cluster: StoreUrl = "redis+cluster://h1:7000,h2:7001".parse().unwrap();
         assert_eq!(
             cluster,
@@ -337,6 +368,21 @@ mod tests {
             let err = text.parse::<StoreUrl>().unwrap_err();
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_userinfo("redis://:s3cret@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(
+            redact_userinfo("rediss://app:s3cret@h/?x=@y"),
+            "rediss://app:***@h/?x=@y"
+        );
+        assert_eq!(redact_userinfo("redis://h:6379"), "redis://h:6379");
+        let err = "postgres://u:s3cret@db/x".parse::<StoreUrl>().unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -2,11 +2,14 @@
 
 mod admin;
 mod bad_input;
+mod binary;
 mod console;
 mod grants;
+mod hardening;
 mod identity;
 mod ops;
 mod server;
+mod state_machine;
 mod store_failure;
 mod streams;
 mod support;

@@ -1,0 +1,171 @@
+//! Flood limits, checked in the handlers right after the identity is known
+//! and before any store call: a rate per stream (heartbeats and stops of one
+//! stream) and a rate per account (every request that acts for it).
+//!
+//! The handlers call [`Throttle::check_account`] or
+//! [`Throttle::check_stream`] with the account the identity extractor found,
+//! so the same check applies whatever proves the identity (`X-ID`, a JWT's
+//! `sub`). Keys are a keyed hash of the ids, so a check allocates nothing;
+//! idle keys are dropped by [`Throttle::forget_idle`], which the service runs
+//! every few seconds, so the limiter's memory follows the active keys only.
+
+use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::ApiError;
+use crate::domain::{StreamId, UserId};
+
+/// Default requests per second for one stream. A player heartbeats every
+/// `lease_ttl / 3` (30 s by default); retries after errors stay far below.
+pub const DEFAULT_PER_STREAM: u32 = 10;
+/// Default requests per second for one account: a burst of 200 (a hundred
+/// starts racing for the last slot, say) reaches the store.
+pub const DEFAULT_PER_ACCOUNT: u32 = 200;
+
+/// How often idle keys are dropped.
+pub const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
+
+pub struct Throttle {
+    per_stream: Option<DefaultKeyedRateLimiter<u64>>,
+    per_account: Option<DefaultKeyedRateLimiter<u64>>,
+    /// Keyed with a per-process secret, so a client cannot choose ids whose
+    /// keys collide with another account's.
+    keys: RandomState,
+}
+
+/// `n` requests a second, with a burst of `n`; 0 turns the scope off.
+fn limiter(per_second: u32) -> Option<DefaultKeyedRateLimiter<u64>> {
+    NonZeroU32::new(per_second).map(|n| RateLimiter::dashmap(Quota::per_second(n)))
+}
+
+impl Throttle {
+    pub fn new(per_stream: u32, per_account: u32) -> Self {
+        Self {
+            per_stream: limiter(per_stream),
+            per_account: limiter(per_account),
+            keys: RandomState::new(),
+        }
+    }
+
+    /// A request that acts for `user`.
+    pub fn check_account(&self, user: &UserId) -> Result<(), ApiError> {
+        let key = self.keys.hash_one(user.as_str());
+        check(self.per_account.as_ref(), key, "account")
+    }
+
+    /// A request about one stream of `user`: counts for the stream and for
+    /// the account.
+    pub fn check_stream(&self, user: &UserId, id: &StreamId) -> Result<(), ApiError> {
+        let key = self.keys.hash_one((user.as_str(), id.as_str()));
+        check(self.per_stream.as_ref(), key, "stream")?;
+        self.check_account(user)
+    }
+
+    /// Drops the keys whose bucket is full again (they behave as new ones),
+    /// and gives the freed memory back.
+    pub fn forget_idle(&self) {
+        for limiter in [&self.per_stream, &self.per_account].into_iter().flatten() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Keys held, per-stream and per-account together.
+    pub fn len(&self) -> usize {
+        [&self.per_stream, &self.per_account]
+            .into_iter()
+            .flatten()
+            .map(|l| l.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn check(
+    limiter: Option<&DefaultKeyedRateLimiter<u64>>,
+    key: u64,
+    scope: &'static str,
+) -> Result<(), ApiError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check_key(&key).map_err(|not_until| {
+        metrics::counter!("streamguard_throttled_total", "scope" => scope).increment(1);
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        // Whole seconds, rounded up: a client that waits that long passes.
+        let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::Throttled {
+            retry_after_s: retry_after_s.max(1),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn stream(s: &str) -> StreamId {
+        StreamId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_stream_flood_is_cut_and_other_streams_pass() {
+        let t = Throttle::new(10, 1000);
+        let (alice, tv) = (user("alice"), stream("tv"));
+        let passed = (0..400)
+            .filter(|_| t.check_stream(&alice, &tv).is_ok())
+            .count();
+        assert!((10..=12).contains(&passed), "{passed} passed");
+        assert!(t.check_stream(&alice, &stream("phone")).is_ok());
+        assert!(t.check_stream(&user("bob"), &tv).is_ok());
+        match t.check_stream(&alice, &tv) {
+            Err(ApiError::Throttled { retry_after_s }) => assert_eq!(retry_after_s, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_account_rate_counts_every_stream() {
+        let t = Throttle::new(10, 50);
+        let alice = user("alice");
+        let passed = (0..100)
+            .filter(|i| t.check_stream(&alice, &stream(&format!("s{i}"))).is_ok())
+            .count();
+        assert!((50..=52).contains(&passed), "{passed} passed");
+        assert!(t.check_account(&alice).is_err());
+        assert!(t.check_account(&user("bob")).is_ok());
+    }
+
+    #[test]
+    fn zero_turns_a_scope_off() {
+        let t = Throttle::new(0, 0);
+        let (alice, tv) = (user("alice"), stream("tv"));
+        assert!((0..10_000).all(|_| t.check_stream(&alice, &tv).is_ok()));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn idle_keys_are_forgotten() {
+        let t = Throttle::new(1000, 1000);
+        for i in 0..1000 {
+            t.check_account(&user(&format!("u{i}"))).unwrap();
+        }
+        assert_eq!(t.len(), 1000);
+        // One request used a thousandth of each bucket; one millisecond
+        // later every bucket is full again, so every key is idle.
+        std::thread::sleep(Duration::from_millis(5));
+        t.forget_idle();
+        assert_eq!(t.len(), 0);
+    }
+}
