@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::server::Server;
-use crate::{ADMIN, client};
+use crate::{ADMIN, client, live};
 
 /// The binary on `data`, with a generous store timeout: the subject here is
 /// durability, not the timeout.
@@ -54,24 +54,6 @@ async fn heartbeat(s: &Server, user: &str, id: &str) -> (u16, Option<String>) {
     let status = reply.status().as_u16();
     let body: Value = reply.json().await.unwrap();
     (status, body["reason"].as_str().map(str::to_owned))
-}
-
-async fn live(s: &Server, user: &str) -> Vec<String> {
-    let body: Value = client()
-        .get(s.url("/streams"))
-        .header("x-id", user)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn ended(reason: &str) -> (u16, Option<String>) {
