@@ -16,7 +16,16 @@ use crate::support::{shared_url, unique_prefix};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_grant_exactly_the_limit() {
     let store = format!("{}?prefix={}", shared_url(), unique_prefix("two-processes"));
-    let args = ["--store", store.as_str(), "--default-limit", "3"];
+    // The subject is the race, not the timeout: a generous one, so a busy
+    // machine cannot turn a decision into a 503.
+    let args = [
+        "--store",
+        store.as_str(),
+        "--default-limit",
+        "3",
+        "--store-timeout",
+        "10s",
+    ];
     let servers = [
         crate::server::Server::start(&args, &[]),
         crate::server::Server::start(&args, &[]),
