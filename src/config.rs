@@ -242,13 +242,7 @@ impl Config {
     /// Reads the secrets given as files (`--admin-token-file`).
     pub fn load_secret_files(&mut self) -> Result<(), String> {
         if let Some(path) = &self.admin_token_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
-            let token = text.strip_suffix('\n').unwrap_or(&text);
-            let token = token.strip_suffix('\r').unwrap_or(token);
-            self.admin_token = Some(
-                parse_secret(token).map_err(|e| format!("--admin-token-file: the token {e}"))?,
-            );
+            self.admin_token = Some(read_secret_file("--admin-token-file", path)?);
         }
         Ok(())
     }
@@ -284,18 +278,13 @@ impl Config {
         let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
             (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| AuthSetupError::Keys {
-                    what: format!("--jwt-secret-file {}", path.display()),
-                    reason: e.to_string(),
+                let secret = read_secret_file("--jwt-secret-file", path).map_err(|reason| {
+                    AuthSetupError::Keys {
+                        what: "--jwt-secret-file".into(),
+                        reason,
+                    }
                 })?;
-                let secret = text.trim_end_matches(['\r', '\n']);
-                if secret.is_empty() {
-                    return Err(AuthSetupError::Keys {
-                        what: format!("--jwt-secret-file {}", path.display()),
-                        reason: "the file is empty".into(),
-                    });
-                }
-                Some(secret.as_bytes().to_vec())
+                Some(secret.expose().as_bytes().to_vec())
             }
             (None, None) => None,
         };
@@ -359,6 +348,16 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// A secret kept in a file, for `--…-file` flags: one trailing newline
+/// (`\n` or `\r\n`) is not part of it.
+fn read_secret_file(flag: &str, path: &std::path::Path) -> Result<Secret, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    parse_secret(secret).map_err(|e| format!("{flag}: the secret {e}"))
 }
 
 fn parse_secret(s: &str) -> Result<Secret, String> {

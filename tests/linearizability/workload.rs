@@ -44,8 +44,6 @@ pub struct Workload {
     pub clients: usize,
     pub ops_per_client: usize,
     pub seed: u64,
-    /// Whether starts sometimes carry a plan limit from the caller's token.
-    pub plan_claims: bool,
 }
 
 impl Workload {
@@ -70,7 +68,6 @@ impl Workload {
             clients: 6,
             ops_per_client: 4,
             seed,
-            plan_claims: true,
         }
     }
 }
@@ -112,7 +109,7 @@ fn stream(rng: &mut Rng) -> StreamId {
     StreamId::parse(&format!("s{}", rng.below(6))).unwrap()
 }
 
-fn input(rng: &mut Rng, plan_claims: bool) -> Input {
+fn input(rng: &mut Rng) -> Input {
     match rng.below(100) {
         // Plain starts, starts on a device (replacing what it plays),
         // starts that terminate other streams, now and then a plan claim.
@@ -125,8 +122,7 @@ fn input(rng: &mut Rng, plan_claims: bool) -> Input {
             } else {
                 Vec::new()
             },
-            plan: (plan_claims && rng.below(20) == 0)
-                .then(|| Limit::new(rng.below(4) as u32).unwrap()),
+            plan: (rng.below(20) == 0).then(|| Limit::new(rng.below(4) as u32).unwrap()),
         },
         40..=64 => Input::Heartbeat(stream(rng)),
         65..=74 => Input::Stop(stream(rng)),
@@ -185,12 +181,11 @@ pub async fn check(backend: &Backend, w: Workload) -> Result<Stats, String> {
                 let users = backend.users.clone();
                 let mut rng = Rng::new(rng.next());
                 let ops_per_client = w.ops_per_client;
-                let plan_claims = w.plan_claims;
                 tokio::spawn(async move {
                     let mut ops = Vec::with_capacity(ops_per_client);
                     for _ in 0..ops_per_client {
                         let account = rng.below(users.len() as u64) as usize;
-                        let input = input(&mut rng, plan_claims);
+                        let input = input(&mut rng);
                         let call = epoch.elapsed().as_nanos() as u64;
                         let output = run(store.as_ref(), &users[account], &input).await;
                         let ret = epoch.elapsed().as_nanos() as u64;
