@@ -242,7 +242,8 @@ impl Config {
     /// Reads the secrets given as files (`--admin-token-file`).
     pub fn load_secret_files(&mut self) -> Result<(), String> {
         if let Some(path) = &self.admin_token_file {
-            self.admin_token = Some(read_secret_file("--admin-token-file", path)?);
+            self.admin_token =
+                Some(read_secret_file(path).map_err(|e| format!("--admin-token-file {e}"))?);
         }
         Ok(())
     }
@@ -278,11 +279,9 @@ impl Config {
         let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
             (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
             (None, Some(path)) => {
-                let secret = read_secret_file("--jwt-secret-file", path).map_err(|reason| {
-                    AuthSetupError::Keys {
-                        what: "--jwt-secret-file".into(),
-                        reason,
-                    }
+                let secret = read_secret_file(path).map_err(|reason| AuthSetupError::Keys {
+                    what: "--jwt-secret-file".into(),
+                    reason,
                 })?;
                 Some(secret.expose().as_bytes().to_vec())
             }
@@ -352,12 +351,11 @@ impl fmt::Debug for Secret {
 
 /// A secret kept in a file, for `--…-file` flags: one trailing newline
 /// (`\n` or `\r\n`) is not part of it.
-fn read_secret_file(flag: &str, path: &std::path::Path) -> Result<Secret, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let secret = text.strip_suffix('\n').unwrap_or(&text);
     let secret = secret.strip_suffix('\r').unwrap_or(secret);
-    parse_secret(secret).map_err(|e| format!("{flag}: the secret {e}"))
+    parse_secret(secret).map_err(|e| format!("{}: the secret {e}", path.display()))
 }
 
 fn parse_secret(s: &str) -> Result<Secret, String> {

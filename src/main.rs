@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
+use streamguard::StartError;
 use streamguard::config::{Cli, Command};
 use streamguard::domain::SystemClock;
 use streamguard::telemetry::{self, LogSettings};
@@ -33,7 +33,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let state = streamguard::app_state(&config, Arc::new(SystemClock))
         .await
-        .with_context(|| format!("store {}", config.store))?;
+        .map_err(|e| match e {
+            StartError::Store(_) => {
+                anyhow::Error::new(e).context(format!("store {}", config.store))
+            }
+            other => other.into(),
+        })?;
     let listener = TcpListener::bind(config.listen).await?;
     let metrics = match config.ops.metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await?),
