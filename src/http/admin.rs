@@ -46,7 +46,7 @@ impl FromRequestParts<AppState> for Admin {
         (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "admin_list")]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_list")]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -73,7 +73,7 @@ pub async fn list(
         (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "admin_revoke")]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_revoke")]
 pub async fn revoke(
     _: Admin,
     State(state): State<AppState>,
@@ -98,7 +98,7 @@ pub async fn revoke(
         (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "admin_get_limit")]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_get_limit")]
 pub async fn get_limit(
     _: Admin,
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ pub async fn get_limit(
         (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "admin_set_limit")]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_set_limit")]
 pub async fn set_limit(
     _: Admin,
     State(state): State<AppState>,
@@ -161,7 +161,7 @@ pub async fn set_limit(
         (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "admin_clear_limit")]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_clear_limit")]
 pub async fn clear_limit(
     _: Admin,
     State(state): State<AppState>,

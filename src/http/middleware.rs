@@ -71,13 +71,13 @@ fn method_label(method: &Method) -> &'static str {
 /// Whether an answer gets an access-log line. `changes` leaves out what
 /// changes nothing and is counted in metrics anyway: renewed heartbeats,
 /// successful reads, and throttled requests (a flood would flood the log).
-fn logged(mode: AccessLog, method: &Method, route: &str, status: StatusCode) -> bool {
+fn logged(mode: AccessLog, method: &str, route: &str, status: StatusCode) -> bool {
     match mode {
         AccessLog::All => true,
         AccessLog::Off => false,
         AccessLog::Changes => {
             let renewal = route == "/streams/{id}/heartbeat" && status == StatusCode::OK;
-            let read = (method == Method::GET || method == Method::HEAD) && status.is_success();
+            let read = (method == "GET" || method == "HEAD") && status.is_success();
             !(renewal || read || status == StatusCode::TOO_MANY_REQUESTS)
         }
     }
@@ -108,12 +108,8 @@ async fn observe(mut req: Request, next: Next, access_log: AccessLog) -> Respons
 
 async fn handle(req: Request, next: Next, access_log: AccessLog) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let method = method_label(req.method());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
     let response = if body_too_large(&req) {
         ApiError::PayloadTooLarge.into_response()
     } else {
@@ -122,19 +118,12 @@ async fn handle(req: Request, next: Next, access_log: AccessLog) -> Response {
 
     let latency = started.elapsed();
     let status = response.status();
-    metrics::counter!(
-        "streamguard_http_requests_total",
-        "method" => method_label(&method),
-        "route" => route.clone(),
-        "status" => status.as_str().to_owned(),
-    )
-    .increment(1);
-    metrics::histogram!("streamguard_http_request_duration_seconds", "route" => route.clone())
-        .record(latency.as_secs_f64());
-    if logged(access_log, &method, &route, status) {
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::telemetry::http_request(method, route, status.as_str(), latency);
+    if logged(access_log, method, route, status) {
         tracing::info!(
             target: "streamguard::access",
-            method = method_label(&method),
+            method,
             route,
             status = status.as_u16(),
             latency_us = latency.as_micros() as u64,
@@ -165,28 +154,23 @@ mod tests {
     fn changes_mode_leaves_out_renewals_reads_and_floods() {
         let hb = "/streams/{id}/heartbeat";
         let m = AccessLog::Changes;
-        assert!(!logged(m, &Method::POST, hb, StatusCode::OK));
-        assert!(logged(m, &Method::POST, hb, StatusCode::GONE));
-        assert!(!logged(m, &Method::GET, "/streams", StatusCode::OK));
+        assert!(!logged(m, "POST", hb, StatusCode::OK));
+        assert!(logged(m, "POST", hb, StatusCode::GONE));
+        assert!(!logged(m, "GET", "/streams", StatusCode::OK));
         assert!(logged(
             m,
-            &Method::GET,
+            "GET",
             "/streams",
             StatusCode::SERVICE_UNAVAILABLE
         ));
-        assert!(logged(m, &Method::POST, "/streams", StatusCode::CREATED));
-        assert!(logged(m, &Method::POST, "/streams", StatusCode::CONFLICT));
-        assert!(logged(
-            m,
-            &Method::DELETE,
-            "/streams/{id}",
-            StatusCode::NO_CONTENT
-        ));
-        assert!(!logged(m, &Method::POST, hb, StatusCode::TOO_MANY_REQUESTS));
-        assert!(logged(AccessLog::All, &Method::POST, hb, StatusCode::OK));
+        assert!(logged(m, "POST", "/streams", StatusCode::CREATED));
+        assert!(logged(m, "POST", "/streams", StatusCode::CONFLICT));
+        assert!(logged(m, "DELETE", "/streams/{id}", StatusCode::NO_CONTENT));
+        assert!(!logged(m, "POST", hb, StatusCode::TOO_MANY_REQUESTS));
+        assert!(logged(AccessLog::All, "POST", hb, StatusCode::OK));
         assert!(!logged(
             AccessLog::Off,
-            &Method::POST,
+            "POST",
             "/streams",
             StatusCode::CREATED
         ));

@@ -121,8 +121,7 @@ impl AppState {
     ) -> Result<T, ApiError> {
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.store_timeout, call).await;
-        metrics::histogram!("streamguard_store_call_duration_seconds", "op" => op)
-            .record(started.elapsed().as_secs_f64());
+        crate::telemetry::store_call(op, started.elapsed());
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {

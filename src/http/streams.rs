@@ -26,7 +26,7 @@ use crate::telemetry;
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "list_streams")]
+#[tracing::instrument(level = "debug", skip_all, name = "list_streams")]
 pub async fn list(
     State(state): State<AppState>,
     Identity(Caller { user, .. }): Identity,
@@ -57,7 +57,7 @@ pub async fn list(
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "start_stream")]
+#[tracing::instrument(level = "debug", skip_all, name = "start_stream")]
 pub async fn start(
     State(state): State<AppState>,
     Identity(Caller { user, plan }): Identity,
@@ -134,7 +134,7 @@ fn created(location: String, body: StartResponse) -> Response {
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "heartbeat")]
+#[tracing::instrument(level = "debug", skip_all, name = "heartbeat")]
 pub async fn heartbeat(
     State(state): State<AppState>,
     Identity(Caller { user, .. }): Identity,
@@ -177,7 +177,7 @@ pub async fn heartbeat(
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(skip_all, name = "stop_stream")]
+#[tracing::instrument(level = "debug", skip_all, name = "stop_stream")]
 pub async fn stop(
     State(state): State<AppState>,
     Identity(Caller { user, .. }): Identity,

@@ -523,7 +523,7 @@ async fn sdk_config(url: &DynamoDbUrl) -> SdkConfig {
 
 #[async_trait]
 impl StreamStore for DynamoDbStore {
-    #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
         match self.submit(user, Change::Start(req)).await? {
             Outcome::Start(decision) => Ok(decision),
@@ -531,7 +531,7 @@ impl StreamStore for DynamoDbStore {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn heartbeat(
         &self,
         user: &UserId,
@@ -555,7 +555,7 @@ impl StreamStore for DynamoDbStore {
         Err(StoreError::Contended { attempts: 3 })
     }
 
-    #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn end(
         &self,
         user: &UserId,
@@ -571,13 +571,13 @@ impl StreamStore for DynamoDbStore {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn view(&self, user: &UserId) -> Result<AccountView, StoreError> {
         let account = self.inner.read(user).await?.account;
         Ok(account.view(self.inner.clock.now(), &self.inner.policy))
     }
 
-    #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn set_limit(
         &self,
         user: &UserId,
@@ -589,7 +589,7 @@ impl StreamStore for DynamoDbStore {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(store = "dynamodb"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner
             .client

@@ -195,7 +195,7 @@ fn unexpected(op: &'static str, reply: Reply) -> StoreError {
 
 #[async_trait]
 impl StreamStore for RedisStore {
-    #[tracing::instrument(skip_all, name = "redis.start")]
+    #[tracing::instrument(level = "debug", skip_all, name = "redis.start")]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
         let plan = req.plan.map_or(String::new(), |l| l.get().to_string());
         let mut args = vec![
@@ -240,7 +240,7 @@ impl StreamStore for RedisStore {
         Ok(decision)
     }
 
-    #[tracing::instrument(skip_all, name = "redis.heartbeat")]
+    #[tracing::instrument(level = "debug", skip_all, name = "redis.heartbeat")]
     async fn heartbeat(
         &self,
         user: &UserId,
@@ -255,7 +255,7 @@ impl StreamStore for RedisStore {
         }
     }
 
-    #[tracing::instrument(skip_all, name = "redis.end")]
+    #[tracing::instrument(level = "debug", skip_all, name = "redis.end")]
     async fn end(
         &self,
         user: &UserId,
@@ -269,7 +269,7 @@ impl StreamStore for RedisStore {
         }
     }
 
-    #[tracing::instrument(skip_all, name = "redis.view")]
+    #[tracing::instrument(level = "debug", skip_all, name = "redis.view")]
     async fn view(&self, user: &UserId) -> Result<AccountView, StoreError> {
         match self.run(Op::View, user, &[]).await? {
             Reply::View {
@@ -285,7 +285,7 @@ impl StreamStore for RedisStore {
         }
     }
 
-    #[tracing::instrument(skip_all, name = "redis.set_limit")]
+    #[tracing::instrument(level = "debug", skip_all, name = "redis.set_limit")]
     async fn set_limit(
         &self,
         user: &UserId,

@@ -19,6 +19,9 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::config::LogFormat;
 use crate::domain::StartDecision;
 
+mod series;
+pub use series::{http_request, store_call};
+
 /// Seconds buckets for request and store latency.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -439,7 +442,7 @@ mod process {
 /// Counts `n` decisions of one outcome (granted, denied, evicted, …).
 pub fn record_decision(outcome: &'static str, n: usize) {
     if n > 0 {
-        metrics::counter!("streamguard_decisions_total", "outcome" => outcome).increment(n as u64);
+        series::decisions(outcome, n as u64);
         #[cfg(feature = "lambda")]
         crate::lambda::emf::record(outcome, n as u64);
     }

@@ -1,0 +1,216 @@
+//! Handles to the series counted at every request, each looked up once.
+//!
+//! `counter!(name, "route" => route)` with a label value known only at run
+//! time builds a key, hashes it and finds it in the recorder's registry at
+//! every call, four times for a heartbeat. Here every series whose labels
+//! come from a known set has a slot that is filled on first use; a value
+//! outside the sets (a route added later, an unusual status) still counts,
+//! the slow way.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Counter, Histogram};
+
+/// The router's paths (see `http::router`), and `unmatched`.
+const ROUTES: [&str; 17] = [
+    "/",
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/.well-known/jwks.json",
+    "/streams",
+    "/streams/{id}",
+    "/streams/{id}/heartbeat",
+    "/admin/metrics",
+    "/admin/users/{user}/streams",
+    "/admin/users/{user}/streams/{id}",
+    "/admin/users/{user}/limit",
+    "/console",
+    "/console/",
+    "/console/{file}",
+    "/metrics",
+    "unmatched",
+];
+
+/// The method labels the HTTP layer uses (a fixed set; see `method_label`).
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "other",
+];
+
+/// The statuses the API answers with.
+const STATUSES: [&str; 20] = [
+    "200", "201", "204", "304", "400", "401", "403", "404", "405", "406", "408", "409", "410",
+    "413", "415", "422", "429", "431", "500", "503",
+];
+
+/// The outcomes of `streamguard_decisions_total`.
+const OUTCOMES: [&str; 8] = [
+    "granted", "denied", "renewed", "evicted", "replaced", "stopped", "revoked", "expired",
+];
+
+/// The store operations timed by `AppState::call`.
+const STORE_OPS: [&str; 6] = ["start", "heartbeat", "end", "view", "set_limit", "ping"];
+
+const REQUEST_SLOTS: usize = ROUTES.len() * METHODS.len() * STATUSES.len();
+
+static REQUESTS: [OnceLock<Counter>; REQUEST_SLOTS] = [const { OnceLock::new() }; REQUEST_SLOTS];
+static REQUEST_DURATIONS: [OnceLock<Histogram>; ROUTES.len()] =
+    [const { OnceLock::new() }; ROUTES.len()];
+static DECISIONS: [OnceLock<Counter>; OUTCOMES.len()] = [const { OnceLock::new() }; OUTCOMES.len()];
+static STORE_CALLS: [OnceLock<Histogram>; STORE_OPS.len()] =
+    [const { OnceLock::new() }; STORE_OPS.len()];
+
+fn position(set: &[&str], value: &str) -> Option<usize> {
+    set.iter().position(|v| *v == value)
+}
+
+/// The handle in `slot`, made by `make` the first time. Our recorder is
+/// installed first, so a handle is never one of the no-op recorder's.
+fn slot<H>(slot: &OnceLock<H>, make: impl FnOnce() -> H) -> &H {
+    slot.get_or_init(|| {
+        super::metrics_handle();
+        make()
+    })
+}
+
+/// One answered HTTP request: `streamguard_http_requests_total` and
+/// `streamguard_http_request_duration_seconds`.
+pub fn http_request(method: &'static str, route: &str, status: &str, latency: Duration) {
+    let seconds = latency.as_secs_f64();
+    let Some(r) = position(&ROUTES, route) else {
+        let route = route.to_owned();
+        metrics::counter!("streamguard_http_requests_total",
+            "method" => method, "route" => route.clone(), "status" => status.to_owned())
+        .increment(1);
+        metrics::histogram!("streamguard_http_request_duration_seconds", "route" => route)
+            .record(seconds);
+        return;
+    };
+    let route = ROUTES[r];
+    match (position(&METHODS, method), position(&STATUSES, status)) {
+        (Some(m), Some(s)) => {
+            let index = (r * METHODS.len() + m) * STATUSES.len() + s;
+            slot(&REQUESTS[index], || {
+                metrics::counter!("streamguard_http_requests_total",
+                    "method" => METHODS[m], "route" => route, "status" => STATUSES[s])
+            })
+            .increment(1);
+        }
+        _ => metrics::counter!("streamguard_http_requests_total",
+            "method" => method, "route" => route, "status" => status.to_owned())
+        .increment(1),
+    }
+    slot(
+        &REQUEST_DURATIONS[r],
+        || metrics::histogram!("streamguard_http_request_duration_seconds", "route" => route),
+    )
+    .record(seconds);
+}
+
+/// `n` more decisions of one outcome in `streamguard_decisions_total`.
+pub fn decisions(outcome: &'static str, n: u64) {
+    match position(&OUTCOMES, outcome) {
+        Some(o) => slot(
+            &DECISIONS[o],
+            || metrics::counter!("streamguard_decisions_total", "outcome" => OUTCOMES[o]),
+        )
+        .increment(n),
+        None => metrics::counter!("streamguard_decisions_total", "outcome" => outcome).increment(n),
+    }
+}
+
+/// One store call's duration in `streamguard_store_call_duration_seconds`.
+pub fn store_call(op: &'static str, took: Duration) {
+    let seconds = took.as_secs_f64();
+    match position(&STORE_OPS, op) {
+        Some(o) => slot(
+            &STORE_CALLS[o],
+            || metrics::histogram!("streamguard_store_call_duration_seconds", "op" => STORE_OPS[o]),
+        )
+        .record(seconds),
+        None => metrics::histogram!("streamguard_store_call_duration_seconds", "op" => op)
+            .record(seconds),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the one series of `name` whose labels include all of
+    /// `labels` (each `key="value"`), 0 when there is none yet.
+    fn value(name: &str, labels: &[&str]) -> f64 {
+        let page = crate::telemetry::metrics_handle().render();
+        page.lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")))
+            .find(|line| labels.iter().all(|l| line.contains(l)))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[test]
+    fn requests_count_under_their_labels_whether_or_not_they_have_a_slot() {
+        let slotted = [
+            r#"method="PATCH""#,
+            r#"route="/admin/users/{user}/limit""#,
+            r#"status="422""#,
+        ];
+        let unslotted = [r#"route="/only-in-this-test""#, r#"status="299""#];
+        let before = value("streamguard_http_requests_total", &slotted);
+        for _ in 0..3 {
+            http_request(
+                "PATCH",
+                "/admin/users/{user}/limit",
+                "422",
+                Duration::from_micros(40),
+            );
+        }
+        http_request("GET", "/only-in-this-test", "299", Duration::from_millis(2));
+        http_request("BREW", "/streams", "200", Duration::from_millis(2));
+        assert_eq!(
+            value("streamguard_http_requests_total", &slotted),
+            before + 3.0
+        );
+        assert_eq!(value("streamguard_http_requests_total", &unslotted), 1.0);
+        assert_eq!(
+            value(
+                "streamguard_http_requests_total",
+                &[r#"method="BREW""#, r#"route="/streams""#]
+            ),
+            1.0
+        );
+        assert!(
+            value(
+                "streamguard_http_request_duration_seconds_count",
+                &[r#"route="/only-in-this-test""#]
+            ) >= 1.0
+        );
+    }
+
+    #[test]
+    fn decisions_and_store_calls_count_for_known_and_other_values() {
+        let before = value("streamguard_decisions_total", &[r#"outcome="replaced""#]);
+        decisions("replaced", 2);
+        decisions("only-in-this-test", 5);
+        assert_eq!(
+            value("streamguard_decisions_total", &[r#"outcome="replaced""#]),
+            before + 2.0
+        );
+        assert_eq!(
+            value(
+                "streamguard_decisions_total",
+                &[r#"outcome="only-in-this-test""#]
+            ),
+            5.0
+        );
+        store_call("only-in-this-test", Duration::from_millis(1));
+        assert_eq!(
+            value(
+                "streamguard_store_call_duration_seconds_count",
+                &[r#"op="only-in-this-test""#]
+            ),
+            1.0
+        );
+    }
+}
