@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::ApiError;
@@ -97,8 +97,10 @@ fn check(
         return Ok(());
     };
     limiter.check_key(&key).map_err(|not_until| {
-        metrics::counter!("streamguard_throttled_total", "scope" => scope).increment(1);
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        crate::telemetry::throttled(scope);
+        // The limiter's own clock: making a new one calibrates it, which
+        // cost a 429 three times a whole heartbeat.
+        let wait = not_until.wait_time_from(limiter.clock().now());
         // Whole seconds, rounded up: a client that waits that long passes.
         let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         ApiError::Throttled {

@@ -49,6 +49,9 @@ const OUTCOMES: [&str; 8] = [
     "granted", "denied", "renewed", "evicted", "replaced", "stopped", "revoked", "expired",
 ];
 
+/// The scopes of `streamguard_throttled_total`.
+const SCOPES: [&str; 2] = ["stream", "account"];
+
 /// The store operations timed by `AppState::call`.
 const STORE_OPS: [&str; 6] = ["start", "heartbeat", "end", "view", "set_limit", "ping"];
 
@@ -58,6 +61,7 @@ static REQUESTS: [OnceLock<Counter>; REQUEST_SLOTS] = [const { OnceLock::new() }
 static REQUEST_DURATIONS: [OnceLock<Histogram>; ROUTES.len()] =
     [const { OnceLock::new() }; ROUTES.len()];
 static DECISIONS: [OnceLock<Counter>; OUTCOMES.len()] = [const { OnceLock::new() }; OUTCOMES.len()];
+static THROTTLED: [OnceLock<Counter>; SCOPES.len()] = [const { OnceLock::new() }; SCOPES.len()];
 static STORE_CALLS: [OnceLock<Histogram>; STORE_OPS.len()] =
     [const { OnceLock::new() }; STORE_OPS.len()];
 
@@ -117,6 +121,18 @@ pub fn decisions(outcome: &'static str, n: u64) {
         )
         .increment(n),
         None => metrics::counter!("streamguard_decisions_total", "outcome" => outcome).increment(n),
+    }
+}
+
+/// One more request refused by the flood limit of `scope`.
+pub fn throttled(scope: &'static str) {
+    match position(&SCOPES, scope) {
+        Some(i) => slot(
+            &THROTTLED[i],
+            || metrics::counter!("streamguard_throttled_total", "scope" => SCOPES[i]),
+        )
+        .increment(1),
+        None => metrics::counter!("streamguard_throttled_total", "scope" => scope).increment(1),
     }
 }
 
@@ -203,6 +219,12 @@ mod tests {
                 &[r#"outcome="only-in-this-test""#]
             ),
             5.0
+        );
+        let before = value("streamguard_throttled_total", &[r#"scope="stream""#]);
+        throttled("stream");
+        assert_eq!(
+            value("streamguard_throttled_total", &[r#"scope="stream""#]),
+            before + 1.0
         );
         store_call("only-in-this-test", Duration::from_millis(1));
         assert_eq!(
