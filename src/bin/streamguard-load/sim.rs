@@ -570,6 +570,10 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
     let mut next_second = 1_000_000;
     let mix_interval = args.rate.map(|r| 1e6 / r);
     let mut mix_sent = 0u64;
+    // tokio's timer ticks in whole milliseconds: a send due in 0.2 ms would
+    // leave up to a millisecond late, and the lateness would count as the
+    // server's latency. A timerfd wakes the loop at the microsecond.
+    let mut timer = tokio_timerfd::Delay::new(sim.started)?;
     loop {
         let now = sim.now();
         while now >= next_second {
@@ -630,7 +634,7 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
                 let _ = job_tx.send(job);
             }
         }
-        let sleep = Duration::from_micros(wake.min(next_second).saturating_sub(now));
+        timer.reset(sim.started + Duration::from_micros(wake.min(next_second)));
         tokio::select! {
             Some(done) = done_rx.recv() => {
                 sim.answered(done);
@@ -638,7 +642,7 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
                     sim.answered(done);
                 }
             }
-            () = tokio::time::sleep(sleep) => {}
+            _ = &mut timer => {}
         }
     }
     bar.finish_and_clear();
