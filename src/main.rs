@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
             }
             other => other.into(),
         })?;
+    give_back_freed_memory();
     let listener = TcpListener::bind(config.listen).await?;
     let metrics = match config.ops.metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -52,4 +53,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Restoring a large `file:` store frees about a fifth of what it read
+/// (rows, the journal queue), which mimalloc would keep until it next
+/// purges: ≈ 305 instead of ≈ 240 bytes per live stream at 10 M.
+fn give_back_freed_memory() {
+    // SAFETY: mi_collect takes no pointers; it only returns free pages.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }

@@ -80,11 +80,28 @@ impl<J: Journal> AccountTable<J> {
         }
     }
 
-    /// Puts recovered accounts in place before the table serves requests.
+    /// A table holding recovered accounts, sized for them up front: growing
+    /// it by doubling would leave the outgrown tables (half the final
+    /// size again) with the allocator after a restart.
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-    pub fn restore(&self, user: UserId, account: Account) {
-        self.accounts
-            .insert(user, Box::new(Entry { account, lsn: 0 }));
+    pub fn restored(
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+        journal: J,
+        accounts: Vec<(UserId, Account)>,
+    ) -> Self {
+        let table = Self {
+            accounts: DashMap::with_capacity_and_shard_amount(accounts.len(), SHARDS),
+            policy,
+            clock,
+            journal,
+        };
+        for (user, account) in accounts {
+            table
+                .accounts
+                .insert(user, Box::new(Entry { account, lsn: 0 }));
+        }
+        table
     }
 
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
@@ -240,7 +257,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::ManualClock;
+    use crate::domain::{ManualClock, SystemClock};
 
     /// Remembers what was recorded, in order.
     #[derive(Default)]
@@ -298,7 +315,12 @@ mod tests {
             1
         );
         let json = r#"{"live":[{"id":"b","started_at":1,"expires_at":2,"seq":0}],"ended":[],"next_seq":1}"#;
-        table.restore(user("r"), serde_json::from_str(json).unwrap());
+        let table = AccountTable::restored(
+            Policy::default(),
+            Arc::new(SystemClock),
+            Recorder::default(),
+            vec![(user("r"), serde_json::from_str(json).unwrap())],
+        );
         let restored = table.accounts.get(&user("r")).unwrap();
         assert_eq!(restored.account.live.capacity(), 1);
         assert_eq!(serde_json::to_string(&restored.account).unwrap(), json);
