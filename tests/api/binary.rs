@@ -375,9 +375,9 @@ fn resident_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// Histograms used to keep every sample until a scrape: about 30 bytes a
-/// request that nobody ever got back. 200 000 requests with no scrape must
-/// leave resident memory where it was.
+/// Histograms used to keep every sample until a scrape: about 39 bytes a
+/// request that nobody ever got back. Heartbeats with no scrape must leave
+/// resident memory where it was.
 #[cfg(target_os = "linux")]
 #[test]
 fn memory_stays_flat_without_scrapes() {
