@@ -2,7 +2,8 @@
 //!
 //! `domain` holds the rules and nothing else; `store` makes them atomic on
 //! one account at a time; `http` is the API. [`app_state`] wires them from a
-//! [`Config`], [`serve`] runs the router until shutdown.
+//! [`Config`], [`run`] binds the configured addresses and [`serve`]s the
+//! router until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -132,6 +133,23 @@ pub async fn serve_with_metrics(
     // sweep and flush must run.
     let closed = state.store.close().await.map_err(std::io::Error::other);
     served.and(closed)
+}
+
+/// Binds the API's address (and `--metrics-listen`'s) from `config` and
+/// serves `state` until SIGTERM or Ctrl-C.
+pub async fn run(config: &Config, state: AppState) -> std::io::Result<()> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let metrics = match config.ops.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    if let Some(metrics) = &metrics {
+        tracing::info!(addr = %metrics.local_addr()?, "serving /metrics");
+    }
+    tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
+    serve_with_metrics(listener, metrics, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

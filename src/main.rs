@@ -5,7 +5,6 @@ use streamguard::StartError;
 use streamguard::config::{Cli, Command};
 use streamguard::domain::SystemClock;
 use streamguard::telemetry::{self, LogSettings};
-use tokio::net::TcpListener;
 
 /// glibc's allocator spent a fifth of the request path in malloc/free under
 /// load (perf); mimalloc's thread-local heaps remove most of it.
@@ -40,19 +39,7 @@ async fn main() -> anyhow::Result<()> {
             other => other.into(),
         })?;
     give_back_freed_memory();
-    let listener = TcpListener::bind(config.listen).await?;
-    let metrics = match config.ops.metrics_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
-        None => None,
-    };
-    if let Some(metrics) = &metrics {
-        tracing::info!(addr = %metrics.local_addr()?, "serving /metrics");
-    }
-    tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
-    streamguard::serve_with_metrics(listener, metrics, state, streamguard::shutdown_signal())
-        .await?;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(streamguard::run(&config, state).await?)
 }
 
 /// Restoring a large `file:` store frees about a fifth of what it read
