@@ -11,6 +11,23 @@ async fn status(http: &reqwest::Client, request: reqwest::RequestBuilder) -> u16
     request.send().await.unwrap().status().as_u16()
 }
 
+/// Sends `request()` until it answers one of `codes`, for at most 5 s.
+async fn eventually(
+    http: &reqwest::Client,
+    codes: &[u16],
+    request: impl Fn() -> reqwest::RequestBuilder,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = status(http, request()).await;
+        if codes.contains(&seen) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "answered {seen}, not {codes:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_gives_fast_503s_and_service_resumes_when_it_returns() {
     let mut redis = OwnRedis::start();
@@ -26,8 +43,11 @@ async fn a_dead_redis_gives_fast_503s_and_service_resumes_when_it_returns() {
             .json(&json!({ "stream_id": id }))
     };
 
-    assert_eq!(status(&http, start("before")).await, 201);
-    assert_eq!(status(&http, http.get(sg.url("/readyz"))).await, 200);
+    // With a 250 ms store timeout, a loaded machine may answer one of the
+    // healthy calls 503: they only have to succeed within a few seconds (a
+    // start that timed out after all may then be found live: 200).
+    eventually(&http, &[201, 200], || start("before")).await;
+    eventually(&http, &[200], || http.get(sg.url("/readyz"))).await;
 
     redis.kill();
     let asked = Instant::now();
@@ -45,14 +65,15 @@ async fn a_dead_redis_gives_fast_503s_and_service_resumes_when_it_returns() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let code = status(&http, start("after")).await;
-        if code == 201 {
+        // 200: an earlier try timed out here but reached Redis after all.
+        if code == 201 || code == 200 {
             break;
         }
         assert_eq!(code, 503, "only 503 while reconnecting");
         assert!(Instant::now() < deadline, "no recovery without a restart");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(status(&http, http.get(sg.url("/readyz"))).await, 200);
+    eventually(&http, &[200], || http.get(sg.url("/readyz"))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
