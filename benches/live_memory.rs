@@ -149,34 +149,27 @@ async fn main() {
             .await
             .unwrap();
         store.ping().await.unwrap();
-        let rss = rss_bytes();
-        println!(
-            "reopen {dir}: ready in {:.1} s, RSS {:.0} MB ({:.0} MB over the empty process)",
-            opened.elapsed().as_secs_f64(),
-            rss as f64 / 1e6,
-            (rss - base) as f64 / 1e6
-        );
-        for &count in &counts {
+        let report = |what: String| {
+            let rss = rss_bytes();
             println!(
-                "  at {count} live streams: {:.0} bytes per stream",
-                (rss - base) as f64 / count as f64
+                "{what}: RSS {:.0} MB ({:.0} MB over the empty process)",
+                rss as f64 / 1e6,
+                (rss - base) as f64 / 1e6
             );
-        }
-        // What the server does once its store is open (`src/main.rs`).
-        // SAFETY: mi_collect takes no pointers; it only returns free pages.
-        unsafe { libmimalloc_sys::mi_collect(true) };
-        let rss = rss_bytes();
-        println!(
-            "after giving freed memory back: RSS {:.0} MB ({:.0} MB over the empty process)",
-            rss as f64 / 1e6,
-            (rss - base) as f64 / 1e6
-        );
-        for &count in &counts {
-            println!(
-                "  at {count} live streams: {:.0} bytes per stream",
-                (rss - base) as f64 / count as f64
-            );
-        }
+            for &count in &counts {
+                println!(
+                    "  at {count} live streams: {:.0} bytes per stream",
+                    (rss - base) as f64 / count as f64
+                );
+            }
+        };
+        report(format!(
+            "reopen {dir}: ready in {:.1} s",
+            opened.elapsed().as_secs_f64()
+        ));
+        // What the server does once its store is open.
+        streamguard::give_back_freed_memory();
+        report("after giving freed memory back".into());
         return;
     } else {
         panic!("STORE is memory, file:DIR or reopen:DIR");

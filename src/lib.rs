@@ -135,6 +135,16 @@ pub async fn serve_with_metrics(
     served.and(closed)
 }
 
+/// Hands the pages mimalloc holds free back to the OS. Restoring a large
+/// `file:` store frees about a fifth of what it read (rows, the journal
+/// queue), which mimalloc would otherwise keep until it next purges:
+/// ≈ 305 instead of ≈ 225 bytes per live stream at 10 M. Harmless under
+/// another global allocator (mimalloc's own heaps are then empty).
+pub fn give_back_freed_memory() {
+    // SAFETY: mi_collect takes no pointers; it only returns free pages.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// Binds the API's address (and `--metrics-listen`'s) from `config` and
 /// serves `state` until SIGTERM or Ctrl-C.
 pub async fn run(config: &Config, state: AppState) -> std::io::Result<()> {

@@ -38,14 +38,6 @@ async fn main() -> anyhow::Result<()> {
             }
             other => other.into(),
         })?;
-    give_back_freed_memory();
+    streamguard::give_back_freed_memory();
     Ok(streamguard::run(&config, state).await?)
-}
-
-/// Restoring a large `file:` store frees about a fifth of what it read
-/// (rows, the journal queue), which mimalloc would keep until it next
-/// purges: ≈ 305 instead of ≈ 240 bytes per live stream at 10 M.
-fn give_back_freed_memory() {
-    // SAFETY: mi_collect takes no pointers; it only returns free pages.
-    unsafe { libmimalloc_sys::mi_collect(true) };
 }
