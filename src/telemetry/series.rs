@@ -114,39 +114,46 @@ pub fn http_request(method: &'static str, route: &str, status: &str, latency: Du
 
 /// `n` more decisions of one outcome in `streamguard_decisions_total`.
 pub fn decisions(outcome: &'static str, n: u64) {
-    match position(&OUTCOMES, outcome) {
-        Some(o) => slot(
-            &DECISIONS[o],
-            || metrics::counter!("streamguard_decisions_total", "outcome" => OUTCOMES[o]),
-        )
-        .increment(n),
-        None => metrics::counter!("streamguard_decisions_total", "outcome" => outcome).increment(n),
-    }
+    by_label(
+        (&OUTCOMES, &DECISIONS),
+        outcome,
+        |o| metrics::counter!("streamguard_decisions_total", "outcome" => o),
+        |c| c.increment(n),
+    );
 }
 
 /// One more request refused by the flood limit of `scope`.
 pub fn throttled(scope: &'static str) {
-    match position(&SCOPES, scope) {
-        Some(i) => slot(
-            &THROTTLED[i],
-            || metrics::counter!("streamguard_throttled_total", "scope" => SCOPES[i]),
-        )
-        .increment(1),
-        None => metrics::counter!("streamguard_throttled_total", "scope" => scope).increment(1),
-    }
+    by_label(
+        (&SCOPES, &THROTTLED),
+        scope,
+        |s| metrics::counter!("streamguard_throttled_total", "scope" => s),
+        |c| c.increment(1),
+    );
 }
 
 /// One store call's duration in `streamguard_store_call_duration_seconds`.
 pub fn store_call(op: &'static str, took: Duration) {
-    let seconds = took.as_secs_f64();
-    match position(&STORE_OPS, op) {
-        Some(o) => slot(
-            &STORE_CALLS[o],
-            || metrics::histogram!("streamguard_store_call_duration_seconds", "op" => STORE_OPS[o]),
-        )
-        .record(seconds),
-        None => metrics::histogram!("streamguard_store_call_duration_seconds", "op" => op)
-            .record(seconds),
+    by_label(
+        (&STORE_OPS, &STORE_CALLS),
+        op,
+        |o| metrics::histogram!("streamguard_store_call_duration_seconds", "op" => o),
+        |h| h.record(took.as_secs_f64()),
+    );
+}
+
+/// Hands `use_handle` the handle of a series with one label: for a value
+/// in `values`, the matching slot (made by `make` the first time); for any
+/// other, a handle made now, the slow way.
+fn by_label<H>(
+    (values, slots): (&[&'static str], &[OnceLock<H>]),
+    value: &'static str,
+    make: impl Fn(&'static str) -> H,
+    use_handle: impl FnOnce(&H),
+) {
+    match position(values, value) {
+        Some(i) => use_handle(slot(&slots[i], || make(values[i]))),
+        None => use_handle(&make(value)),
     }
 }
 
