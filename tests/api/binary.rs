@@ -261,14 +261,7 @@ fn shutdown_is_bounded_by_its_timeout_and_still_closes_the_store() {
     std::thread::sleep(Duration::from_millis(200));
 
     let term = Instant::now();
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.terminate();
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             break status;

@@ -55,6 +55,14 @@ impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+
+    /// Sends SIGTERM (a graceful shutdown); does not wait for the exit.
+    #[allow(dead_code)] // not every test binary stops its server this way
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.unwrap().success(), "kill -TERM {pid}");
+    }
 }
 
 impl Drop for Server {

@@ -157,27 +157,8 @@ pub fn redis_cluster(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + S
 pub fn rediss(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
     Box::pin(redis_harness("STREAMGUARD_TEST_REDISS_URL", policy))
 }
-/// The local DynamoDB API the tests use; missing, the test fails and says
-/// how to start one.
 #[cfg(feature = "dynamodb")]
-pub async fn dynamodb_config() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("STREAMGUARD_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "STREAMGUARD_TEST_DYNAMODB_ENDPOINT is not set. The DynamoDB store tests need a local \
-             DynamoDB API: run them with scripts/test, which starts one, or start it yourself with \
-             `pip install \"moto[server]\" && python3 scripts/dynamodb-emulator.py --port 8000` \
-             and export STREAMGUARD_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:8000"
-        )
-    });
-    let credentials =
-        aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "streamguard-tests");
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(credentials)
-        .load()
-        .await
-}
+pub use crate::emulator::config as dynamodb_config;
 
 /// A table name no other test uses.
 #[cfg(feature = "dynamodb")]

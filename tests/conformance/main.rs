@@ -3,6 +3,9 @@
 mod cases;
 mod durability;
 mod dynamodb_table;
+#[cfg(feature = "dynamodb")]
+#[path = "../common/dynamodb.rs"]
+mod emulator;
 mod harness;
 
 /// Instantiates every case of the contract for one backend.

@@ -2,6 +2,9 @@
 //! and the real binary against an emulated Lambda Runtime API.
 #![cfg(feature = "lambda")]
 
+#[cfg(feature = "dynamodb")]
+#[path = "../common/dynamodb.rs"]
+mod emulator;
 mod events;
 #[cfg(feature = "dynamodb")]
 mod runtime;

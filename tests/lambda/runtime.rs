@@ -22,18 +22,6 @@ use crate::fixtures;
 
 const BIN: &str = env!("CARGO_BIN_EXE_streamguard");
 
-/// The local DynamoDB API; missing, the test fails and says how to start it.
-fn dynamodb_endpoint() -> String {
-    std::env::var("STREAMGUARD_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "STREAMGUARD_TEST_DYNAMODB_ENDPOINT is not set. This test needs a local DynamoDB \
-             API: run it with scripts/test, which starts one, or start it yourself with \
-             `pip install \"moto[server]\" && python3 scripts/dynamodb-emulator.py --port 8000` \
-             and export STREAMGUARD_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:8000"
-        )
-    })
-}
-
 /// Static credentials and the store for the emulator (and no instance
 /// metadata lookups).
 fn emulator_env(store: &str) -> Vec<(&'static str, String)> {
@@ -227,7 +215,7 @@ async fn the_binary_serves_api_gateway_events_from_the_runtime_api() {
     );
     let store = format!(
         "dynamodb://{table}?region=us-east-1&endpoint={}",
-        dynamodb_endpoint()
+        crate::emulator::endpoint()
     );
     for _ in 0..2 {
         let init = run_init(&store);

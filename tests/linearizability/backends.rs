@@ -142,22 +142,7 @@ pub async fn redis(
 /// per-instance account locks) on one fresh table of the local emulator.
 #[cfg(feature = "dynamodb")]
 pub async fn dynamodb(on_limit: OnLimit) -> Backend {
-    let endpoint = std::env::var("STREAMGUARD_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "STREAMGUARD_TEST_DYNAMODB_ENDPOINT is not set. The DynamoDB store tests need a local \
-             DynamoDB API: run them with scripts/test, which starts one, or start it yourself with \
-             `pip install \"moto[server]\" && python3 scripts/dynamodb-emulator.py --port 8000` \
-             and export STREAMGUARD_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:8000"
-        )
-    });
-    let credentials =
-        aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "streamguard-tests");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(credentials)
-        .load()
-        .await;
+    let config = crate::emulator::config().await;
     let table = users(1).remove(0).to_string();
     store::DynamoDbStore::create_table(&config, &table)
         .await

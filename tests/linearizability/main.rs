@@ -13,6 +13,9 @@
 
 mod backends;
 mod checker;
+#[cfg(feature = "dynamodb")]
+#[path = "../common/dynamodb.rs"]
+mod emulator;
 mod history;
 mod nonatomic;
 mod workload;

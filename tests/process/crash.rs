@@ -2,29 +2,12 @@
 //! reason a heartbeat reports, and a lease that ran out before the crash
 //! stays ended after the restart.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::server::Server;
-use crate::{ADMIN, client, live};
-
-/// The binary on `data`, with a generous store timeout: the subject here is
-/// durability, not the timeout.
-fn serve(data: &Path, extra: &[&str]) -> Server {
-    let store = format!("file:{}", data.display());
-    let mut args = vec![
-        "--admin-token",
-        ADMIN,
-        "--store",
-        &store,
-        "--store-timeout",
-        "10s",
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args, &[])
-}
+use crate::{ADMIN, client, live, serve};
 
 fn kill_9(mut server: Server) {
     server.child.kill().unwrap(); // SIGKILL: no flush, no goodbye
@@ -66,6 +49,7 @@ async fn evictions_terminations_replacements_and_revocations_survive_kill_9() {
     let server = serve(
         dir.path(),
         &["--default-limit", "2", "--on-limit", "evict-oldest"],
+        &[],
     );
 
     // Eviction: the third start on a limit of 2 ends the oldest.
@@ -111,6 +95,7 @@ async fn evictions_terminations_replacements_and_revocations_survive_kill_9() {
     let server = serve(
         dir.path(),
         &["--default-limit", "2", "--on-limit", "evict-oldest"],
+        &[],
     );
 
     assert_eq!(heartbeat(&server, "evict", "a").await, ended("evicted"));
@@ -147,7 +132,7 @@ async fn evictions_terminations_replacements_and_revocations_survive_kill_9() {
 #[tokio::test]
 async fn a_lease_that_ran_out_before_kill_9_stays_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &["--lease-ttl", "6s"]);
+    let server = serve(dir.path(), &["--lease-ttl", "6s"], &[]);
     let began = Instant::now();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     start(&server, "forgetful", json!({"stream_id": "forgotten"})).await;
@@ -174,7 +159,7 @@ async fn a_lease_that_ran_out_before_kill_9_stays_expired() {
     // (7.5 s) is past the synced time.
 
     kill_9(server);
-    let server = serve(dir.path(), &["--lease-ttl", "6s"]);
+    let server = serve(dir.path(), &["--lease-ttl", "6s"], &[]);
     assert_eq!(
         heartbeat(&server, "forgetful", "forgotten").await,
         ended("expired"),

@@ -18,21 +18,21 @@ mod shared_outage;
 
 use server::Server;
 
-/// The binary on a `file:` store in `data`, with an admin token.
-fn serve(data: &Path, envs: &[(&str, &str)]) -> Server {
+/// The binary on a `file:` store in `data`, with an admin token and a
+/// generous store timeout (the subject here is not the timeout), plus
+/// `extra` flags and `envs`.
+fn serve(data: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
     let store = format!("file:{}", data.display());
-    // Generous: the subject here is not the timeout.
-    Server::start(
-        &[
-            "--admin-token",
-            ADMIN,
-            "--store",
-            &store,
-            "--store-timeout",
-            "10s",
-        ],
-        envs,
-    )
+    let mut args = vec![
+        "--admin-token",
+        ADMIN,
+        "--store",
+        &store,
+        "--store-timeout",
+        "10s",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args, envs)
 }
 
 fn client() -> reqwest::Client {
@@ -75,7 +75,7 @@ async fn live(s: &Server, user: &str) -> Vec<String> {
 #[tokio::test]
 async fn acknowledged_state_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
+    let server = serve(dir.path(), &[], &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
 
     assert_eq!(start(&server, "family", "tv").await, 201);
     assert_eq!(start(&server, "family", "phone").await, 201);
@@ -107,7 +107,7 @@ async fn acknowledged_state_survives_kill_9() {
     server.child.wait().unwrap();
     drop(server);
 
-    let server = serve(dir.path(), &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
+    let server = serve(dir.path(), &[], &[("STREAMGUARD_DEFAULT_LIMIT", "2")]);
     assert_eq!(live(&server, "family").await, ["tv", "laptop"]);
     assert_eq!(live(&server, "solo").await, ["only"]);
     assert_eq!(
@@ -143,16 +143,9 @@ async fn acknowledged_state_survives_kill_9() {
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = serve(dir.path(), &[]);
+    let mut server = serve(dir.path(), &[], &[]);
     assert_eq!(start(&server, "u", "s").await, 201);
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.terminate();
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
