@@ -152,13 +152,12 @@ fn main() {
         expires_at: now + Duration::from_secs(90),
         seq: 0,
     };
-    for (name, pem) in [
+    for (file, name) in [
         ("grant-ed25519.pem", "sign grant EdDSA"),
         ("grant-p256.pem", "sign grant ES256"),
-    ]
-    .map(|(file, name)| (name, key(file)))
-    {
-        let signer = GrantSigner::from_pem(&pem).unwrap();
+    ] {
+        let path = format!("{}/tests/fixtures/keys/{file}", env!("CARGO_MANIFEST_DIR"));
+        let signer = GrantSigner::load(path.as_ref()).unwrap();
         let n: Vec<()> = vec![(); 5_000];
         let us = best_of_three(|| {
             per_call(&n, |_| {

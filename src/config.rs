@@ -173,8 +173,9 @@ pub struct Config {
     #[arg(long, env = "STREAMGUARD_JWT_LIMIT_CLAIM", global = true)]
     pub jwt_limit_claim: Option<String>,
 
-    /// Ed25519 or P-256 private key (PKCS#8 PEM) to sign playback grants
-    /// with; its public key is served at /.well-known/jwks.json.
+    /// Ed25519 or P-256 private key(s) (PKCS#8 PEM) to sign playback grants
+    /// with: the first signs, every key's public half is served at
+    /// /.well-known/jwks.json; the file is re-read when it changes.
     #[arg(long, env = "STREAMGUARD_GRANT_KEY", global = true)]
     pub grant_key: Option<PathBuf>,
 

@@ -18,6 +18,7 @@ pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+mod refresh;
 mod server;
 pub mod store;
 pub mod telemetry;
@@ -49,7 +50,11 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         Some(settings) => Authenticator::Jwt(Arc::new(auth::JwtVerifier::new(settings).await?)),
     };
     let grants = match &config.grant_key {
-        Some(path) => Some(Arc::new(grant::GrantSigner::load(path)?)),
+        Some(path) => {
+            let signer = grant::GrantSigner::load(path)?;
+            signer.keep_fresh();
+            Some(signer)
+        }
         None => None,
     };
     let store = store::connect(&config.store_url(), policy, clock.clone()).await?;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::AuthSetupError;
 use super::cache::digest;
+use crate::refresh::Refresh;
 
 /// How often a JWKS URL is fetched again.
 const URL_REFRESH: Duration = Duration::from_secs(300);
@@ -123,25 +124,6 @@ impl Jwks {
         self.current.read().expect("key set lock").clone()
     }
 
-    /// Reads the document again; installs it when it changed.
-    pub async fn refresh(&self) -> Result<(), String> {
-        let bytes = self.read().await?;
-        let fresh = digest(&bytes);
-        if *self.document.lock().expect("document lock") == fresh {
-            return Ok(());
-        }
-        let keys = parse(&bytes)?;
-        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::info!(
-            keys = keys.len(),
-            generation,
-            "JWT verification keys loaded"
-        );
-        *self.current.write().expect("key set lock") = Arc::new(KeySet { keys, generation });
-        *self.document.lock().expect("document lock") = fresh;
-        Ok(())
-    }
-
     /// A token named a key we do not have: look again, unless we did so
     /// recently. Returns whether a refresh ran.
     pub async fn refresh_for_unknown_kid(&self) -> bool {
@@ -164,18 +146,7 @@ impl Jwks {
             Source::File(_) => FILE_REFRESH,
             Source::Url { .. } => URL_REFRESH,
         };
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(jwks) = weak.upgrade() else { return };
-                if let Err(error) = jwks.refresh().await {
-                    tracing::warn!(%error, "JWKS refresh failed; keeping the keys we have");
-                }
-            }
-        });
+        crate::refresh::every(every, self);
     }
 
     async fn read(&self) -> Result<Vec<u8>, String> {
@@ -210,6 +181,29 @@ impl Jwks {
                     .map_err(|_| "fetching the JWKS timed out".to_string())?
             }
         }
+    }
+}
+
+impl crate::refresh::Refresh for Jwks {
+    const WHAT: &'static str = "JWKS";
+
+    /// Reads the document again; installs it when it changed.
+    async fn refresh(&self) -> Result<(), String> {
+        let bytes = self.read().await?;
+        let fresh = digest(&bytes);
+        if *self.document.lock().expect("document lock") == fresh {
+            return Ok(());
+        }
+        let keys = parse(&bytes)?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(
+            keys = keys.len(),
+            generation,
+            "JWT verification keys loaded"
+        );
+        *self.current.write().expect("key set lock") = Arc::new(KeySet { keys, generation });
+        *self.document.lock().expect("document lock") = fresh;
+        Ok(())
     }
 }
 

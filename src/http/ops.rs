@@ -67,7 +67,7 @@ pub async fn admin_metrics(_: Admin, state: State<AppState>) -> impl IntoRespons
 /// The public key(s) that check playback grants, as a JWK Set (RFC 7517).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
     responses(
-        (status = 200, description = "JWK Set with the grant signing key", content_type = "application/jwk-set+json"),
+        (status = 200, description = "JWK Set: every key in the --grant-key file, the signing key first", content_type = "application/jwk-set+json"),
         (status = 404, description = "No --grant-key configured", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -77,7 +77,7 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
             (header::CONTENT_TYPE, "application/jwk-set+json"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        grants.jwks().to_owned(),
+        grants.jwks(),
     ))
 }
 

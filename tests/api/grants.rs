@@ -213,3 +213,63 @@ async fn a_live_stream_id_cannot_be_taken_over_by_another_device() {
     );
     assert_eq!(app.live("alice").await, ["s-1"]);
 }
+
+/// Replaces the key file the way an operator should: write aside, rename.
+fn install_keys(path: &std::path::Path, keys: &[&str]) {
+    let pems: Vec<u8> = keys
+        .iter()
+        .flat_map(|k| std::fs::read(key_path(k)).unwrap())
+        .collect();
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, pems).unwrap();
+    std::fs::rename(aside, path).unwrap();
+}
+
+#[tokio::test]
+async fn the_grant_key_rotates_in_its_file_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grant.pem");
+    install_keys(&path, &["grant-ed25519.pem"]);
+    let app = app(&["--grant-key", path.to_str().unwrap()]).await;
+    let jwks = || async { app.get("/.well-known/jwks.json").send().await.json() };
+    let grant = |stream: &'static str| {
+        let app = &app;
+        async move {
+            let beat = app
+                .post(&format!("/streams/{stream}/heartbeat"))
+                .user("alice")
+                .send()
+                .await;
+            assert_eq!(beat.status, 200);
+            beat.json()["grant"].as_str().unwrap().to_owned()
+        }
+    };
+    let kid = |jws: &str, published: &Value| verify(jws, published).0["kid"].clone();
+    let started = app
+        .post("/streams")
+        .user("alice")
+        .json(json!({"stream_id": "tv"}))
+        .send()
+        .await;
+    let old_grant = started.json()["grant"].as_str().unwrap().to_owned();
+    let old_kid = kid(&old_grant, &jwks().await);
+
+    // 1. Publish the new key next to the old one: the old still signs.
+    install_keys(&path, &["grant-ed25519.pem", "grant-p256.pem"]);
+    crate::identity::wait_for(|| async { jwks().await["keys"].as_array().unwrap().len() == 2 })
+        .await;
+    assert_eq!(kid(&grant("tv").await, &jwks().await), old_kid);
+
+    // 2. The new key signs; grants signed before still verify.
+    install_keys(&path, &["grant-p256.pem", "grant-ed25519.pem"]);
+    crate::identity::wait_for(|| async { kid(&grant("tv").await, &jwks().await) != old_kid }).await;
+    verify(&old_grant, &jwks().await);
+
+    // 3. The old key goes: only the new one is published.
+    install_keys(&path, &["grant-p256.pem"]);
+    crate::identity::wait_for(|| async { jwks().await["keys"].as_array().unwrap().len() == 1 })
+        .await;
+    let published = jwks().await;
+    assert_ne!(published["keys"][0]["kid"], old_kid);
+    verify(&grant("tv").await, &published);
+}

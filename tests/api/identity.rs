@@ -421,7 +421,7 @@ async fn a_jwt_service_without_keys_does_not_start() {
 }
 
 /// Polls `check` until it holds, for at most 10 s.
-async fn wait_for<F, Fut>(mut check: F)
+pub async fn wait_for<F, Fut>(mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
