@@ -227,9 +227,8 @@ const DASHBOARD: &str = include_str!("../deploy/grafana/streamguard.json");
 const ALERTS: &str = include_str!("../deploy/prometheus/alerts.yml");
 const ALERT_TESTS: &str = include_str!("../deploy/prometheus/alerts.test.yml");
 
-/// Labels Prometheus or the exporter add to every series or to histogram
-/// and summary series; the code never records them.
-const SCRAPE_LABELS: [&str; 4] = ["job", "instance", "le", "quantile"];
+/// Labels Prometheus adds to every series; the code never records them.
+const SCRAPE_LABELS: [&str; 2] = ["job", "instance"];
 
 /// What the code records: each metric's macro (`counter`, `gauge`,
 /// `histogram`) and label names, read from the `metrics::…!("name", "label"
@@ -294,7 +293,7 @@ fn exported_series(
     let mut series = BTreeMap::new();
     for (name, (kind, _)) in metrics {
         let suffixes: &[&str] = match *kind {
-            "histogram" if name.ends_with("_seconds") => &["_bucket", "_sum", "_count"],
+            "histogram" if has_buckets(name) => &["_bucket", "_sum", "_count"],
             "histogram" => &["", "_sum", "_count"],
             _ => &[""],
         };
@@ -303,6 +302,25 @@ fn exported_series(
         }
     }
     series
+}
+
+/// Whether the exporter gives histogram `name` buckets (series `_bucket`,
+/// label `le`) rather than a summary (label `quantile`), read from the
+/// `Matcher::Full`/`Matcher::Suffix` calls in src/telemetry/mod.rs.
+fn has_buckets(name: &str) -> bool {
+    let telemetry = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/mod.rs");
+    let source = std::fs::read_to_string(telemetry).unwrap();
+    let matched = |pattern: &str| {
+        source
+            .split(pattern)
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let full = matched("Matcher::Full(\"");
+    let suffixes = matched("Matcher::Suffix(\"");
+    assert!(!full.is_empty() && !suffixes.is_empty(), "bucket matchers found");
+    full.iter().any(|f| f == name) || suffixes.iter().any(|s| name.ends_with(s.as_str()))
 }
 
 /// Every word of `expr` that names a streamguard series.
@@ -386,6 +404,10 @@ fn check_queries(source: &str, queries: &[String]) -> BTreeSet<String> {
                 panic!("{source}: {name} is not a series the code exports ({query})")
             });
             labels.extend(metrics[metric].1.iter().cloned());
+            if metrics[metric].0 == "histogram" {
+                let extra = if has_buckets(metric) { "le" } else { "quantile" };
+                labels.insert(extra.to_owned());
+            }
             used.insert(metric.clone());
         }
         for label in labels_in(query) {
@@ -411,7 +433,9 @@ fn the_metrics_are_read_from_the_code() {
     assert_eq!(metrics["streamguard_journal_batch_size"].0, "histogram");
     let series = exported_series(&metrics);
     assert!(series.contains_key("streamguard_store_call_duration_seconds_bucket"));
-    assert!(!series.contains_key("streamguard_journal_batch_size_bucket"));
+    assert!(series.contains_key("streamguard_journal_batch_size_bucket"));
+    assert!(!series.contains_key("streamguard_journal_batch_size"));
+    assert!(!has_buckets("streamguard_some_new_histogram"));
     assert_eq!(
         labels_in(r#"sum by (op, kind) (rate(x{job=~"a", status!="503"}[5m]))"#),
         BTreeSet::from(["op", "kind", "job", "status"].map(str::to_owned))
