@@ -319,7 +319,10 @@ fn has_buckets(name: &str) -> bool {
     };
     let full = matched("Matcher::Full(\"");
     let suffixes = matched("Matcher::Suffix(\"");
-    assert!(!full.is_empty() && !suffixes.is_empty(), "bucket matchers found");
+    assert!(
+        !full.is_empty() && !suffixes.is_empty(),
+        "bucket matchers found"
+    );
     full.iter().any(|f| f == name) || suffixes.iter().any(|s| name.ends_with(s.as_str()))
 }
 
@@ -405,7 +408,11 @@ fn check_queries(source: &str, queries: &[String]) -> BTreeSet<String> {
             });
             labels.extend(metrics[metric].1.iter().cloned());
             if metrics[metric].0 == "histogram" {
-                let extra = if has_buckets(metric) { "le" } else { "quantile" };
+                let extra = if has_buckets(metric) {
+                    "le"
+                } else {
+                    "quantile"
+                };
                 labels.insert(extra.to_owned());
             }
             used.insert(metric.clone());

@@ -8,10 +8,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
+use axum::body::{Body, HttpBody};
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 
 use super::{ApiError, MAX_BODY_BYTES};
 use crate::config::AccessLog;
@@ -83,12 +85,29 @@ fn logged(mode: AccessLog, method: &str, route: &str, status: StatusCode) -> boo
     }
 }
 
-fn body_too_large(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+/// Refuses a body over [`MAX_BODY_BYTES`] on every route, whether or not
+/// the route reads one: by its `Content-Length` before reading it, and a
+/// body of unknown length (chunked) by reading at most that much of it.
+/// A body that fits goes on to the handler, buffered when it was chunked.
+async fn bounded_body(req: Request) -> Result<Request, ApiError> {
+    let hint = req.body().size_hint();
+    if hint.lower() > MAX_BODY_BYTES as u64 {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if hint.upper().is_some_and(|n| n <= MAX_BODY_BYTES as u64) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    match http_body_util::Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Err(e) => Err(ApiError::InvalidRequest(format!(
+            "reading the body failed: {e}"
+        ))),
+    }
 }
 
 async fn observe(mut req: Request, next: Next, access_log: AccessLog) -> Response {
@@ -110,10 +129,9 @@ async fn handle(req: Request, next: Next, access_log: AccessLog) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
     let matched = req.extensions().get::<MatchedPath>().cloned();
-    let response = if body_too_large(&req) {
-        ApiError::PayloadTooLarge.into_response()
-    } else {
-        next.run(req).await
+    let response = match bounded_body(req).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused.into_response(),
     };
 
     let latency = started.elapsed();

@@ -258,6 +258,67 @@ async fn bodies_over_16_kib_are_refused_on_every_route() {
     assert_eq!(store.calls(), 0);
 }
 
+/// A body sent in chunks, with no `Content-Length`: its size is unknown
+/// until it has been read.
+struct Chunked(std::collections::VecDeque<axum::body::Bytes>);
+
+impl hyper::body::Body for Chunked {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+}
+
+fn chunked(total: usize, chunk: usize) -> axum::body::Body {
+    let bytes = axum::body::Bytes::from(vec![b' '; total]);
+    let chunks = (0..total).step_by(chunk);
+    let chunks = chunks.map(|at| bytes.slice(at..(at + chunk).min(total)));
+    axum::body::Body::new(Chunked(chunks.collect()))
+}
+
+#[tokio::test]
+async fn chunked_bodies_over_16_kib_are_refused_on_every_route() {
+    let (app, store) = counting(&["--admin-token", crate::support::ADMIN_TOKEN]).await;
+    for (method, path) in [
+        (Method::POST, "/streams"),
+        (Method::POST, "/streams/s/heartbeat"),
+        (Method::DELETE, "/streams/s"),
+        (Method::GET, "/"),
+        (Method::GET, "/nowhere"),
+        (Method::PUT, "/admin/users/u/limit"),
+    ] {
+        app.call(method, path)
+            .user("u")
+            .admin()
+            .raw("application/json", chunked(16 * 1024 + 1, 1000))
+            .send()
+            .await
+            .problem(413, "payload-too-large");
+    }
+    assert_eq!(store.calls(), 0);
+
+    // Up to the limit, a chunked body reaches the handler whole.
+    let mut body = br#"{"stream_id": "tv"}"#.to_vec();
+    body.resize(16 * 1024, b' ');
+    let parts = body.chunks(1000).map(axum::body::Bytes::copy_from_slice);
+    let started = app
+        .post("/streams")
+        .user("u")
+        .raw(
+            "application/json",
+            axum::body::Body::new(Chunked(parts.collect())),
+        )
+        .send()
+        .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    assert_eq!(started.json()["stream"]["id"], "tv");
+}
+
 #[tokio::test]
 async fn readyz_turns_503_when_draining_starts() {
     let app = app(&[]).await;
