@@ -158,6 +158,33 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
 }
 
 #[test]
+fn connections_that_send_nothing_are_closed_and_free_their_slot() {
+    // Two silent sockets fill the cap; hyper's header timeout alone never
+    // starts on a connection that has sent no byte.
+    let server = Server::start(&["--store", "memory", "--max-connections", "2"], &[]);
+    let addr = host(&server);
+    let started = Instant::now();
+    let silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    for mut tcp in silent {
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = [0u8; 64];
+        let closed = matches!(tcp.read(&mut buf), Ok(0) | Err(_));
+        assert!(closed, "the server closes a silent connection");
+    }
+    let held = started.elapsed();
+    assert!(
+        held >= Duration::from_secs(9) && held < Duration::from_secs(20),
+        "closed after {held:?}"
+    );
+    let reply = raw(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[test]
 fn connections_beyond_the_cap_wait() {
     let server = Server::start(&["--store", "memory", "--max-connections", "2"], &[]);
     let addr = host(&server);
