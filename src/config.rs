@@ -204,8 +204,14 @@ pub struct Operations {
     #[arg(long, env = "STREAMGUARD_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_connections: u32,
 
-    /// How long in-flight requests may finish after SIGTERM before their
-    /// connections are closed.
+    /// How long to keep accepting and serving after SIGTERM, with /readyz
+    /// answering 503, before draining: the time a load balancer needs to
+    /// see the failing readiness check and send new players elsewhere.
+    #[arg(long, env = "STREAMGUARD_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration, global = true)]
+    pub shutdown_delay: Duration,
+
+    /// How long in-flight requests may finish after SIGTERM (and the
+    /// delay) before their connections are closed.
     #[arg(long, env = "STREAMGUARD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub shutdown_timeout: Duration,
 

@@ -91,8 +91,9 @@ pub fn forget_idle_throttle_keys(state: &AppState) {
 
 /// Serves the API on `listener` until `shutdown` resolves (and, with
 /// `--metrics-listen`, `/metrics` on `metrics`), then turns `/readyz` to
-/// 503, lets in-flight requests finish for at most `--shutdown-timeout`,
-/// closes what remains and makes the store durable.
+/// 503, goes on serving for `--shutdown-delay`, stops accepting, lets
+/// in-flight requests finish for at most `--shutdown-timeout`, closes what
+/// remains and makes the store durable.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -129,6 +130,10 @@ pub async fn serve_with_metrics(
     });
     shutdown.await;
     state.ops.start_draining();
+    if !state.ops.shutdown_delay.is_zero() {
+        tracing::info!(delay = ?state.ops.shutdown_delay, "readyz answers 503; serving on until the delay ends");
+        tokio::time::sleep(state.ops.shutdown_delay).await;
+    }
     let _ = stop.send(true);
     let served = api.await.map_err(std::io::Error::other)?;
     if let Some(metrics) = metrics {

@@ -71,6 +71,7 @@ pub struct Ops {
     /// `/metrics` on the API's port (no `--metrics-listen`).
     pub metrics_on_api: bool,
     pub max_connections: u32,
+    pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
 }
 
@@ -82,6 +83,7 @@ impl Ops {
             access_log: config.access_log,
             metrics_on_api: config.metrics_listen.is_none(),
             max_connections: config.max_connections,
+            shutdown_delay: config.shutdown_delay,
             shutdown_timeout: config.shutdown_timeout,
         }
     }

@@ -261,6 +261,47 @@ fn metrics_can_have_their_own_port() {
 /// closed (what it acknowledged is there on the next start).
 #[cfg(all(unix, feature = "embedded"))]
 #[test]
+fn with_a_shutdown_delay_readyz_fails_while_requests_are_still_served() {
+    let mut server = Server::start(&["--store", "memory", "--shutdown-delay", "3s"], &[]);
+    let addr = host(&server);
+    let get = |path: &str| {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-ID: u\r\nConnection: close\r\n\r\n");
+        raw(&addr, request.as_bytes(), Duration::from_secs(5))
+    };
+    assert!(get("/readyz").starts_with("HTTP/1.1 200"));
+    let term = Instant::now();
+    server.terminate();
+    // New connections are still accepted: a balancer polling /readyz sees
+    // the 503, and players it has not moved yet are served.
+    let mut draining = get("/readyz");
+    while !draining.starts_with("HTTP/1.1 503") {
+        assert!(term.elapsed() < Duration::from_secs(2), "{draining}");
+        std::thread::sleep(Duration::from_millis(20));
+        draining = get("/readyz");
+    }
+    assert!(draining.contains("draining"), "{draining}");
+    let started = raw(
+        &addr,
+        b"POST /streams HTTP/1.1\r\nHost: x\r\nX-ID: u\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(started.starts_with("HTTP/1.1 201"), "{started}");
+    assert!(
+        term.elapsed() < Duration::from_secs(3),
+        "checked within the delay"
+    );
+    let status = server.child.wait().unwrap();
+    let took = term.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "exited after {took:?}"
+    );
+    assert!(TcpStream::connect(&addr).is_err(), "no longer accepting");
+}
+
+#[test]
 fn shutdown_is_bounded_by_its_timeout_and_still_closes_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("file:{}", dir.path().display());
