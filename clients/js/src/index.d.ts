@@ -108,7 +108,10 @@ export interface TokenIdentity extends ClientOptionsBase {
 export type ClientOptions = HeaderIdentity | TokenIdentity;
 
 export interface StartOptions {
-  /** Name the stream to make a retried start idempotent; the server picks one otherwise. */
+  /**
+   * The stream's id; the SDK makes one (a UUID) when omitted. Either way a
+   * start retried after a 503 is idempotent: the same stream, not a second slot.
+   */
   streamId?: string;
   /** A device holds one slot: starting again from it replaces its old stream. */
   deviceId?: string;

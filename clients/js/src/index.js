@@ -86,6 +86,20 @@ const sleep = (ms, signal) =>
     }, { once: true });
   });
 
+/**
+ * A stream id for a start that names none. The SDK always sends one, so a
+ * start retried after a 503 — which the store may have granted before it
+ * timed out — is the same stream (200) and never takes a second slot.
+ */
+function newStreamId() {
+  const crypto = globalThis.crypto;
+  if (crypto?.randomUUID) return crypto.randomUUID();
+  const bytes = crypto?.getRandomValues
+    ? crypto.getRandomValues(new Uint8Array(16))
+    : Uint8Array.from({ length: 16 }, () => Math.floor(Math.random() * 256));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 /** Milliseconds to wait before retry number `attempt` (0-based). */
 function retryDelay(response, attempt, baseMs) {
   const header = response?.headers.get('retry-after');
@@ -166,8 +180,7 @@ export class StreamguardClient extends Emitter {
    * itself; rejects with {@link LimitReachedError} when the account is full.
    */
   async start({ streamId, deviceId, contentId, terminate } = {}) {
-    const body = {};
-    if (streamId !== undefined) body.stream_id = streamId;
+    const body = { stream_id: streamId ?? newStreamId() };
     if (deviceId !== undefined) body.device_id = deviceId;
     if (contentId !== undefined) body.content_id = contentId;
     if (terminate?.length) body.terminate = [...terminate];

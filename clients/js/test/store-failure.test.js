@@ -77,6 +77,28 @@ test('a start answered 503 is retried until the store answers again', async () =
   }
 });
 
+test('a start the store granted after answering 503 is the same stream on retry, not a second slot', async () => {
+  // The frozen Redis runs the start when it wakes: the first answer was a
+  // 503, yet the stream exists. The retry carries the SDK's stream id.
+  const client = new StreamguardClient({ baseUrl: server.base, userId: `redis-ghost-${process.pid}` });
+  redis.pause();
+  let starting;
+  try {
+    starting = client.start();
+    await waitFor(client, 'retry', { ms: 3_000 });
+  } finally {
+    redis.resume();
+  }
+  const session = await starting;
+  try {
+    const listed = await client.streams();
+    assert.equal(listed.active, 1, JSON.stringify(listed));
+    assert.equal(listed.streams[0].id, session.id);
+  } finally {
+    await session.stop();
+  }
+});
+
 test('a start gives up with the 503 after maxRetries', async () => {
   const client = new StreamguardClient({ baseUrl: server.base, userId: `redis-giveup-${process.pid}`, maxRetries: 1 });
   redis.pause();
