@@ -153,22 +153,29 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))
-        .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/streams", get(streams::list).post(streams::start))
         .route("/streams/{id}", delete(streams::stop))
         .route("/streams/{id}/heartbeat", post(streams::heartbeat))
-        .route("/admin/metrics", get(ops::admin_metrics))
-        .route("/admin/users/{user}/streams", get(admin::list))
-        .route("/admin/users/{user}/streams/{id}", delete(admin::revoke))
-        .route(
-            "/admin/users/{user}/limit",
-            get(admin::get_limit)
-                .put(admin::set_limit)
-                .delete(admin::clear_limit),
-        )
-        .merge(console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed);
+    // Switched-off routes are not there at all: 404 for every method, with
+    // no `Allow` listing what they would take.
+    if state.grants.is_some() {
+        routes = routes.route("/.well-known/jwks.json", get(ops::jwks));
+    }
+    if state.admin_token.is_some() {
+        routes = routes
+            .route("/admin/metrics", get(ops::admin_metrics))
+            .route("/admin/users/{user}/streams", get(admin::list))
+            .route("/admin/users/{user}/streams/{id}", delete(admin::revoke))
+            .route(
+                "/admin/users/{user}/limit",
+                get(admin::get_limit)
+                    .put(admin::set_limit)
+                    .delete(admin::clear_limit),
+            )
+            .merge(console::routes());
+    }
     if state.ops.metrics_on_api {
         routes = routes.route("/metrics", get(ops::metrics));
     }

@@ -8,10 +8,28 @@ const WITH_TOKEN: &[&str] = &["--admin-token", ADMIN_TOKEN];
 
 #[tokio::test]
 async fn admin_routes_do_not_exist_without_a_token() {
+    use axum::http::Method;
     let app = app(&[]).await;
-    for path in ["/admin/users/u/streams", "/admin/users/u/limit"] {
-        app.get(path).admin().send().await.problem(404, "not-found");
+    // Not for any method: a 405 with `Allow` would show they are there.
+    for (method, path) in [
+        (Method::GET, "/admin/users/u/streams"),
+        (Method::GET, "/admin/users/u/limit"),
+        (Method::POST, "/admin/users/u/limit"),
+        (Method::PATCH, "/admin/users/u/streams/s"),
+        (Method::POST, "/admin/metrics"),
+        (Method::GET, "/console/"),
+        (Method::POST, "/console/app.js"),
+        (Method::POST, "/.well-known/jwks.json"),
+    ] {
+        let reply = app.call(method.clone(), path).admin().send().await;
+        assert!(reply.headers.get("allow").is_none(), "{method} {path}");
+        reply.problem(404, "not-found");
     }
+    // With the token, the same calls reach the routes.
+    let app = crate::support::app(WITH_TOKEN).await;
+    let wrong_method = app.post("/admin/users/u/limit").admin().send().await;
+    assert_eq!(wrong_method.status, 405);
+    assert!(wrong_method.headers.get("allow").is_some());
 }
 
 #[tokio::test]
