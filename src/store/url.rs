@@ -176,10 +176,16 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
         None => (scheme, false),
     };
     let nodes: Vec<String> = if cluster {
-        hosts
+        // Credentials come once, before the seed list, and apply to every
+        // node; the password may hold commas.
+        let (credentials, seeds) = match hosts.rsplit_once('@') {
+            Some((userinfo, seeds)) => (format!("{userinfo}@"), seeds),
+            None => (String::new(), hosts),
+        };
+        seeds
             .split(',')
             .filter(|h| !h.is_empty())
-            .map(|h| format!("{scheme}://{h}{query}"))
+            .map(|h| format!("{scheme}://{credentials}{h}{query}"))
             .collect()
     } else {
         vec![format!("{scheme}://{hosts}{query}")]
@@ -246,15 +252,18 @@ impl fmt::Display for StoreUrl {
                 let hosts: Vec<&str> = target
                     .nodes
                     .iter()
-                    .map(|n| n.rsplit('@').next().unwrap_or(n))
-                    .map(|n| n.split("://").nth(1).unwrap_or(n))
+                    .map(|n| n.split_once("://").map_or(n.as_str(), |(_, rest)| rest))
+                    .map(|n| n.rsplit_once('@').map_or(n, |(_, host)| host))
                     .collect();
-                let kind = if target.cluster {
-                    "redis+cluster"
-                } else {
-                    "redis"
-                };
-                write!(f, "{kind}://{} (prefix {})", hosts.join(","), target.prefix)
+                let tls = target.nodes.iter().any(|n| n.starts_with("rediss://"));
+                let scheme = if tls { "rediss" } else { "redis" };
+                let cluster = if target.cluster { "+cluster" } else { "" };
+                write!(
+                    f,
+                    "{scheme}{cluster}://{} (prefix {})",
+                    hosts.join(","),
+                    target.prefix
+                )
             }
             #[cfg(feature = "dynamodb")]
             StoreUrl::DynamoDb(url) => {
@@ -330,6 +339,25 @@ mod tests {
         assert_eq!(tls.prefix, "p");
         assert!("redis://h?prefix={bad}".parse::<StoreUrl>().is_err());
         assert!("redis+cluster://".parse::<StoreUrl>().is_err());
+
+        // Cluster credentials apply to every seed; a comma in the password
+        // does not split the list, and nothing of it is shown.
+        let secured: StoreUrl = "rediss+cluster://app:pa,ss@h1:7000,h2:7001"
+            .parse()
+            .unwrap();
+        let StoreUrl::Redis(target) = &secured else {
+            unreachable!()
+        };
+        assert_eq!(
+            target.nodes,
+            ["rediss://app:pa,ss@h1:7000", "rediss://app:pa,ss@h2:7001"]
+        );
+        assert_eq!(
+            secured.to_string(),
+            "rediss+cluster://h1:7000,h2:7001 (prefix streamguard)"
+        );
+        assert!(!format!("{secured:?}").contains("pa,ss"), "{secured:?}");
+        assert!(!format!("{secured:?}").contains("ss@"), "{secured:?}");
     }
 
     #[cfg(feature = "dynamodb")]
