@@ -148,7 +148,12 @@ pub struct Config {
     /// JWKS with the identity provider's public keys (RS*, PS*, ES256,
     /// ES384, EdDSA): a file path, re-read when it changes, or an https://
     /// URL, refreshed every 5 minutes and when a token names an unknown key.
-    #[arg(long, env = "STREAMGUARD_JWT_JWKS", global = true)]
+    #[arg(
+        long,
+        env = "STREAMGUARD_JWT_JWKS",
+        hide_env_values = true,
+        global = true
+    )]
     pub jwt_jwks: Option<String>,
 
     /// Required `iss` of tokens.
@@ -281,7 +286,20 @@ impl Config {
     /// What JWT identity needs, or `None` in header mode.
     pub fn jwt_settings(&self) -> Result<Option<JwtSettings>, AuthSetupError> {
         if self.auth == AuthMode::Header {
-            return Ok(None);
+            // A JWT flag without `--auth jwt` is a deployment that meant to
+            // verify tokens and would trust X-ID instead: refuse it.
+            let jwt_flags = [
+                ("--jwt-secret", self.jwt_secret.is_some()),
+                ("--jwt-secret-file", self.jwt_secret_file.is_some()),
+                ("--jwt-jwks", self.jwt_jwks.is_some()),
+                ("--jwt-issuer", self.jwt_issuer.is_some()),
+                ("--jwt-audience", !self.jwt_audience.is_empty()),
+                ("--jwt-limit-claim", self.jwt_limit_claim.is_some()),
+            ];
+            return match jwt_flags.into_iter().find(|(_, set)| *set) {
+                Some((flag, _)) => Err(AuthSetupError::JwtFlagWithoutJwt(flag)),
+                None => Ok(None),
+            };
         }
         let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
             (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),

@@ -84,9 +84,25 @@ impl Jwks {
     /// fails when there is no usable key.
     pub async fn load(location: &str) -> Result<Arc<Self>, AuthSetupError> {
         let source = if location.starts_with("https://") || location.starts_with("http://") {
-            let url = location
+            let url: axum::http::Uri = location
                 .parse()
                 .map_err(|e| setup(location, format!("not a URL: {e}")))?;
+            // Over plain HTTP anyone on the path could swap in their own
+            // key and speak for every account: tests on this machine only.
+            let loopback = url.host().is_some_and(|host| {
+                host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if url.scheme_str() == Some("http") && !loopback {
+                return Err(setup(
+                    location,
+                    "use https:// (plain http:// is accepted only for a loopback address, for tests)"
+                        .into(),
+                ));
+            }
             let https = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
                 .map_err(|e| setup(location, format!("no CA certificates: {e}")))?
@@ -209,7 +225,7 @@ impl crate::refresh::Refresh for Jwks {
 
 fn setup(location: &str, reason: String) -> AuthSetupError {
     AuthSetupError::Keys {
-        what: format!("--jwt-jwks {location}"),
+        what: format!("--jwt-jwks {}", crate::store::redact_userinfo(location)),
         reason,
     }
 }

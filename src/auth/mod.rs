@@ -50,4 +50,8 @@ pub enum AuthSetupError {
     NoKeys,
     #[error("{what}: {reason}")]
     Keys { what: String, reason: String },
+    #[error(
+        "{0} is set but --auth is header, which trusts X-ID and ignores tokens: add --auth jwt (STREAMGUARD_AUTH=jwt), or remove {0}"
+    )]
+    JwtFlagWithoutJwt(&'static str),
 }

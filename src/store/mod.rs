@@ -34,7 +34,7 @@ pub use redis::{Durability, RedisStore, RedisTime, ScriptCalls};
 pub use url::DynamoDbUrl;
 #[cfg(feature = "redis")]
 pub use url::RedisTarget;
-pub use url::StoreUrl;
+pub use url::{StoreUrl, redact_userinfo};
 
 /// The store failed; contention and full accounts are decisions, not errors.
 #[derive(Debug, thiserror::Error)]

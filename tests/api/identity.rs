@@ -403,6 +403,46 @@ async fn a_jwks_url_is_fetched_and_unknown_kids_cannot_hammer_it() {
 }
 
 #[tokio::test]
+async fn jwt_flags_without_jwt_mode_do_not_start_a_header_mode_service() {
+    // Forgetting `--auth jwt` would leave a deployment that meant to verify
+    // tokens trusting X-ID.
+    for flags in [
+        &["--jwt-secret", SECRET][..],
+        &["--jwt-secret-file", "/nonexistent"],
+        &["--jwt-jwks", "https://idp.example/jwks.json"],
+        &["--jwt-issuer", "https://idp.example/"],
+        &["--jwt-audience", "streamguard"],
+        &["--jwt-limit-claim", "screens"],
+    ] {
+        let config = crate::support::config(flags);
+        let clock = std::sync::Arc::new(crate::support::clock());
+        let error = streamguard::app_state(&config, clock).await.err().unwrap();
+        let text = error.to_string();
+        assert!(
+            text.contains(flags[0]) && text.contains("--auth jwt"),
+            "{text}"
+        );
+        assert!(!text.contains(SECRET), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_jwks_url_over_plain_http_must_be_on_this_machine() {
+    let config = crate::support::config(&[
+        "--auth",
+        "jwt",
+        "--jwt-jwks",
+        "http://reader:s3cret@idp.example/jwks.json",
+    ]);
+    let clock = std::sync::Arc::new(crate::support::clock());
+    let error = streamguard::app_state(&config, clock).await.err().unwrap();
+    let text = error.to_string();
+    assert!(text.contains("use https://"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    // A loopback address is fine (the tests above serve their JWKS so).
+}
+
+#[tokio::test]
 async fn a_jwt_service_without_keys_does_not_start() {
     let config = crate::support::config(&["--auth", "jwt"]);
     let clock = std::sync::Arc::new(crate::support::clock());
