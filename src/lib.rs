@@ -158,9 +158,14 @@ pub fn give_back_freed_memory() {
 /// Binds the API's address (and `--metrics-listen`'s) from `config` and
 /// serves `state` until SIGTERM or Ctrl-C.
 pub async fn run(config: &Config, state: AppState) -> std::io::Result<()> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let bind = |flag: &'static str, addr: std::net::SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))
+    };
+    let listener = bind("--listen", config.listen).await?;
     let metrics = match config.ops.metrics_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
+        Some(addr) => Some(bind("--metrics-listen", addr).await?),
         None => None,
     };
     if let Some(metrics) = &metrics {

@@ -127,14 +127,20 @@ pub async fn connect(
     }
 }
 
-/// Creates what a store needs before first use; idempotent.
+/// Creates what a store needs before first use; idempotent. Redis needs
+/// nothing created, but is connected to and checked (its function library
+/// loaded, its settings read), so a wrong URL fails here too.
 pub async fn init(url: &StoreUrl) -> Result<(), StoreError> {
     match url {
         StoreUrl::Memory => Ok(()),
         #[cfg(feature = "embedded")]
         StoreUrl::File(path) => EmbeddedStore::init(path).await,
         #[cfg(feature = "redis")]
-        StoreUrl::Redis(_) => Ok(()),
+        StoreUrl::Redis(target) => {
+            let store = RedisStore::open(target, Policy::default(), RedisTime::Server).await?;
+            store.ping().await?;
+            store.close().await
+        }
         #[cfg(feature = "dynamodb")]
         StoreUrl::DynamoDb(url) => DynamoDbStore::init(url).await,
     }

@@ -89,3 +89,25 @@ fn the_redis_strict_flag_refuses_to_start_on_an_unsafe_redis() {
     );
     assert!(said.contains("appendonly yes"), "{said}");
 }
+
+#[test]
+fn init_connects_and_checks_a_redis_and_fails_on_one_it_cannot_reach() {
+    let init = |store: &str| {
+        Command::new(env!("CARGO_BIN_EXE_streamguard"))
+            .args(["init", "--store", store])
+            .output()
+            .unwrap()
+    };
+    let redis = OwnRedis::start(); // appendonly no
+    let ready = init(&redis.url());
+    let said = String::from_utf8_lossy(&ready.stdout);
+    assert!(ready.status.success(), "{said}");
+    assert!(
+        said.contains("appendonly yes"),
+        "the settings are checked: {said}"
+    );
+    let port = redis.url().rsplit(':').next().unwrap().to_owned();
+    drop(redis);
+    let unreachable = init(&format!("redis://127.0.0.1:{port}"));
+    assert!(!unreachable.status.success());
+}
