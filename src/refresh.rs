@@ -15,18 +15,97 @@ pub trait Refresh: Send + Sync + 'static {
 }
 
 /// Calls `target.refresh()` every `period`, for as long as something else
-/// still holds `target`. A failed refresh keeps the keys already loaded.
+/// still holds `target`. A failed refresh keeps the keys already loaded
+/// and is logged once, not at every tick, until the failure changes or
+/// ends.
 pub fn every<T: Refresh>(period: Duration, target: &Arc<T>) {
     let weak = Arc::downgrade(target);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.tick().await;
+        let mut failing: Option<String> = None;
         loop {
             tick.tick().await;
             let Some(target) = weak.upgrade() else { return };
-            if let Err(error) = target.refresh().await {
-                tracing::warn!(%error, "{} refresh failed; keeping the keys we have", T::WHAT);
+            match target.refresh().await {
+                Ok(()) => {
+                    if failing.take().is_some() {
+                        tracing::info!("{} refresh works again", T::WHAT);
+                    }
+                }
+                Err(error) => {
+                    if failing.as_ref() != Some(&error) {
+                        tracing::warn!(%error, "{} refresh failed; keeping the keys we have", T::WHAT);
+                    }
+                    failing = Some(error);
+                }
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Answers each refresh with the next scripted result, then `Ok`.
+    struct Scripted(Mutex<Vec<Result<(), String>>>);
+
+    impl Refresh for Scripted {
+        const WHAT: &'static str = "test keys";
+
+        async fn refresh(&self) -> Result<(), String> {
+            let mut script = self.0.lock().unwrap();
+            if script.is_empty() {
+                Ok(())
+            } else {
+                script.remove(0)
+            }
+        }
+    }
+
+    /// Counts the warnings logged.
+    struct Warnings(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_logged_once_until_it_changes() {
+        let warnings = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Warnings(warnings.clone()));
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let broken = || Err("broken".to_string());
+        let script = vec![
+            broken(),
+            broken(),
+            broken(),
+            Err("gone".into()),
+            Ok(()),
+            broken(),
+        ];
+        let target = Arc::new(Scripted(Mutex::new(script)));
+        every(Duration::from_millis(5), &target);
+        while !target.0.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // "broken" three times in a row: one warning; "gone": one; after a
+        // success, "broken" again: one.
+        assert_eq!(warnings.load(Ordering::SeqCst), 3);
+    }
 }
