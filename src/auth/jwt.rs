@@ -237,9 +237,8 @@ fn plan_limit(claims: &Map<String, Value>, name: &str) -> Result<Option<Limit>, 
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .and_then(|n| Limit::new(n).ok())
+            .as_number()
+            .and_then(crate::http::dto::whole_limit)
             .map(Some)
             .ok_or_else(|| {
                 TokenError::invalid(format!(

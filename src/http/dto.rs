@@ -174,29 +174,28 @@ pub struct LimitBody {
 
 impl LimitBody {
     pub fn limit(&self) -> Result<Limit, ApiError> {
-        // JSON Schema counts `3.0` as an integer; `2.5` is not one.
-        if self.limit.as_f64().is_some_and(|f| f.fract() != 0.0) {
-            return Err(ApiError::MalformedJson(format!(
-                "limit must be a whole number, got {}",
+        whole_limit(&self.limit).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "limit must be a whole number from 0 to 1000, got {}",
                 self.limit
-            )));
-        }
-        let whole = self.limit.as_u64().or_else(|| {
-            self.limit
-                .as_f64()
-                .filter(|f| (0.0..=1000.0).contains(f))
-                .map(|f| f as u64)
-        });
-        whole
-            .and_then(|n| u32::try_from(n).ok())
-            .and_then(|n| Limit::new(n).ok())
-            .ok_or_else(|| {
-                ApiError::InvalidRequest(format!(
-                    "limit must be between 0 and 1000, got {}",
-                    self.limit
-                ))
-            })
+            ))
+        })
     }
+}
+
+/// A limit given as a JSON number: a whole number from 0 to 1000, written
+/// `3` or `3.0` (JSON Schema counts both as integers; `2.5` is not one).
+/// The admin API's body and the plan claim of a token read it alike.
+pub fn whole_limit(number: &serde_json::Number) -> Option<Limit> {
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=1000.0).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| u32::try_from(n).ok())
+        .and_then(|n| Limit::new(n).ok())
 }
 
 /// Where an account's limit comes from.

@@ -157,11 +157,15 @@ async fn lowering_a_limit_revokes_the_excess_at_once() {
 async fn out_of_range_limits_are_400_and_change_nothing() {
     let app = app(WITH_TOKEN).await;
     let path = "/admin/users/u/limit";
-    for body in [json!({"limit": 1001}), json!({"limit": -1})] {
+    for body in [
+        json!({"limit": 1001}),
+        json!({"limit": -1}),
+        json!({"limit": 2.5}),
+    ] {
         let reply = app.put(path).admin().json(body).send().await;
         reply.problem(400, "invalid-request");
     }
-    for body in [json!({"limit": "3"}), json!({"limit": 2.5}), json!({})] {
+    for body in [json!({"limit": "3"}), json!({})] {
         app.put(path)
             .admin()
             .json(body)

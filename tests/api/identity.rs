@@ -309,6 +309,9 @@ async fn the_limit_claim_sets_the_plan_and_an_override_wins() {
     for bad in [json!(-1), json!(1001), json!("two"), json!(1.5)] {
         refused(&start_with(&app, &with(bad)).await);
     }
+    // `2.0` is a whole number, as the admin API takes it.
+    let whole = app.get("/streams").bearer(&with(json!(2.0))).send().await;
+    assert_eq!(whole.status, 200, "{}", whole.text);
     let no_claim = hs256(json!({"sub": "solo", "exp": NOW + 3600}));
     let solo = app.get("/streams").bearer(&no_claim).send().await;
     assert_eq!(solo.json()["limit"], 3, "no claim: the default");
