@@ -143,6 +143,9 @@ impl ApiError {
             RouteNotFound => "no route matches this path".into(),
             StreamNotFound => "this account has no such stream".into(),
             MethodNotAllowed => "this route does not accept that method".into(),
+            LimitReached { limit: 0, .. } => {
+                "this account may not start streams (its limit is 0)".into()
+            }
             LimitReached { limit, active, .. } => format!(
                 "the account already watches {active} of {limit} allowed streams; stop one to start another"
             ),

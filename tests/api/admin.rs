@@ -191,6 +191,12 @@ async fn out_of_range_limits_are_400_and_change_nothing() {
             .status,
         200
     );
+    let blocked = app.post("/streams").user("u").send().await;
+    let problem = blocked.problem(409, "stream-limit-reached");
+    assert_eq!(
+        problem["detail"],
+        "this account may not start streams (its limit is 0)"
+    );
     assert_eq!(
         app.put(path)
             .admin()
