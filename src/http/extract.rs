@@ -81,6 +81,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if json_type != Some(true) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // serde would also read an array as the struct's fields in order.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return Err(ApiError::MalformedJson(
+                "the body must be a JSON object".into(),
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(|v| JsonBody(Some(v)))
             .map_err(|e| ApiError::MalformedJson(e.to_string()))

@@ -55,6 +55,9 @@ async fn malformed_json_and_wrong_types_are_400() {
         "{",
         "[]",
         "null",
+        // serde's derive would read an array as the fields in order.
+        r#"["s-2", null, null, []]"#,
+        "  \n [\"s-2\"]",
         r#"{"stream_id": 5}"#,
         r#"{"terminate": "keep"}"#,
         r#"{"device_id": ["a"]}"#,
