@@ -268,7 +268,8 @@ impl fmt::Display for StoreUrl {
             #[cfg(feature = "dynamodb")]
             StoreUrl::DynamoDb(url) => {
                 write!(f, "dynamodb://{}", url.table)?;
-                let params = [("region", &url.region), ("endpoint", &url.endpoint)];
+                let endpoint = url.endpoint.as_deref().map(redact_userinfo);
+                let params = [("region", url.region.clone()), ("endpoint", endpoint)];
                 let mut sep = '?';
                 for (key, value) in params {
                     if let Some(value) = value {
@@ -377,6 +378,13 @@ mod tests {
         assert_eq!(
             "dynamodb://leases".parse::<StoreUrl>().unwrap().to_string(),
             "dynamodb://leases"
+        );
+        let proxied: StoreUrl = "dynamodb://leases?endpoint=http://u:s3cret@proxy:8000"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            proxied.to_string(),
+            "dynamodb://leases?endpoint=http://u:***@proxy:8000"
         );
     }
 
