@@ -6,9 +6,9 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,7 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 /// Most bytes of request line and headers (HTTP/1) or of the header list
 /// (HTTP/2); a larger request gets 431 or a closed connection.
@@ -26,11 +26,13 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// A client must send a request's headers within this time (slowloris),
 /// and a new connection its first bytes.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection that has sent nothing for this long is closed (an idle
-/// HTTP/2 connection; HTTP/1 ones are closed sooner, by the header
-/// timeout). Longer than the longest `--store-timeout` (60 s), so a request
-/// waiting for its answer is never cut.
+/// A connection that has sent nothing for this long (up to a third more)
+/// is closed: an idle HTTP/2 connection; HTTP/1 ones are closed sooner, by
+/// the header timeout. Longer than the longest `--store-timeout` (60 s), so
+/// a request waiting for its answer is never cut.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How many checks of a connection's silence make [`IDLE_TIMEOUT`].
+const IDLE_CHECKS: u32 = 3;
 
 #[derive(Clone, Copy)]
 pub struct Limits {
@@ -86,16 +88,21 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let _ = tcp.set_nodelay(true);
-        let (tcp, reads) = Watched::new(tcp);
+        let read = Arc::new(AtomicBool::new(false));
+        let tcp = Watched {
+            tcp,
+            read: read.clone(),
+        };
         let service = TowerToHyperService::new(router.clone());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
             .into_owned();
         let connection = graceful.watch(connection);
-        connections.spawn(async move {
-            until_silent(connection, &reads).await;
+        let served = connections.spawn(async move {
+            let _ = connection.await;
             drop(slot);
         });
+        tokio::spawn(close_when_silent(read, served));
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
@@ -118,67 +125,38 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-/// Runs `connection` until it ends, or until the client has sent nothing
-/// for too long: [`HEADER_READ_TIMEOUT`] before its first bytes (hyper's
-/// own header timeout starts only once a request begins), then
-/// [`IDLE_TIMEOUT`]. Dropping the connection closes the socket.
-async fn until_silent(connection: impl Future, reads: &Reads) {
-    tokio::pin!(connection);
+/// Closes a connection whose client sends nothing: no first byte within
+/// [`HEADER_READ_TIMEOUT`] (hyper's own header timeout starts only once a
+/// request begins), or no byte in [`IDLE_CHECKS`] checks in a row, one
+/// every [`IDLE_TIMEOUT`] / [`IDLE_CHECKS`]: silent for between that and a
+/// third more. A task of its own, so serving a request never touches a
+/// timer.
+async fn close_when_silent(read: Arc<AtomicBool>, connection: AbortHandle) {
+    tokio::time::sleep(HEADER_READ_TIMEOUT).await;
+    let mut silent = IDLE_CHECKS - 1; // no first byte: close at once
     loop {
-        let allowed = if reads.any() {
-            IDLE_TIMEOUT
-        } else {
-            HEADER_READ_TIMEOUT
-        };
-        let left = allowed.saturating_sub(reads.silent_for());
-        if left.is_zero() {
-            tracing::debug!("closing a connection that sent nothing for {allowed:?}");
+        if connection.is_finished() {
             return;
         }
-        tokio::select! {
-            _ = &mut connection => return,
-            () = tokio::time::sleep(left) => {}
+        if read.swap(false, Ordering::Relaxed) {
+            silent = 0;
+        } else {
+            silent += 1;
+            if silent >= IDLE_CHECKS {
+                tracing::debug!("closing a connection whose client sends nothing");
+                connection.abort();
+                return;
+            }
         }
+        tokio::time::sleep(IDLE_TIMEOUT / IDLE_CHECKS).await;
     }
 }
 
-/// When a connection last received bytes.
-struct Reads {
-    opened: Instant,
-    /// Milliseconds from `opened` to the last read that returned bytes,
-    /// plus one; 0 before the first.
-    last: AtomicU64,
-}
-
-impl Reads {
-    fn any(&self) -> bool {
-        self.last.load(Ordering::Relaxed) != 0
-    }
-
-    fn silent_for(&self) -> Duration {
-        let since_open = self.opened.elapsed();
-        match self.last.load(Ordering::Relaxed) {
-            0 => since_open,
-            at => since_open.saturating_sub(Duration::from_millis(at - 1)),
-        }
-    }
-}
-
-/// A client's socket that notes in [`Reads`] when bytes arrive.
+/// A client's socket that notes when bytes arrive.
 struct Watched {
     tcp: TcpStream,
-    reads: Arc<Reads>,
-}
-
-impl Watched {
-    fn new(tcp: TcpStream) -> (Self, Arc<Reads>) {
-        let reads = Arc::new(Reads {
-            opened: Instant::now(),
-            last: AtomicU64::new(0),
-        });
-        let reads2 = reads.clone();
-        (Self { tcp, reads }, reads2)
-    }
+    /// Set at every read that returned bytes; the watchdog clears it.
+    read: Arc<AtomicBool>,
 }
 
 impl AsyncRead for Watched {
@@ -190,8 +168,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
         if buf.filled().len() > before {
-            let at = self.reads.opened.elapsed().as_millis() as u64 + 1;
-            self.reads.last.store(at, Ordering::Relaxed);
+            self.read.store(true, Ordering::Relaxed);
         }
         polled
     }
