@@ -45,7 +45,7 @@ export type EndReason =
 export interface RetryDetail {
   method: string;
   path: string;
-  /** 503 or 429, or 0 when no answer came. */
+  /** 429, 500, 502, 503 or 504, or 0 when no whole answer came. */
   status: number;
   attempt: number;
   delayMs: number;
@@ -64,7 +64,7 @@ export interface SessionEvents {
   heartbeat: Stream;
   /** The signed grant changed (undefined when the server stopped sending one). */
   grant: string | undefined;
-  /** A heartbeat was answered 503/429 (or not at all) and will be retried. */
+  /** A heartbeat was answered 429/500/502/503/504 (or not at all) and will be retried. */
   retry: RetryDetail;
   /** Playback must stop. */
   ended: { reason: EndReason };
@@ -85,7 +85,7 @@ interface ClientOptionsBase {
   /** Where streamguard answers, e.g. `https://limits.example.com`. */
   baseUrl: string;
   fetch?: typeof fetch;
-  /** Retries of a start or stop answered 503/429 or not answered (default 5). Heartbeats retry until the session ends. */
+  /** Retries of a start, stop or listing answered 429/500/502/503/504 or not answered (default 5). Heartbeats retry until the session ends. */
   maxRetries?: number;
   /** First backoff when the server sends no Retry-After, in ms (default 250). */
   retryBaseMs?: number;
@@ -121,6 +121,7 @@ export interface StartOptions {
 }
 
 export class StreamguardError extends Error {
+  constructor(message: string, status: number, problem?: Problem);
   /** HTTP status; 0 when no answer came. */
   readonly status: number;
   readonly problem: Problem | undefined;
@@ -130,6 +131,7 @@ export class StreamguardError extends Error {
 
 /** 409 `stream-limit-reached`: the account watches all it may. */
 export class LimitReachedError extends StreamguardError {
+  constructor(problem: Problem & { limit: number; active: number; streams?: Stream[] });
   readonly limit: number;
   readonly active: number;
   /** The account's live streams, to offer "stop playback on …". */

@@ -9,6 +9,21 @@ const LIMIT_REACHED = 'stream-limit-reached';
 /** Longest wait between two retries when the server names no Retry-After. */
 const MAX_BACKOFF_MS = 8000;
 
+/**
+ * Longest wait a `Retry-After` may impose: past it a heartbeat would lose
+ * its lease anyway (90 s by default), so a proxy asking for more is not
+ * obeyed to the letter.
+ */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/**
+ * Answers worth asking again: the store or a gateway failed for a moment
+ * (500, 502, 503, 504) or the service throttled (429). Every call the SDK
+ * makes is idempotent — a start always names its stream — so a retry never
+ * takes a second slot.
+ */
+const TRANSIENT = new Set([429, 500, 502, 503, 504]);
+
 /** An answer the SDK could not turn into a result. */
 export class StreamguardError extends Error {
   /**
@@ -79,11 +94,13 @@ class Emitter {
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const wake = () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', wake);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(wake, ms);
+    signal?.addEventListener('abort', wake, { once: true });
   });
 
 /**
@@ -101,20 +118,29 @@ function newStreamId() {
 }
 
 /** Milliseconds to wait before retry number `attempt` (0-based). */
-function retryDelay(response, attempt, baseMs) {
-  const header = response?.headers.get('retry-after');
-  const seconds = header === null || header === undefined ? NaN : Number(header);
-  if (Number.isFinite(seconds) && seconds >= 0) {
-    // Never earlier than the server asked; a little later, so that clients
-    // told the same number do not all come back in the same millisecond.
-    return seconds * 1000 * (1 + 0.2 * Math.random());
+function retryDelay(reply, attempt, baseMs) {
+  const asked = retryAfterMs(reply?.headers.get('retry-after'));
+  if (asked !== undefined) {
+    // Never earlier than the server asked (up to MAX_RETRY_AFTER_MS); a
+    // little later, so that clients told the same do not all come back in
+    // the same millisecond.
+    return Math.min(asked, MAX_RETRY_AFTER_MS) * (1 + 0.2 * Math.random());
   }
   const ceiling = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** attempt);
   return ceiling / 2 + (Math.random() * ceiling) / 2;
 }
 
-async function readJson(response) {
-  const text = await response.text();
+/** A `Retry-After` in milliseconds: delay-seconds or an HTTP-date (RFC 9110). */
+function retryAfterMs(header) {
+  if (header === null || header === undefined || header.trim() === '') return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+/** The body as JSON, or undefined when it is empty or not JSON. */
+function parseJson(text) {
   if (!text) return undefined;
   try {
     return JSON.parse(text);
@@ -150,7 +176,7 @@ export class StreamguardClient extends Emitter {
    * @param {() => Promise<string> | string} [options.token] bearer mode: returns a token;
    *   asked again whenever the server answers 401
    * @param {typeof fetch} [options.fetch]
-   * @param {number} [options.maxRetries] retries of a start or stop answered 503/429
+   * @param {number} [options.maxRetries] retries of a start, stop or listing answered 429/500/502/503/504
    *   or not answered at all (default 5); heartbeats retry until the session ends
    * @param {number} [options.retryBaseMs] first backoff when no Retry-After is sent (default 250)
    * @param {boolean} [options.stopOnUnload] browsers: stop live sessions when the page
@@ -170,7 +196,11 @@ export class StreamguardClient extends Emitter {
     this.#retryBaseMs = options.retryBaseMs ?? 250;
     this.#maxRetries = options.maxRetries ?? 5;
     if ((options.stopOnUnload ?? true) && typeof window !== 'undefined' && window.addEventListener) {
-      this.#unloadHandler = () => this.#stopAllOnUnload();
+      // A page kept in the back/forward cache (`persisted`) may come back
+      // and go on playing: its sessions are left to heartbeat or expire.
+      this.#unloadHandler = (event) => {
+        if (!event?.persisted) this.#stopAllOnUnload();
+      };
       window.addEventListener('pagehide', this.#unloadHandler);
     }
   }
@@ -184,34 +214,33 @@ export class StreamguardClient extends Emitter {
     if (deviceId !== undefined) body.device_id = deviceId;
     if (contentId !== undefined) body.content_id = contentId;
     if (terminate?.length) body.terminate = [...terminate];
-    const response = await this.request('POST', '/streams', { body, retries: this.#maxRetries });
-    const answer = await readJson(response);
-    if ((response.status === 200 || response.status === 201) && answer?.stream) {
+    const reply = await this.request('POST', '/streams', { body, retries: this.#maxRetries });
+    const answer = reply.json;
+    if ((reply.status === 200 || reply.status === 201) && answer?.stream) {
       const session = new Session(this, answer);
       this.#sessions.add(session);
       session.on('ended', () => this.#sessions.delete(session));
       return session;
     }
-    if (response.status === 409 && String(answer?.type ?? '').endsWith(LIMIT_REACHED)) {
+    if (reply.status === 409 && String(answer?.type ?? '').endsWith(LIMIT_REACHED)) {
       throw new LimitReachedError(answer);
     }
-    throw problemError(response.status, answer);
+    throw problemError(reply.status, answer);
   }
 
   /** The account's live streams: `{ user_id, limit, active, streams }`. */
   async streams() {
-    const response = await this.request('GET', '/streams', { retries: this.#maxRetries });
-    const answer = await readJson(response);
-    if (response.status !== 200) throw problemError(response.status, answer);
-    return answer;
+    const reply = await this.request('GET', '/streams', { retries: this.#maxRetries });
+    if (reply.status !== 200) throw problemError(reply.status, reply.json);
+    return reply.json;
   }
 
   /** Ends a stream of this account by id (204 also when it is already gone). */
   async stopStream(streamId) {
-    const response = await this.request('DELETE', `/streams/${encodeURIComponent(streamId)}`, {
+    const reply = await this.request('DELETE', `/streams/${encodeURIComponent(streamId)}`, {
       retries: this.#maxRetries,
     });
-    if (response.status !== 204) throw problemError(response.status, await readJson(response));
+    if (reply.status !== 204) throw problemError(reply.status, reply.json);
   }
 
   /** Stops heartbeating every session and forgets the unload hook (does not stop streams). */
@@ -253,11 +282,15 @@ export class StreamguardClient extends Emitter {
   }
 
   /**
-   * One API call with the account's identity. Retries answers 503 and 429
-   * (waiting at least `Retry-After`) and network failures, `retries` times
-   * (`Infinity` until `signal` aborts); asks for a new token once after a 401.
-   * Emits `retry` with `{ method, path, status, attempt, delayMs }` before each wait.
-   * Resolves with the last `Response`; rejects only when no answer came.
+   * One API call with the account's identity, answer read whole. Retries
+   * transient answers (429, 500, 502, 503, 504; waiting at least
+   * `Retry-After`) and calls that got no whole answer (no connection, or
+   * one cut while the body arrived), `retries` times (`Infinity` until
+   * `signal` aborts); asks for a new token once after a 401. Emits `retry`
+   * with `{ method, path, status, attempt, delayMs }` before each wait.
+   * Resolves with the last answer `{ status, headers, json }`; rejects with
+   * a `StreamguardError` of status 0 only when no answer came or `signal`
+   * aborted.
    * @internal
    */
   async request(method, path, { body, retries = 0, signal } = {}) {
@@ -265,36 +298,36 @@ export class StreamguardClient extends Emitter {
     for (let attempt = 0; ; attempt++) {
       const { headers, token } = await this.#identity();
       if (body !== undefined) headers['content-type'] = 'application/json';
-      let response;
+      let reply;
+      let failure;
       try {
-        response = await this.#fetch(this.#baseUrl + path, {
+        const response = await this.#fetch(this.#baseUrl + path, {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
           signal,
         });
+        const text = await response.text();
+        reply = { status: response.status, headers: response.headers, json: parseJson(text) };
       } catch (error) {
-        if (signal?.aborted || attempt >= retries) {
-          throw new StreamguardError(`no answer from ${this.#baseUrl}: ${error.message}`, 0);
-        }
+        failure = error;
       }
-      if (response?.status === 401 && this.#tokenSource && !refreshed) {
+      if (signal?.aborted) throw new StreamguardError('aborted', 0);
+      if (reply?.status === 401 && this.#tokenSource && !refreshed) {
         // The token expired or was revoked: ask for a new one, once (and
         // only once for all the requests that were refused with it).
-        await response.body?.cancel();
         if (this.#token === token) this.#token = undefined;
         refreshed = true;
         attempt--;
         continue;
       }
-      if (response && response.status !== 503 && response.status !== 429) return response;
-      if (attempt >= retries || signal?.aborted) {
-        if (response) return response;
-        throw new StreamguardError(`no answer from ${this.#baseUrl}`, 0);
+      if (reply && !TRANSIENT.has(reply.status)) return reply;
+      if (attempt >= retries) {
+        if (reply) return reply;
+        throw new StreamguardError(`no answer from ${this.#baseUrl}: ${failure?.message}`, 0);
       }
-      const delayMs = retryDelay(response, attempt, this.#retryBaseMs);
-      await response?.body?.cancel();
-      this.emit('retry', { method, path, status: response?.status ?? 0, attempt, delayMs });
+      const delayMs = retryDelay(reply, attempt, this.#retryBaseMs);
+      this.emit('retry', { method, path, status: reply?.status ?? 0, attempt, delayMs });
       await sleep(delayMs, signal);
       if (signal?.aborted) throw new StreamguardError('aborted', 0);
     }
@@ -324,7 +357,7 @@ export class StreamguardClient extends Emitter {
  * Events (`session.on(name, fn)`):
  * - `heartbeat` `(stream)`: the lease was renewed; `stream.expires_at` moved
  * - `grant` `(grant | undefined)`: the signed grant changed
- * - `retry` `({ status, attempt, delayMs })`: a heartbeat got 503/429 or no answer and will be retried
+ * - `retry` `({ status, attempt, delayMs })`: a heartbeat got 429/500/502/503/504 or no whole answer and will be retried
  * - `ended` `({ reason })`: playback must stop; `reason` is the server's
  *   (`evicted`, `revoked`, `expired`, `replaced`, `stopped`), `unknown` on 404,
  *   or `stopped` after `session.stop()`
@@ -361,10 +394,7 @@ export class Session extends Emitter {
   async stop() {
     if (this.ended) return;
     this.#end('stopped');
-    const response = await this.#client.request('DELETE', `/streams/${encodeURIComponent(this.id)}`, {
-      retries: 3,
-    });
-    if (response.status !== 204) throw problemError(response.status, await readJson(response));
+    await this.#client.stopStream(this.id);
   }
 
   /** Ends the heartbeat loop without telling the server (the lease then expires). */
@@ -392,16 +422,17 @@ export class Session extends Emitter {
     const offRetry = this.#client.on('retry', (detail) => {
       if (detail.path === path) this.emit('retry', detail);
     });
-    let response;
+    let reply;
     try {
-      response = await this.#client.request('POST', path, {
+      reply = await this.#client.request('POST', path, {
         retries: Infinity,
         signal: this.#abort.signal,
       });
     } catch (error) {
-      // Only the token callback can fail here (answers 503/429 and network
-      // errors are retried inside request()): try again at the next beat.
-      // If that never works, the lease expires and a later answer says so.
+      // Stopped meanwhile (the abort), or the token callback failed
+      // (transient answers and lost connections are retried inside
+      // request()): try again at the next beat. If that never works, the
+      // lease expires and a later answer says so.
       if (this.ended) return;
       this.emit('error', error);
       this.#schedule();
@@ -410,20 +441,20 @@ export class Session extends Emitter {
       offRetry();
     }
     if (this.ended) return;
-    const answer = await readJson(response);
-    if (response.status === 200 && answer?.stream) {
+    const answer = reply.json;
+    if (reply.status === 200 && answer?.stream) {
       this.stream = answer.stream;
       this.emit('heartbeat', this.stream);
       this.#setGrant(answer.grant ?? undefined);
       this.#schedule();
-    } else if (response.status === 410) {
+    } else if (reply.status === 410) {
       this.#end(answer?.reason ?? 'ended');
-    } else if (response.status === 404) {
+    } else if (reply.status === 404) {
       this.#end('unknown');
     } else {
       // 401 after a token refresh, 400...: the server will not renew this
       // lease, and retrying the same request cannot change that.
-      this.emit('error', problemError(response.status, answer));
+      this.emit('error', problemError(reply.status, answer));
       this.#end('error');
     }
   }
