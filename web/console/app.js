@@ -52,7 +52,13 @@ async function problem(response) {
 $('#login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const candidate = $('#token').value.trim();
-  const response = await fetch('/admin/metrics', { headers: { authorization: `Bearer ${candidate}` } });
+  let response;
+  try {
+    response = await fetch('/admin/metrics', { headers: { authorization: `Bearer ${candidate}` } });
+  } catch (error) {
+    $('#login-error').textContent = `The service did not answer: ${error.message}`;
+    return;
+  }
   if (response.ok) {
     token.set(candidate);
     $('#token').value = '';
@@ -195,9 +201,10 @@ $('#lookup-form').addEventListener('submit', (event) => {
 async function openAccount(user) {
   account = { user, streams: [] };
   $('#account-error').textContent = '';
-  await loadAccount();
+  // Timers first: leaving the view during the first load clears them.
   timers.push(setInterval(loadAccount, REFRESH_MS));
   timers.push(setInterval(tick, 250));
+  await loadAccount();
 }
 
 const userPath = () => `/admin/users/${encodeURIComponent(account.user)}`;
@@ -269,33 +276,36 @@ function tick() {
   }
 }
 
-async function revokeStream(id) {
-  const response = await admin('DELETE', `${userPath()}/streams/${encodeURIComponent(id)}`);
-  if (!response.ok) {
-    $('#account-error').textContent = await problem(response);
-    return;
+/**
+ * An admin call that changes the account; shows why when it fails (a
+ * refusal or no answer at all), reloads the account when it worked.
+ */
+async function change(method, path, body) {
+  try {
+    const response = await admin(method, path, body);
+    if (!response.ok) {
+      $('#account-error').textContent = await problem(response);
+      return false;
+    }
+  } catch (error) {
+    $('#account-error').textContent = `The service did not answer: ${error.message}`;
+    return false;
   }
   await loadAccount();
+  return true;
+}
+
+function revokeStream(id) {
+  return change('DELETE', `${userPath()}/streams/${encodeURIComponent(id)}`);
 }
 
 $('#limit-form').addEventListener('submit', async (event) => {
   event.preventDefault();
-  const response = await admin('PUT', `${userPath()}/limit`, { limit: Number($('#limit-input').value) });
-  if (!response.ok) {
-    $('#account-error').textContent = await problem(response);
-    return;
+  if (await change('PUT', `${userPath()}/limit`, { limit: Number($('#limit-input').value) })) {
+    $('#limit-input').value = '';
   }
-  $('#limit-input').value = '';
-  await loadAccount();
 });
 
-$('#limit-clear').addEventListener('click', async () => {
-  const response = await admin('DELETE', `${userPath()}/limit`);
-  if (!response.ok) {
-    $('#account-error').textContent = await problem(response);
-    return;
-  }
-  await loadAccount();
-});
+$('#limit-clear').addEventListener('click', () => change('DELETE', `${userPath()}/limit`));
 
 show();

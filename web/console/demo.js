@@ -103,8 +103,12 @@ class Player {
   async stop() {
     const session = this.session;
     if (!session) return;
-    await session.stop();
-    log(`${this.device}: stopped`);
+    try {
+      await session.stop();
+      log(`${this.device}: stopped`);
+    } catch (error) {
+      log(`${this.device}: stop failed (${error.message}); the lease will run out`);
+    }
   }
 
   remove() {
@@ -130,7 +134,7 @@ async function setUp({ setLimit }) {
       method: 'PUT',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ limit: Number($('#limit').value) }),
-    });
+    }).catch((error) => ({ ok: false, status: `no answer: ${error.message}` }));
     $('#setup-note').textContent = response.ok
       ? `Limit of ${account} set to ${$('#limit').value}.`
       : `Could not set the limit (HTTP ${response.status}); the server's applies.`;

@@ -120,6 +120,22 @@ test('sets and clears the limit', async () => {
   assert.equal(await page.textContent('#limit-value'), '3');
 });
 
+test('a change that gets no answer is shown to the operator', async () => {
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  // The network drops the revoke: nothing reaches the service.
+  await page.route('**/admin/users/*/streams/*', (route) => route.abort('connectionreset'));
+  try {
+    const row = page.locator('#streams tbody tr').first();
+    await row.locator('button', { hasText: 'Revoke' }).click();
+    await page.locator('#account-error', { hasText: 'did not answer' }).waitFor();
+  } finally {
+    await page.unroute('**/admin/users/*/streams/*');
+  }
+  assert.deepEqual(errors, [], 'no unhandled error in the page');
+  assert.equal(await page.locator('#streams tbody tr').count(), 1, 'the stream is still listed');
+});
+
 test('the overview draws decision, latency and error charts from the metrics', async () => {
   // Traffic for the charts: grants, one denial, heartbeats.
   const busy = `busy-${process.pid}`;
