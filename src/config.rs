@@ -232,6 +232,12 @@ pub struct Operations {
     /// except renewed heartbeats and reads that succeed), `all`, or `off`.
     #[arg(long, env = "STREAMGUARD_ACCESS_LOG", value_enum, default_value_t = AccessLog::Changes, global = true)]
     pub access_log: AccessLog,
+
+    /// Web origins whose pages may call the player API from a browser
+    /// (CORS), comma-separated, e.g. `https://www.example.com`; `*` for any.
+    /// None by default: only pages of the service's own origin.
+    #[arg(long, env = "STREAMGUARD_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin, global = true)]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -422,6 +428,28 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a whole number"))?;
     Limit::new(n).map_err(|e| e.to_string())
+}
+
+/// A web origin as browsers send it (`https://host[:port]`, no path), or `*`.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" {
+        return Ok(s.to_owned());
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an origin like https://www.example.com"))?;
+    let valid = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        return Err(format!(
+            "{s:?} is not an origin like https://www.example.com (scheme and host, no path)"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

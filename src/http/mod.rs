@@ -19,6 +19,7 @@ use crate::store::{StoreError, StreamStore};
 mod admin;
 pub mod bearer;
 mod console;
+mod cors;
 pub mod dto;
 mod error;
 mod extract;
@@ -70,6 +71,8 @@ pub struct Ops {
     pub access_log: AccessLog,
     /// `/metrics` on the API's port (no `--metrics-listen`).
     pub metrics_on_api: bool,
+    /// `--cors-origins`: pages that may call the player API from a browser.
+    pub cors_origins: Vec<String>,
     pub max_connections: u32,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -82,6 +85,7 @@ impl Ops {
             draining: AtomicBool::new(false),
             access_log: config.access_log,
             metrics_on_api: config.metrics_listen.is_none(),
+            cors_origins: config.cors_origins.clone(),
             max_connections: config.max_connections,
             shutdown_delay: config.shutdown_delay,
             shutdown_timeout: config.shutdown_timeout,
@@ -180,7 +184,11 @@ pub fn router(state: AppState) -> Router {
         routes = routes.route("/metrics", get(ops::metrics));
     }
     let access_log = state.ops.access_log;
-    let routes = routes.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let mut routes = routes.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // Last, so that it also wraps the method fallbacks a preflight meets.
+    if let Some(cors) = cors::layer(&state.ops.cors_origins) {
+        routes = routes.layer(cors);
+    }
     middleware::around(routes, access_log).with_state(state)
 }
 

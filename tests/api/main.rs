@@ -4,6 +4,7 @@ mod admin;
 mod bad_input;
 mod binary;
 mod console;
+mod cors;
 mod grants;
 mod hardening;
 mod identity;
