@@ -83,7 +83,10 @@ impl Jwks {
     /// Loads the keys `location` names (a path, or an `http(s)://` URL);
     /// fails when there is no usable key.
     pub async fn load(location: &str) -> Result<Arc<Self>, AuthSetupError> {
-        let source = if location.starts_with("https://") || location.starts_with("http://") {
+        let scheme = location
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase());
+        let source = if matches!(scheme.as_deref(), Some("https" | "http")) {
             let url: axum::http::Uri = location
                 .parse()
                 .map_err(|e| setup(location, format!("not a URL: {e}")))?;

@@ -81,10 +81,10 @@ pub fn redact_userinfo(url: &str) -> String {
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***{}", &rest[at..])
-        }
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_owned(), // a user name alone: nothing secret
+        },
         None => url.to_owned(),
     }
 }
@@ -417,6 +417,7 @@ mod tests {
             "rediss://app:***@h/?x=@y"
         );
         assert_eq!(redact_userinfo("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact_userinfo("redis://app@h:6379"), "redis://app@h:6379");
         let err = "postgres://u:s3cret@db/x".parse::<StoreUrl>().unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
     }

@@ -217,6 +217,10 @@ export class StreamguardClient extends Emitter {
     const reply = await this.request('POST', '/streams', { body, retries: this.#maxRetries });
     const answer = reply.json;
     if ((reply.status === 200 || reply.status === 201) && answer?.stream) {
+      // A retried start of a stream this client already plays (200) is
+      // that session, not a second one heartbeating the same stream.
+      const playing = [...this.#sessions].find((s) => s.id === answer.stream.id && !s.ended);
+      if (playing) return playing;
       const session = new Session(this, answer);
       this.#sessions.add(session);
       session.on('ended', () => this.#sessions.delete(session));

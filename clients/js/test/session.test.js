@@ -127,7 +127,14 @@ describe('a session', () => {
     const b = track(await client.start({ streamId: 'tv-1', deviceId: 'tv' }));
     assert.equal(a.id, 'tv-1');
     assert.equal(b.id, 'tv-1');
+    assert.equal(b, a, 'the same session: one heartbeat loop for the stream');
     assert.equal((await client.streams()).active, 1);
+    const [c, d] = await Promise.all([
+      client.start({ streamId: 'tv-2', deviceId: 'tv-2' }),
+      client.start({ streamId: 'tv-2', deviceId: 'tv-2' }),
+    ]);
+    track(c);
+    assert.equal(c, d, 'concurrent starts of one stream share a session');
   });
 
   test('has no grant when the server signs none', async () => {
