@@ -167,6 +167,7 @@ export class StreamguardClient extends Emitter {
   #retryBaseMs;
   #maxRetries;
   #sessions = new Set();
+  #closed = false;
   #unloadHandler;
 
   /**
@@ -222,6 +223,11 @@ export class StreamguardClient extends Emitter {
       const playing = [...this.#sessions].find((s) => s.id === answer.stream.id && !s.ended);
       if (playing) return playing;
       const session = new Session(this, answer);
+      if (this.#closed) {
+        // close() came while the start was on its way: no heartbeats.
+        session.detach();
+        return session;
+      }
       this.#sessions.add(session);
       session.on('ended', () => this.#sessions.delete(session));
       return session;
@@ -249,7 +255,8 @@ export class StreamguardClient extends Emitter {
 
   /** Stops heartbeating every session and forgets the unload hook (does not stop streams). */
   close() {
-    for (const session of this.#sessions) session.detach();
+    this.#closed = true;
+    for (const session of [...this.#sessions]) session.detach();
     if (this.#unloadHandler) window.removeEventListener('pagehide', this.#unloadHandler);
   }
 
@@ -369,6 +376,8 @@ export class StreamguardClient extends Emitter {
 export class Session extends Emitter {
   #client;
   #timer;
+  /** Heartbeats in a row that could not be sent (the token callback failed). */
+  #failures = 0;
   #abort = new AbortController();
 
   constructor(client, answer) {
@@ -413,10 +422,10 @@ export class Session extends Emitter {
     this.#client.stopKeepalive(this.id);
   }
 
-  #schedule() {
+  #schedule(soonerMs) {
     // Slightly before the interval, never after: a late heartbeat loses the slot.
     const intervalMs = this.stream.heartbeat_interval_s * 1000;
-    const delayMs = intervalMs * (0.85 + 0.1 * Math.random());
+    const delayMs = Math.min(soonerMs ?? Infinity, intervalMs * (0.85 + 0.1 * Math.random()));
     this.#timer = setTimeout(() => this.#beat(), delayMs);
   }
 
@@ -439,12 +448,15 @@ export class Session extends Emitter {
       // lease expires and a later answer says so.
       if (this.ended) return;
       this.emit('error', error);
-      this.#schedule();
+      // Soon, not a whole interval later: a few intervals without a renewal
+      // and the lease is gone (0.25 s, 0.5 s, 1 s … up to the interval).
+      this.#schedule(250 * 2 ** this.#failures++);
       return;
     } finally {
       offRetry();
     }
     if (this.ended) return;
+    this.#failures = 0;
     const answer = reply.json;
     if (reply.status === 200 && answer?.stream) {
       this.stream = answer.stream;

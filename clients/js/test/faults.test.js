@@ -5,6 +5,7 @@
 // rejection or a session that silently stops heartbeating.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { after, before, beforeEach, test } from 'node:test';
 
 import { StreamguardClient } from '../src/index.js';
@@ -181,4 +182,57 @@ test('Retry-After as an HTTP date is waited for', async () => {
   await client.streams();
   assert.equal(retries.length, 1);
   assert.ok(retries[0].delayMs >= 1000, `waited ${retries[0].delayMs} ms for ${at.toUTCString()}`);
+});
+
+test('a heartbeat whose token callback fails is tried again soon, not a whole interval later', async () => {
+  const secret = 'sdk-faults-jwt-secret-0123456789abcdef';
+  // 6 s leases: a heartbeat every 2 s, so "soon" and "a whole interval
+  // later" are far apart.
+  const jwtServer = await startServer(['--auth', 'jwt', '--jwt-secret', secret, '--jwt-leeway', '0s', '--lease-ttl', '6s']);
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const sign = (claims) => {
+    const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+    return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
+  };
+  const user = account('token');
+  const now = () => Math.floor(Date.now() / 1000);
+  // The first token runs out within two seconds; asked again after the
+  // 401, the identity provider fails once, then answers.
+  let asked = 0;
+  const client = new StreamguardClient({
+    baseUrl: jwtServer.base,
+    token: async () => {
+      asked += 1;
+      if (asked === 1) return sign({ sub: user, exp: now() + 2 });
+      if (asked === 2) throw new Error('identity provider unreachable');
+      return sign({ sub: user, exp: now() + 60 });
+    },
+  });
+  const session = await client.start();
+  try {
+    const error = await waitFor(session, 'error', { ms: 8_000 });
+    const failedAt = Date.now();
+    assert.match(error.message, /unreachable/);
+    await waitFor(session, 'heartbeat', { ms: 3_000 });
+    const after = Date.now() - failedAt;
+    // The interval is about 2 s; the retry comes after 0.25 s.
+    assert.ok(after < 1_000, `renewed ${after} ms after the failure`);
+    assert.equal(session.ended, false);
+  } finally {
+    await session.stop().catch(() => {});
+    await jwtServer.stop();
+  }
+});
+
+test('a start that resolves after close() does not heartbeat', async () => {
+  const faulty = faultyFetch();
+  const client = new StreamguardClient({ baseUrl: server.base, userId: account('closed'), fetch: faulty.fetch });
+  const starting = client.start();
+  client.close();
+  const session = await starting;
+  assert.equal(session.ended, true);
+  assert.equal(session.endReason, 'detached');
+  const posts = faulty.calls.POST;
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  assert.equal(faulty.calls.POST, posts, 'no heartbeat after close()');
 });
