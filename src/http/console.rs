@@ -4,7 +4,7 @@
 //! types the admin token, which stays in the browser's session storage.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -51,6 +51,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// server that serves it and nothing else.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// The console's routes; the router mounts them only with `--admin-token`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(root))
@@ -58,32 +59,19 @@ pub fn routes() -> Router<AppState> {
         .route("/console/{file}", get(asset))
 }
 
-async fn root(State(state): State<AppState>) -> Result<Redirect, ApiError> {
-    enabled(&state)?;
-    Ok(Redirect::permanent("/console/"))
+async fn root() -> Redirect {
+    Redirect::permanent("/console/")
 }
 
-async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
-    serve(&state, "index.html")
+async fn index() -> Result<Response, ApiError> {
+    serve("index.html")
 }
 
-async fn asset(
-    State(state): State<AppState>,
-    Path(file): Path<String>,
-) -> Result<Response, ApiError> {
-    serve(&state, &file)
+async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
+    serve(&file)
 }
 
-fn enabled(state: &AppState) -> Result<(), ApiError> {
-    state
-        .admin_token
-        .as_ref()
-        .map(|_| ())
-        .ok_or(ApiError::RouteNotFound)
-}
-
-fn serve(state: &AppState, file: &str) -> Result<Response, ApiError> {
-    enabled(state)?;
+fn serve(file: &str) -> Result<Response, ApiError> {
     let (_, content_type, bytes) = ASSETS
         .iter()
         .find(|(name, _, _)| *name == file)

@@ -128,15 +128,10 @@ pub fn init_logging(settings: &LogSettings) -> Logging {
         .with_env_filter(filter)
         .with_writer(writer);
     match settings.format {
-        LogFormat::Json => builder
-            .json()
-            .event_format(JsonWithRequestId::default())
-            .init(),
+        LogFormat::Json => builder.json().event_format(WithRequestId::json()).init(),
         LogFormat::Text => builder
             .with_ansi(false)
-            .event_format(TextWithRequestId(
-                tracing_subscriber::fmt::format().with_ansi(false),
-            ))
+            .event_format(WithRequestId::text())
             .init(),
     }
     if let Some(warning) = warning {
@@ -168,53 +163,49 @@ fn current_request_id() -> Option<String> {
         .flatten()
 }
 
-/// The JSON line, with the `request_id` of the request being handled as a
-/// top-level field.
-pub struct JsonWithRequestId(Format<Json>);
-
-impl Default for JsonWithRequestId {
-    fn default() -> Self {
-        Self(
-            tracing_subscriber::fmt::format()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false),
-        )
-    }
+/// A log line, with the `request_id` of the request being handled: the
+/// line `inner` formats, and `place` puts the id into it.
+pub struct WithRequestId<F> {
+    inner: F,
+    place: fn(&str, &str, &mut Writer<'_>) -> std::fmt::Result,
 }
 
-impl<S, N> FormatEvent<S, N> for JsonWithRequestId
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
-        let Some(id) = current_request_id() else {
-            return self.0.format_event(ctx, writer, event);
-        };
-        let mut line = String::with_capacity(256);
-        self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        match line.strip_prefix('{') {
-            Some(rest) => write!(writer, "{{\"request_id\":\"{id}\",{rest}"),
-            None => writer.write_str(&line),
+impl WithRequestId<Format<Json>> {
+    /// One JSON object a line; the id is a top-level field.
+    pub fn json() -> Self {
+        let inner = tracing_subscriber::fmt::format()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false);
+        Self {
+            inner,
+            place: |line, id, writer| match line.strip_prefix('{') {
+                Some(rest) => write!(writer, "{{\"request_id\":\"{id}\",{rest}"),
+                None => writer.write_str(line),
+            },
         }
     }
 }
 
-/// The text line, with ` request_id=…` at its end.
-#[derive(Default)]
-pub struct TextWithRequestId(Format);
+impl WithRequestId<Format> {
+    /// Text for a terminal; the id is ` request_id=…` at the line's end.
+    pub fn text() -> Self {
+        Self {
+            inner: tracing_subscriber::fmt::format().with_ansi(false),
+            place: |line, id, writer| {
+                let body = line.strip_suffix('\n').unwrap_or(line);
+                writeln!(writer, "{body} request_id={id}")
+            },
+        }
+    }
+}
 
-impl<S, N> FormatEvent<S, N> for TextWithRequestId
+impl<S, N, F> FormatEvent<S, N> for WithRequestId<F>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
+    F: FormatEvent<S, N>,
 {
     fn format_event(
         &self,
@@ -223,12 +214,12 @@ where
         event: &Event<'_>,
     ) -> std::fmt::Result {
         let Some(id) = current_request_id() else {
-            return self.0.format_event(ctx, writer, event);
+            return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::with_capacity(256);
-        self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        let body = line.strip_suffix('\n').unwrap_or(&line);
-        writeln!(writer, "{body} request_id={id}")
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        (self.place)(&line, &id, &mut writer)
     }
 }
 

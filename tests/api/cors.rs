@@ -2,9 +2,29 @@
 
 use axum::http::Method;
 
-use crate::support::{ADMIN_TOKEN, app};
+use crate::support::{ADMIN_TOKEN, Reply, TestApp, app};
 
 const PLAYER_PAGE: &str = "https://player.example";
+
+/// A player call for account alice, as a page of `origin` makes it.
+async fn from_page(app: &TestApp, method: Method, path: &str, origin: &str) -> Reply {
+    app.call(method, path)
+        .user("alice")
+        .header("origin", origin)
+        .send()
+        .await
+}
+
+/// An admin call, as a page of `origin` makes it.
+async fn admin_from_page(app: &TestApp, path: &str, origin: &str) -> Reply {
+    app.get(path).admin().header("origin", origin).send().await
+}
+
+/// A CORS header of `reply`, lower-cased; `None` when it is absent.
+fn cors(reply: &Reply, name: &str) -> Option<String> {
+    let value = reply.headers.get(format!("access-control-{name}"))?;
+    Some(value.to_str().unwrap().to_ascii_lowercase())
+}
 
 #[tokio::test]
 async fn listed_origins_may_call_the_player_api_from_a_browser() {
@@ -21,49 +41,25 @@ async fn listed_origins_may_call_the_player_api_from_a_browser() {
         .send()
         .await;
     assert!(preflight.status.is_success(), "{}", preflight.status);
-    let allowed = |name: &str| {
-        preflight.headers[name]
-            .to_str()
-            .unwrap()
-            .to_ascii_lowercase()
-    };
-    assert_eq!(allowed("access-control-allow-origin"), PLAYER_PAGE);
-    assert!(allowed("access-control-allow-methods").contains("post"));
-    assert!(allowed("access-control-allow-headers").contains("authorization"));
-    assert!(allowed("access-control-allow-headers").contains("x-id"));
+    assert_eq!(cors(&preflight, "allow-origin").unwrap(), PLAYER_PAGE);
+    assert!(cors(&preflight, "allow-methods").unwrap().contains("post"));
+    let headers = cors(&preflight, "allow-headers").unwrap();
+    assert!(headers.contains("authorization") && headers.contains("x-id"));
 
-    let started = app
-        .post("/streams")
-        .user("alice")
-        .header("origin", PLAYER_PAGE)
-        .send()
-        .await;
+    let started = from_page(&app, Method::POST, "/streams", PLAYER_PAGE).await;
     assert_eq!(started.status, 201);
-    assert_eq!(started.headers["access-control-allow-origin"], PLAYER_PAGE);
-    let exposed = started.headers["access-control-expose-headers"]
-        .to_str()
-        .unwrap()
-        .to_ascii_lowercase();
+    assert_eq!(cors(&started, "allow-origin").unwrap(), PLAYER_PAGE);
+    let exposed = cors(&started, "expose-headers").unwrap();
     for header in ["location", "retry-after", "x-request-id"] {
         assert!(exposed.contains(header), "{exposed}");
     }
 
     // Another page gets no permission; the admin API stays same-origin.
-    let other = app
-        .get("/streams")
-        .user("alice")
-        .header("origin", "https://evil.example")
-        .send()
-        .await;
-    assert!(other.headers.get("access-control-allow-origin").is_none());
-    let admin = app
-        .get("/admin/users/alice/streams")
-        .admin()
-        .header("origin", PLAYER_PAGE)
-        .send()
-        .await;
+    let other = from_page(&app, Method::GET, "/streams", "https://evil.example").await;
+    assert_eq!(cors(&other, "allow-origin"), None);
+    let admin = admin_from_page(&app, "/admin/users/alice/streams", PLAYER_PAGE).await;
     assert_eq!(admin.status, 200);
-    assert!(admin.headers.get("access-control-allow-origin").is_none());
+    assert_eq!(cors(&admin, "allow-origin"), None);
 }
 
 #[tokio::test]
@@ -76,20 +72,20 @@ async fn without_the_flag_no_page_of_another_origin_may_call() {
         .send()
         .await;
     assert_eq!(preflight.status, 405);
-    assert!(
-        preflight
-            .headers
-            .get("access-control-allow-origin")
-            .is_none()
-    );
-    let started = app
-        .post("/streams")
-        .user("alice")
-        .header("origin", PLAYER_PAGE)
-        .send()
-        .await;
+    assert_eq!(cors(&preflight, "allow-origin"), None);
+    let started = from_page(&app, Method::POST, "/streams", PLAYER_PAGE).await;
     assert_eq!(started.status, 201);
-    assert!(started.headers.get("access-control-allow-origin").is_none());
+    assert_eq!(cors(&started, "allow-origin"), None);
+}
+
+#[tokio::test]
+async fn a_star_lets_pages_of_any_origin_call_the_player_api_only() {
+    let app = app(&["--cors-origins", "*", "--admin-token", ADMIN_TOKEN]).await;
+    let anywhere = "https://anywhere.example";
+    let listed = from_page(&app, Method::GET, "/streams", anywhere).await;
+    assert_eq!(cors(&listed, "allow-origin").unwrap(), anywhere);
+    let admin = admin_from_page(&app, "/admin/users/alice/limit", anywhere).await;
+    assert_eq!(cors(&admin, "allow-origin"), None);
 }
 
 #[test]
@@ -111,26 +107,4 @@ fn origins_must_be_scheme_and_host() {
         ok.config.ops.cors_origins,
         ["https://a.example", "http://localhost:3000"]
     );
-}
-
-#[tokio::test]
-async fn a_star_lets_pages_of_any_origin_call_the_player_api_only() {
-    let app = app(&["--cors-origins", "*", "--admin-token", ADMIN_TOKEN]).await;
-    let listed = app
-        .get("/streams")
-        .user("bob")
-        .header("origin", "https://anywhere.example")
-        .send()
-        .await;
-    assert_eq!(
-        listed.headers["access-control-allow-origin"],
-        "https://anywhere.example"
-    );
-    let admin = app
-        .get("/admin/users/bob/limit")
-        .admin()
-        .header("origin", "https://anywhere.example")
-        .send()
-        .await;
-    assert!(admin.headers.get("access-control-allow-origin").is_none());
 }

@@ -373,7 +373,7 @@ async fn every_line_logged_for_a_request_carries_its_id() {
     let writer = lines.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .event_format(streamguard::telemetry::JsonWithRequestId::default())
+        .event_format(streamguard::telemetry::WithRequestId::json())
         .with_writer(move || writer.clone())
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
