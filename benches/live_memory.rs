@@ -31,6 +31,7 @@ fn policy() -> Policy {
         default_limit: Limit::new(3).unwrap(),
         lease_ttl: Duration::from_secs(7200),
         on_limit: OnLimit::Reject,
+        plans: None,
     }
 }
 

@@ -18,6 +18,7 @@ fn policy() -> Policy {
         default_limit: Limit::new(3).unwrap(),
         lease_ttl: Duration::from_secs(90),
         on_limit: OnLimit::EvictOldest,
+        plans: None,
     }
 }
 

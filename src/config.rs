@@ -178,6 +178,21 @@ pub struct Config {
     #[arg(long, env = "STREAMGUARD_JWT_LIMIT_CLAIM", global = true)]
     pub jwt_limit_claim: Option<String>,
 
+    /// Claim whose string names the account's plan in the --plans file; a
+    /// name the file does not define refuses the token.
+    #[arg(long, env = "STREAMGUARD_JWT_PLAN_CLAIM", global = true)]
+    pub jwt_plan_claim: Option<String>,
+
+    /// Plans (TOML): an account-wide limit and rules per plan, and the
+    /// default plan. Re-read within a second of a change.
+    #[arg(long, env = "STREAMGUARD_PLANS", global = true)]
+    pub plans: Option<PathBuf>,
+
+    /// Header mode: the header in which the gateway names the account's
+    /// plan (like X-ID); a plan the --plans file does not define is 400.
+    #[arg(long, env = "STREAMGUARD_PLAN_HEADER", global = true)]
+    pub plan_header: Option<String>,
+
     /// Ed25519 or P-256 private key(s) (PKCS#8 PEM) to sign playback grants
     /// with: the first signs, every key's public half is served at
     /// /.well-known/jwks.json; the file is re-read when it changes.
@@ -275,7 +290,28 @@ impl Config {
                 OnLimitArg::Reject => OnLimit::Reject,
                 OnLimitArg::EvictOldest => OnLimit::EvictOldest,
             },
+            plans: None,
         }
+    }
+
+    /// The header that names the plan in header mode, checked against the
+    /// other flags: plans must exist, and JWT mode takes its plan from the
+    /// token.
+    pub fn plan_header(&self) -> Result<Option<axum::http::HeaderName>, String> {
+        if (self.jwt_plan_claim.is_some() || self.plan_header.is_some()) && self.plans.is_none() {
+            return Err("--jwt-plan-claim and --plan-header name plans: set --plans too".into());
+        }
+        let Some(name) = &self.plan_header else {
+            return Ok(None);
+        };
+        if self.auth != AuthMode::Header {
+            return Err(
+                "--plan-header is for --auth header; with --auth jwt use --jwt-plan-claim".into(),
+            );
+        }
+        axum::http::HeaderName::try_from(name.as_str())
+            .map(Some)
+            .map_err(|_| format!("--plan-header {name:?} is not a header name"))
     }
 
     /// The store URL with the flags that belong to it applied.
@@ -301,6 +337,7 @@ impl Config {
                 ("--jwt-issuer", self.jwt_issuer.is_some()),
                 ("--jwt-audience", !self.jwt_audience.is_empty()),
                 ("--jwt-limit-claim", self.jwt_limit_claim.is_some()),
+                ("--jwt-plan-claim", self.jwt_plan_claim.is_some()),
             ];
             return match jwt_flags.into_iter().find(|(_, set)| *set) {
                 Some((flag, _)) => Err(AuthSetupError::JwtFlagWithoutJwt(flag)),
@@ -325,6 +362,7 @@ impl Config {
             audience: self.jwt_audience.clone(),
             leeway: self.jwt_leeway,
             limit_claim: self.jwt_limit_claim.clone(),
+            plan_claim: self.jwt_plan_claim.clone(),
         }))
     }
 

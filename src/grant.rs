@@ -274,6 +274,7 @@ mod tests {
             id: crate::domain::StreamId::parse("tv").unwrap(),
             device_id: None,
             content_id: None,
+            tags: Default::default(),
             started_at: now,
             expires_at: now + Duration::from_secs(90),
             seq: 0,

@@ -18,6 +18,7 @@ pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod plans;
 mod refresh;
 mod server;
 pub mod store;
@@ -39,12 +40,26 @@ pub enum StartError {
     Auth(#[from] auth::AuthSetupError),
     #[error(transparent)]
     GrantKey(#[from] grant::GrantKeyError),
+    #[error(transparent)]
+    Plans(#[from] plans::PlansError),
+    #[error("{0}")]
+    Flags(String),
 }
 
 /// Connects the configured store, loads identity and grant keys, and
 /// gathers what the handlers share.
 pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
-    let policy = config.policy();
+    let mut policy = config.policy();
+    let plan_header = config.plan_header().map_err(StartError::Flags)?;
+    let plans_file = match &config.plans {
+        Some(path) => {
+            let file = plans::PlansFile::load(path)?;
+            file.keep_fresh();
+            policy.plans = Some(file.book());
+            Some(file)
+        }
+        None => None,
+    };
     let auth = match config.jwt_settings()? {
         None => Authenticator::Header,
         Some(settings) => Authenticator::Jwt(Arc::new(auth::JwtVerifier::new(settings).await?)),
@@ -57,10 +72,12 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         }
         None => None,
     };
-    let store = store::connect(&config.store_url(), policy, clock.clone()).await?;
+    let store = store::connect(&config.store_url(), policy.clone(), clock.clone()).await?;
     let state = AppState::new(http::Shared {
         store,
         policy,
+        plans_file,
+        plan_header,
         auth,
         grants,
         clock,

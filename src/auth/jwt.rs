@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::cache::{TokenCache, Verified, digest};
 use super::jwks::Jwks;
 use super::{AuthSetupError, Caller, TokenError};
-use crate::domain::{Limit, Timestamp, UserId};
+use crate::domain::{Limit, PlanName, Timestamp, UserId};
 
 /// Largest bearer token accepted.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -46,6 +46,8 @@ pub struct JwtSettings {
     pub audience: Vec<String>,
     pub leeway: Duration,
     pub limit_claim: Option<String>,
+    /// `--jwt-plan-claim`: a string claim naming the account's plan.
+    pub plan_claim: Option<String>,
 }
 
 pub struct JwtVerifier {
@@ -54,6 +56,7 @@ pub struct JwtVerifier {
     validations: HashMap<Algorithm, Validation>,
     leeway_ms: i64,
     limit_claim: Option<String>,
+    plan_claim: Option<String>,
     cache: TokenCache,
 }
 
@@ -93,6 +96,7 @@ impl JwtVerifier {
             validations,
             leeway_ms: settings.leeway.as_millis() as i64,
             limit_claim: settings.limit_claim,
+            plan_claim: settings.plan_claim,
             cache: TokenCache::new(),
         })
     }
@@ -189,12 +193,20 @@ impl JwtVerifier {
         let user = UserId::parse(sub).map_err(|e| {
             TokenError::invalid(format!("the token's sub is not an account id: {e}"))
         })?;
-        let plan = match &self.limit_claim {
+        let limit_claim = match &self.limit_claim {
             Some(name) => plan_limit(claims, name)?,
             None => None,
         };
+        let plan = match &self.plan_claim {
+            Some(name) => plan_name(claims, name)?,
+            None => None,
+        };
         Ok(Verified {
-            caller: Caller { user, plan },
+            caller: Caller {
+                user,
+                limit_claim,
+                plan,
+            },
             until: Timestamp::from_millis(until),
             from: from.map(Timestamp::from_millis),
             keys: generation,
@@ -244,6 +256,21 @@ fn plan_limit(claims: &Map<String, Value>, name: &str) -> Result<Option<Limit>, 
                 TokenError::invalid(format!(
                     "the token's {name} claim must be a whole number from 0 to 1000"
                 ))
+            }),
+    }
+}
+
+/// The plan a string claim names; whether `--plans` defines it is checked
+/// where the plans are known.
+fn plan_name(claims: &Map<String, Value>, name: &str) -> Result<Option<PlanName>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| PlanName::parse(s).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                TokenError::invalid(format!("the token's {name} claim must name a plan"))
             }),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Limit, UserId};
+use crate::domain::{Limit, PlanName, UserId};
 
 mod cache;
 mod jwks;
@@ -17,7 +17,20 @@ pub use jwt::{JwtSettings, JwtVerifier};
 pub struct Caller {
     pub user: UserId,
     /// The limit claimed by the token (`--jwt-limit-claim`), if any.
-    pub plan: Option<Limit>,
+    pub limit_claim: Option<Limit>,
+    /// The plan named by the token (`--jwt-plan-claim`) or the gateway
+    /// (`--plan-header`), if any; not yet checked against `--plans`.
+    pub plan: Option<PlanName>,
+}
+
+impl Caller {
+    pub fn new(user: UserId) -> Self {
+        Self {
+            user,
+            limit_claim: None,
+            plan: None,
+        }
+    }
 }
 
 /// How requests prove who they are.

@@ -6,9 +6,13 @@ use std::ops::{Deref, DerefMut};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use std::sync::Arc;
+
 use super::clock::Timestamp;
-use super::ids::{ContentId, DeviceId, StreamId};
+use super::ids::{ContentId, DeviceId, PlanName, StreamId};
+use super::plan::{Plan, PlanSource};
 use super::policy::{Limit, Policy};
+use super::tags::Tags;
 
 /// A stream that holds a slot until `expires_at` unless renewed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +22,9 @@ pub struct Lease {
     pub device_id: Option<DeviceId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_id: Option<ContentId>,
+    /// Attributes plan rules count by; fixed for the life of the stream.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
     pub started_at: Timestamp,
     pub expires_at: Timestamp,
     /// Grant order within the account; breaks `started_at` ties.
@@ -83,9 +90,17 @@ pub struct Account {
     pub limit: Option<Limit>,
     /// The limit the account's plan grants, as the last start's identity
     /// token claimed it (`--jwt-limit-claim`); below an override, above the
-    /// default.
+    /// plan's limit. (Stored as `plan`, its name before plans existed.)
+    #[serde(
+        default,
+        rename = "plan",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit_claim: Option<Limit>,
+    /// Which named plan the account has (`--plans`): the admin's choice and
+    /// the last start's claim. Boxed: most accounts have neither.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Limit>,
+    pub plan_names: Option<Box<PlanNames>>,
     /// Leases in grant order. May hold expired leases until the next decision.
     #[serde(default)]
     pub live: ExactVec<Lease>,
@@ -93,6 +108,18 @@ pub struct Account {
     pub ended: ExactVec<Tombstone>,
     #[serde(default)]
     pub next_seq: u64,
+}
+
+/// The plan names an account records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanNames {
+    /// Set through the admin API; kept until cleared there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<PlanName>,
+    /// Named by the last start's token or gateway header; forgotten with the
+    /// account's streams, like the limit claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<PlanName>,
 }
 
 /// Where an account's limit comes from, strongest first.
@@ -103,7 +130,7 @@ pub enum LimitSource {
     Override,
     /// The plan's limit from the identity token (`--jwt-limit-claim`).
     Claim,
-    /// The service's `--default-limit`.
+    /// The limit of the account's plan (`--plans`), or `--default-limit`.
     Default,
 }
 
@@ -115,18 +142,55 @@ pub struct AccountView {
     pub source: LimitSource,
     /// Live leases, oldest first.
     pub live: Vec<Lease>,
+    /// The plan in force; `None` without `--plans`.
+    pub plan: Option<Arc<Plan>>,
+    pub plan_source: PlanSource,
 }
 
 impl Account {
     /// The limit in force for this account: an admin override wins over
-    /// the plan's claim, which wins over the default.
+    /// the token's limit claim, which wins over the plan's limit.
     pub fn limit(&self, policy: &Policy) -> Limit {
-        self.limit.or(self.plan).unwrap_or(policy.default_limit)
+        if let Some(limit) = self.limit.or(self.limit_claim) {
+            return limit;
+        }
+        match &policy.plans {
+            None => policy.default_limit,
+            Some(_) => self.plan(policy).0.map_or(policy.default_limit, |p| p.limit),
+        }
+    }
+
+    /// The plan in force and where it comes from; `None` without `--plans`.
+    pub fn plan(&self, policy: &Policy) -> (Option<Arc<Plan>>, PlanSource) {
+        let Some(book) = &policy.plans else {
+            return (None, PlanSource::Default);
+        };
+        let plans = book.current();
+        let names = self.plan_names.as_deref();
+        let (plan, source) = plans.resolve(
+            names.and_then(|n| n.assigned.as_ref()),
+            names.and_then(|n| n.claimed.as_ref()),
+        );
+        (Some(plan.clone()), source)
+    }
+
+    /// The plan set for this account through the admin API.
+    pub fn assigned_plan(&self) -> Option<&PlanName> {
+        self.plan_names.as_deref().and_then(|n| n.assigned.as_ref())
+    }
+
+    /// Edits the recorded plan names, dropping the box when both are gone.
+    pub(crate) fn edit_plan_names(&mut self, f: impl FnOnce(&mut PlanNames)) {
+        let mut names = self.plan_names.take().map(|b| *b).unwrap_or_default();
+        f(&mut names);
+        if names != PlanNames::default() {
+            self.plan_names = Some(Box::new(names));
+        }
     }
 
     /// Where [`Account::limit`] comes from.
     pub fn limit_source(&self) -> LimitSource {
-        match (self.limit, self.plan) {
+        match (self.limit, self.limit_claim) {
             (Some(_), _) => LimitSource::Override,
             (None, Some(_)) => LimitSource::Claim,
             (None, None) => LimitSource::Default,
@@ -144,10 +208,13 @@ impl Account {
             self.live.to_vec()
         };
         live.sort_by_key(Lease::age_key);
+        let (plan, plan_source) = self.plan(policy);
         AccountView {
             limit: self.limit(policy),
             source: self.limit_source(),
             live,
+            plan,
+            plan_source,
         }
     }
 
@@ -163,7 +230,10 @@ impl Account {
 
     /// True when nothing here is worth keeping: the account can be forgotten.
     pub fn is_idle(&self) -> bool {
-        self.limit.is_none() && self.live.is_empty() && self.ended.is_empty()
+        self.limit.is_none()
+            && self.assigned_plan().is_none()
+            && self.live.is_empty()
+            && self.ended.is_empty()
     }
 
     /// The latest instant at which anything in this account still matters;

@@ -112,9 +112,19 @@ id_type!(
     "device id"
 );
 id_type!(
-    /// What is being watched; informational.
+    /// What is being watched; plan rules may count streams per content.
     ContentId,
     "content id"
+);
+id_type!(
+    /// The value of a stream's tag (`{"channel": "eurosport"}`).
+    TagValue,
+    "tag value"
+);
+id_type!(
+    /// The name of a plan in the `--plans` file.
+    PlanName,
+    "plan name"
 );
 
 impl StreamId {

@@ -3,11 +3,18 @@
 pub mod account;
 pub mod clock;
 pub mod ids;
+pub mod plan;
 pub mod policy;
 pub mod rules;
+pub mod tags;
 
 pub use account::{Account, AccountView, EndReason, ExactVec, Lease, LimitSource, Tombstone};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use ids::{ContentId, DeviceId, InvalidId, StreamId, UserId};
+pub use ids::{ContentId, DeviceId, InvalidId, PlanName, StreamId, TagValue, UserId};
+pub use plan::{ACCOUNT_RULE, Attr, Plan, PlanBook, PlanSource, Plans, Rule, Scope};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};
-pub use rules::{Grant, HeartbeatDecision, StartDecision, StartRequest};
+pub use rules::{Conflict, Grant, HeartbeatDecision, Refusal, StartDecision, StartRequest};
+pub use tags::{InvalidTags, TagName, Tags};
+
+#[cfg(test)]
+mod plan_tests;

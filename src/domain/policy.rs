@@ -1,9 +1,12 @@
 //! The knobs of admission: how many streams, for how long, and what happens
 //! when an account is full.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::plan::PlanBook;
 
 /// Largest limit an account may be given.
 pub const MAX_LIMIT: u32 = 1000;
@@ -60,11 +63,14 @@ pub enum OnLimit {
 }
 
 /// Everything the rules need besides the account and the clock.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     pub default_limit: Limit,
     pub lease_ttl: Duration,
     pub on_limit: OnLimit,
+    /// `--plans`: the plans in use. `None`: every account has the implicit
+    /// plan, `default_limit` and no rules.
+    pub plans: Option<Arc<PlanBook>>,
 }
 
 impl Policy {
@@ -85,6 +91,7 @@ impl Default for Policy {
             default_limit: Limit(3),
             lease_ttl: Duration::from_secs(90),
             on_limit: OnLimit::Reject,
+            plans: None,
         }
     }
 }

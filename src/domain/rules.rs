@@ -1,15 +1,24 @@
-//! The admission rules. Every store runs these inside its own atomic step;
-//! nothing else in the code decides who may watch.
+//! The admission rules: the account limit, the plan's rules, eviction,
+//! device replacement, terminate lists and expiry. The memory, `file:` and
+//! DynamoDB stores run these functions inside their own atomic step; Redis
+//! runs a step-by-step Lua mirror of them (`store/redis/streamguard.lua`,
+//! checked against this file by `tests/redis/mirror.rs`), and a DynamoDB
+//! heartbeat is one conditional write that renews a live lease and nothing
+//! else.
 //!
 //! Each operation first applies what `now` already implies (leases that ran
 //! out become `expired` tombstones, old tombstones are forgotten), then decides.
 //! A start that is refused leaves the account exactly as it found it, apart
 //! from that clean-up, which changes no observable answer.
 
+use std::sync::Arc;
+
 use super::account::{Account, EndReason, Lease, Tombstone};
 use super::clock::Timestamp;
-use super::ids::{ContentId, DeviceId, StreamId};
+use super::ids::{ContentId, DeviceId, PlanName, StreamId};
+use super::plan::{ACCOUNT_RULE, Attrs, Group, Rule};
 use super::policy::{Limit, OnLimit, Policy};
+use super::tags::Tags;
 
 /// Ended streams remembered per account at most; past this, the oldest
 /// tombstones are forgotten early (their stream still never comes back).
@@ -21,11 +30,17 @@ pub struct StartRequest {
     pub stream_id: StreamId,
     pub device_id: Option<DeviceId>,
     pub content_id: Option<ContentId>,
+    /// Attributes for plan rules; fixed for the life of the stream.
+    pub tags: Tags,
     /// Streams of the same account to end in the same step ("stop the TV").
     pub terminate: Vec<StreamId>,
     /// The account's limit as the caller's identity token states it
-    /// (`--jwt-limit-claim`); recorded as the account's plan.
-    pub plan: Option<Limit>,
+    /// (`--jwt-limit-claim`); recorded with the account.
+    pub limit_claim: Option<Limit>,
+    /// The plan the caller's token or gateway names (`--jwt-plan-claim`,
+    /// `--plan-header`), already known to be defined; recorded with the
+    /// account.
+    pub plan: Option<PlanName>,
 }
 
 impl StartRequest {
@@ -34,8 +49,17 @@ impl StartRequest {
             stream_id,
             device_id: None,
             content_id: None,
+            tags: Tags::default(),
             terminate: Vec::new(),
+            limit_claim: None,
             plan: None,
+        }
+    }
+
+    fn attrs(&self) -> Attrs<'_> {
+        Attrs {
+            content_id: self.content_id.as_ref(),
+            tags: &self.tags,
         }
     }
 }
@@ -53,6 +77,41 @@ pub struct Grant {
     pub limit: Limit,
 }
 
+/// One limit a start would break: the account's (`rule` = `account`) or
+/// a plan rule's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub rule: Arc<str>,
+    pub limit: Limit,
+    /// The live streams that count against it, oldest first.
+    pub live: Vec<Lease>,
+}
+
+/// Why a start was refused: every limit it would break, the account's
+/// first, then the plan's rules in their order. Never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Refusal {
+    /// A refusal by the account-wide limit alone.
+    pub fn account(limit: Limit, live: Vec<Lease>) -> Self {
+        Self {
+            conflicts: vec![Conflict {
+                rule: ACCOUNT_RULE.into(),
+                limit,
+                live,
+            }],
+        }
+    }
+
+    /// The first refusing limit: the one the answer leads with.
+    pub fn first(&self) -> &Conflict {
+        &self.conflicts[0]
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartDecision {
     /// A new lease was granted.
@@ -63,12 +122,15 @@ pub enum StartDecision {
         active: usize,
         limit: Limit,
     },
-    /// The account is full; nothing changed.
-    LimitReached { limit: Limit, live: Vec<Lease> },
-    /// The named stream is live on another device: a lease belongs to the
-    /// device that got it, so this is neither a retry nor a grant. Nothing
-    /// changed.
+    /// The account or one of its plan's rules is full; nothing changed.
+    LimitReached(Refusal),
+    /// The named stream is live with another device, content or tags: a
+    /// lease belongs to the device that got it and its attributes are fixed,
+    /// so this is neither a retry nor a grant. Nothing changed.
     StreamIdConflict,
+    /// A rule of the account's plan requires an attribute the start lacks.
+    /// Nothing changed.
+    MissingAttribute { rule: Arc<str>, attribute: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,15 +143,33 @@ pub enum HeartbeatDecision {
     Unknown,
 }
 
+/// A limit a start would break, by the indices of the streams it counts.
+struct Breach {
+    rule: Arc<str>,
+    limit: Limit,
+    scope: Vec<usize>,
+}
+
 impl Account {
     /// Applies what `now` and the policy already imply: leases that ran out
     /// become `expired` tombstones, tombstones past retention go, and if the
     /// account holds more live streams than its limit (a lowered
-    /// `--default-limit`), the excess is revoked as [`Account::set_limit`]
-    /// would. An account left with nothing forgets its plan: the plan is
-    /// remembered while the account holds streams or tombstones, and the
-    /// next start's token brings it again. Returns how many leases expired.
+    /// `--default-limit` or plan limit), the excess is revoked as
+    /// [`Account::set_limit`] would. Plan rules are not applied here (a
+    /// heartbeat never evaluates them): see [`Account::settle`]. An account
+    /// left with nothing forgets its claims: they are remembered while the
+    /// account holds streams or tombstones, and the next start's token
+    /// brings them again. Returns how many leases expired.
     pub fn expire(&mut self, now: Timestamp, policy: &Policy) -> usize {
+        let (expired, _) = self.lapse(now, policy);
+        self.forget_claims_if_idle();
+        expired
+    }
+
+    /// Expiry, retention and the limit, as [`Account::expire`] describes,
+    /// keeping the claims. Returns how many leases expired and which
+    /// streams the limit revoked.
+    fn lapse(&mut self, now: Timestamp, policy: &Policy) -> (usize, Vec<StreamId>) {
         let before = self.live.len();
         let mut i = 0;
         while i < self.live.len() {
@@ -104,38 +184,82 @@ impl Account {
         let expired = before - self.live.len();
         let keep_for = policy.tombstone_ttl();
         self.ended.retain(|t| now < t.ended_at + keep_for);
-        self.trim(now, policy);
-        self.forget_plan_if_idle();
-        expired
+        (expired, self.trim(now, policy))
     }
 
-    /// Decides a start. Only a grant changes the account's streams; a plan
-    /// limit in the request is recorded whatever the decision (a lowered
-    /// one revokes the excess at once), unless the account is left with
-    /// nothing to remember it by.
+    /// What `now` implies ([`Account::expire`], claims kept), then revokes
+    /// the streams above any rule of the account's plan (a plan changed, or
+    /// a rule was tightened): in the plan's rule order, the newest of a full
+    /// group under `reject`, the oldest under `evict-oldest`, as a lowered
+    /// limit does. Every decision but a heartbeat starts with it. Returns
+    /// the streams revoked, the limit's first.
+    pub fn settle(&mut self, now: Timestamp, policy: &Policy) -> Vec<StreamId> {
+        let (_, mut revoked) = self.lapse(now, policy);
+        let (Some(plan), _) = self.plan(policy) else {
+            return revoked;
+        };
+        for rule in &plan.rules {
+            while let Some(group) = rule.overfull_group(&self.live) {
+                let victim = match policy.on_limit {
+                    OnLimit::Reject => group.iter().copied().max_by_key(|&i| self.live[i].age_key()),
+                    OnLimit::EvictOldest => {
+                        group.iter().copied().min_by_key(|&i| self.live[i].age_key())
+                    }
+                }
+                .expect("an overfull group holds streams");
+                let lease = self.live.remove(victim);
+                revoked.push(lease.id.clone());
+                self.bury(lease.id, EndReason::Revoked, now);
+            }
+        }
+        revoked
+    }
+
+    /// Decides a start. Only a grant changes the account's streams; the
+    /// claims in the request (limit, plan) are recorded whatever the
+    /// decision (a lowered one revokes the excess at once), unless the
+    /// account is left with nothing to remember them by.
     pub fn start(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
         self.expire(now, policy);
-        if req.plan.is_some() && req.plan != self.plan {
-            self.plan = req.plan;
-            self.trim(now, policy);
+        if req.limit_claim.is_some() && req.limit_claim != self.limit_claim {
+            self.limit_claim = req.limit_claim;
         }
+        if req.plan.is_some()
+            && req.plan.as_ref() != self.plan_names.as_deref().and_then(|n| n.claimed.as_ref())
+        {
+            let claimed = req.plan.clone();
+            self.edit_plan_names(|n| n.claimed = claimed);
+        }
+        self.settle(now, policy);
         let decision = self.admit(req, now, policy);
-        self.forget_plan_if_idle();
+        self.forget_claims_if_idle();
         decision
     }
 
-    fn forget_plan_if_idle(&mut self) {
+    pub(crate) fn forget_claims_if_idle(&mut self) {
         if self.limit.is_none() && self.live.is_empty() && self.ended.is_empty() {
-            self.plan = None;
+            self.limit_claim = None;
+            if self
+                .plan_names
+                .as_deref()
+                .is_some_and(|n| n.claimed.is_some())
+            {
+                self.edit_plan_names(|n| n.claimed = None);
+            }
         }
     }
 
     /// The admission decision proper, on an account already brought to `now`.
     fn admit(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
         let limit = self.limit(policy);
+        let (plan, _) = self.plan(policy);
+        let rules: &[Rule] = plan.as_deref().map_or(&[], |p| &p.rules);
 
         if let Some(stream) = self.live.iter().find(|s| s.id == req.stream_id) {
-            if stream.device_id != req.device_id {
+            if stream.device_id != req.device_id
+                || stream.content_id != req.content_id
+                || stream.tags != req.tags
+            {
                 return StartDecision::StreamIdConflict;
             }
             return StartDecision::AlreadyLive {
@@ -144,44 +268,73 @@ impl Account {
                 limit,
             };
         }
+        for rule in rules {
+            if let Some(attribute) = rule.missing_attribute(req.attrs()) {
+                return StartDecision::MissingAttribute {
+                    rule: rule.name.clone(),
+                    attribute: attribute.to_owned(),
+                };
+            }
+        }
 
         let terminated = |s: &Lease| req.terminate.contains(&s.id);
         let same_device =
             |s: &Lease| req.device_id.is_some() && s.device_id == req.device_id && !terminated(s);
-        let freed = self
-            .live
+        // The streams that stay, as indices into `live`, grant order.
+        let mut kept: Vec<usize> = (0..self.live.len())
+            .filter(|&i| !terminated(&self.live[i]) && !same_device(&self.live[i]))
+            .collect();
+        let groups: Vec<(&Rule, Group<'_>)> = rules
             .iter()
-            .filter(|s| terminated(s) || same_device(s))
-            .count();
-        let remaining = self.live.len() - freed;
-        let overflow = if limit.is_reached_by(remaining) {
-            if policy.on_limit == OnLimit::Reject || limit.get() == 0 {
-                return StartDecision::LimitReached {
-                    limit,
-                    live: self.view(now, policy).live,
-                };
+            .filter_map(|r| r.group_of(req.attrs()).map(|g| (r, g)))
+            .collect();
+        let mut overflow: Vec<usize> = Vec::new();
+        loop {
+            let breaches = self.breaches(&kept, limit, &groups);
+            if breaches.is_empty() {
+                break;
             }
-            remaining + 1 - limit.get() as usize
-        } else {
-            0
-        };
+            // A limit of 0 can never make room: refused like `reject`.
+            let hopeless = breaches.iter().any(|b| b.limit.get() == 0);
+            if policy.on_limit == OnLimit::Reject || hopeless {
+                // Only reachable before any eviction: evictions never make a
+                // limit hopeless, and under `reject` the first breach refuses.
+                return StartDecision::LimitReached(self.refusal(breaches));
+            }
+            // Evict the stream that relieves the most breaches, oldest first.
+            let victim = kept
+                .iter()
+                .copied()
+                .filter(|i| breaches.iter().any(|b| b.scope.contains(i)))
+                .max_by_key(|i| {
+                    let relieved = breaches.iter().filter(|b| b.scope.contains(i)).count();
+                    let (started, seq) = self.live[*i].age_key();
+                    (relieved, std::cmp::Reverse((started, seq)))
+                })
+                .expect("a breached limit above 0 counts live streams");
+            kept.retain(|&i| i != victim);
+            overflow.push(victim);
+        }
 
         let mut evicted = Vec::new();
         let mut replaced = Vec::new();
-        for lease in std::mem::take(&mut self.live) {
+        let mut overflowed = Vec::new();
+        for (i, lease) in std::mem::take(&mut self.live).into_iter().enumerate() {
             if terminated(&lease) {
                 evicted.push(lease.id.clone());
                 self.bury(lease.id, EndReason::Evicted, now);
             } else if same_device(&lease) {
                 replaced.push(lease.id.clone());
                 self.bury(lease.id, EndReason::Replaced, now);
+            } else if let Some(pos) = overflow.iter().position(|&o| o == i) {
+                overflowed.push((pos, lease));
             } else {
                 self.live.push(lease);
             }
         }
-        for _ in 0..overflow {
-            let oldest = self.oldest_index().expect("overflow implies live streams");
-            let lease = self.live.remove(oldest);
+        // Evictions are buried and reported in the order they were chosen.
+        overflowed.sort_by_key(|(pos, _)| *pos);
+        for (_, lease) in overflowed {
             evicted.push(lease.id.clone());
             self.bury(lease.id, EndReason::Evicted, now);
         }
@@ -191,6 +344,7 @@ impl Account {
             id: req.stream_id,
             device_id: req.device_id,
             content_id: req.content_id,
+            tags: req.tags,
             started_at: now,
             expires_at: now + policy.lease_ttl,
             seq: self.next_seq,
@@ -204,6 +358,52 @@ impl Account {
             active: self.live.len(),
             limit,
         })
+    }
+
+    /// Every limit one more stream would break, given the streams `kept`:
+    /// the account's first, then each rule the new stream falls under.
+    fn breaches(&self, kept: &[usize], limit: Limit, groups: &[(&Rule, Group<'_>)]) -> Vec<Breach> {
+        let mut out = Vec::new();
+        if limit.is_reached_by(kept.len()) {
+            out.push(Breach {
+                rule: ACCOUNT_RULE.into(),
+                limit,
+                scope: kept.to_vec(),
+            });
+        }
+        for (rule, group) in groups {
+            let scope: Vec<usize> = kept
+                .iter()
+                .copied()
+                .filter(|&i| group.contains((&self.live[i]).into()))
+                .collect();
+            if rule.max.is_reached_by(scope.len()) {
+                out.push(Breach {
+                    rule: rule.name.clone(),
+                    limit: rule.max,
+                    scope,
+                });
+            }
+        }
+        out
+    }
+
+    fn refusal(&self, breaches: Vec<Breach>) -> Refusal {
+        Refusal {
+            conflicts: breaches
+                .into_iter()
+                .map(|b| {
+                    let mut live: Vec<Lease> =
+                        b.scope.iter().map(|&i| self.live[i].clone()).collect();
+                    live.sort_by_key(Lease::age_key);
+                    Conflict {
+                        rule: b.rule,
+                        limit: b.limit,
+                        live,
+                    }
+                })
+                .collect(),
+        }
     }
 
     /// Renews a live lease; an ended stream is never revived here.
@@ -233,12 +433,14 @@ impl Account {
         now: Timestamp,
         policy: &Policy,
     ) -> bool {
-        self.expire(now, policy);
+        self.settle(now, policy);
         let Some(i) = self.live.iter().position(|s| &s.id == id) else {
+            self.forget_claims_if_idle();
             return false;
         };
         let lease = self.live.remove(i);
         self.bury(lease.id, reason, now);
+        self.forget_claims_if_idle();
         true
     }
 
@@ -254,7 +456,25 @@ impl Account {
     ) -> Vec<StreamId> {
         self.expire(now, policy);
         self.limit = limit;
-        self.trim(now, policy)
+        let revoked = self.settle(now, policy);
+        self.forget_claims_if_idle();
+        revoked
+    }
+
+    /// Sets (or, with `None`, clears) the plan an administrator assigned.
+    /// Streams above the new plan's limit or rules are revoked at once, as
+    /// [`Account::set_limit`] does.
+    pub fn set_plan(
+        &mut self,
+        plan: Option<PlanName>,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> Vec<StreamId> {
+        self.expire(now, policy);
+        self.edit_plan_names(|n| n.assigned = plan);
+        let revoked = self.settle(now, policy);
+        self.forget_claims_if_idle();
+        revoked
     }
 
     /// Revokes live streams above the limit in force: the newest under
@@ -309,6 +529,7 @@ mod tests {
             default_limit: Limit::new(limit).unwrap(),
             lease_ttl: Duration::from_secs(90),
             on_limit,
+            plans: None,
         }
     }
 
@@ -350,7 +571,7 @@ mod tests {
     fn a_plan_is_kept_while_the_account_holds_something() {
         let p = policy(2, OnLimit::Reject);
         let blocked = |id: &str| StartRequest {
-            plan: Some(Limit::new(0).unwrap()),
+            limit_claim: Some(Limit::new(0).unwrap()),
             ..StartRequest::new(sid(id))
         };
         // Refused on an empty account: nothing to remember the plan by.
@@ -366,7 +587,7 @@ mod tests {
             acc.start(blocked("c"), at(1), &p),
             StartDecision::LimitReached { .. }
         ));
-        assert_eq!(acc.plan, Some(Limit::new(0).unwrap()));
+        assert_eq!(acc.limit_claim, Some(Limit::new(0).unwrap()));
         assert!(acc.live.is_empty());
         assert_eq!(acc.ended[0].reason, EndReason::Revoked);
         // Once the tombstone is gone, so is the plan.
@@ -391,9 +612,10 @@ mod tests {
         }
         let before = acc.clone();
         match start(&mut acc, "d", at(5), &p) {
-            StartDecision::LimitReached { limit, live } => {
-                assert_eq!(limit.get(), 3);
-                assert_eq!(live.len(), 3);
+            StartDecision::LimitReached(refusal) => {
+                assert_eq!(&*refusal.first().rule, "account");
+                assert_eq!(refusal.first().limit.get(), 3);
+                assert_eq!(refusal.first().live.len(), 3);
             }
             other => panic!("{other:?}"),
         }
@@ -700,8 +922,8 @@ mod tests {
     /// override.
     fn untouched(before: &Account, req: &StartRequest, now: Timestamp, p: &Policy) -> Account {
         let mut expected = before.clone();
-        if req.plan.is_some() {
-            expected.plan = req.plan;
+        if req.limit_claim.is_some() {
+            expected.limit_claim = req.limit_claim;
         }
         expected.expire(now, p);
         expected
@@ -803,8 +1025,10 @@ mod tests {
                             stream_id: walk.stream(),
                             device_id: walk.device(),
                             content_id: None,
+                            tags: Tags::default(),
                             terminate: (0..walk.below(3)).map(|_| walk.stream()).collect(),
-                            plan: if walk.below(4) == 0 {
+                            plan: None,
+                            limit_claim: if walk.below(4) == 0 {
                                 walk.limit()
                             } else {
                                 None
@@ -821,7 +1045,8 @@ mod tests {
                             }
                             StartDecision::AlreadyLive { .. }
                             | StartDecision::LimitReached { .. }
-                            | StartDecision::StreamIdConflict => {
+                            | StartDecision::StreamIdConflict
+                            | StartDecision::MissingAttribute { .. } => {
                                 refusals += 1;
                                 assert_eq!(
                                     acc, expected,

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::domain::{
-    ContentId, DeviceId, InvalidId, Lease, Limit, Policy, StartRequest, StreamId, UserId,
+    ContentId, DeviceId, InvalidId, Lease, Limit, Policy, StartRequest, StreamId, Tags, UserId,
 };
 
 /// A live stream as players see it. Its strings are inline up to 24 bytes
@@ -24,6 +24,10 @@ pub struct StreamDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub content_id: Option<CompactString>,
+    /// The stream's attributes, as its start gave them.
+    #[serde(skip_serializing_if = "Tags::is_empty")]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub tags: Tags,
     /// RFC 3339, UTC, millisecond precision.
     #[schema(value_type = String, format = DateTime)]
     pub started_at: CompactString,
@@ -41,6 +45,7 @@ impl StreamDto {
             user_id: user.as_str().into(),
             device_id: lease.device_id.as_ref().map(|d| d.as_str().into()),
             content_id: lease.content_id.as_ref().map(|c| c.as_str().into()),
+            tags: lease.tags.clone(),
             started_at: lease.started_at.rfc3339().as_str().into(),
             expires_at: lease.expires_at.rfc3339().as_str().into(),
             heartbeat_interval_s: policy.heartbeat_interval().as_secs(),
@@ -79,6 +84,42 @@ pub struct StartBody {
     #[serde(default)]
     #[schema(inline, value_type = Vec<IdSchema>)]
     pub terminate: Vec<String>,
+    /// Attributes plan rules count by (at most 8; names 1-32 characters of
+    /// a-z 0-9 _, values ids), e.g. `{"channel": "eurosport"}`. Fixed for
+    /// the life of the stream.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub tags: Option<serde_json::Value>,
+}
+
+/// One limit a refused start would break.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictDto {
+    /// The rule's name in the account's plan; `account` for the limit.
+    pub rule: String,
+    pub limit: u32,
+    /// How many live streams count against it.
+    pub active: usize,
+    /// Those streams, oldest first.
+    pub streams: Vec<StreamDto>,
+}
+
+/// The tags of a start body: a JSON object of id strings.
+fn tags(value: Option<serde_json::Value>) -> Result<Tags, ApiError> {
+    let invalid = |detail: String| ApiError::InvalidRequest(detail);
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Tags::default()),
+        Some(serde_json::Value::Object(map)) => {
+            let mut pairs = Vec::with_capacity(map.len());
+            for (name, value) in &map {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| invalid(format!("tags.{name}: a tag's value must be a string")))?;
+                pairs.push((name.as_str(), value));
+            }
+            Tags::from_pairs(pairs).map_err(|e| invalid(e.to_string()))
+        }
+        Some(_) => Err(invalid("tags: must be an object of strings".into())),
+    }
 }
 
 fn field<T>(name: &str, parsed: Result<T, InvalidId>) -> Result<T, ApiError> {
@@ -106,6 +147,8 @@ impl StartBody {
                 .into_iter()
                 .map(|s| field("terminate", StreamId::try_from(s)))
                 .collect::<Result<_, _>>()?,
+            tags: tags(self.tags)?,
+            limit_claim: None,
             plan: None,
         })
     }

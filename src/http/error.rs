@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::dto::StreamDto;
+use super::dto::{ConflictDto, StreamDto};
 use crate::auth::TokenError;
 use crate::domain::EndReason;
 
@@ -31,11 +31,17 @@ pub enum ApiError {
     RouteNotFound,
     StreamNotFound,
     MethodNotAllowed,
+    /// The account or a rule of its plan is full: `rule` is the first that
+    /// refused (`account` for the limit), `conflicts` every one.
     LimitReached {
+        rule: String,
         limit: u32,
         active: usize,
         streams: Vec<StreamDto>,
+        conflicts: Vec<ConflictDto>,
     },
+    /// A rule of the account's plan requires an attribute the start lacks.
+    MissingAttribute { rule: String, attribute: String },
     /// A start named a stream that is live on another device.
     StreamIdConflict,
     StreamEnded(EndReason),
@@ -102,6 +108,11 @@ impl ApiError {
                 "stream-limit-reached",
                 "Stream limit reached",
             ),
+            MissingAttribute { .. } => (
+                StatusCode::BAD_REQUEST,
+                "missing-attribute",
+                "Missing stream attribute",
+            ),
             StreamIdConflict => (
                 StatusCode::CONFLICT,
                 "stream-id-conflict",
@@ -143,11 +154,30 @@ impl ApiError {
             RouteNotFound => "no route matches this path".into(),
             StreamNotFound => "this account has no such stream".into(),
             MethodNotAllowed => "this route does not accept that method".into(),
-            LimitReached { limit: 0, .. } => {
+            LimitReached { rule, limit: 0, .. } if rule == crate::domain::ACCOUNT_RULE => {
                 "this account may not start streams (its limit is 0)".into()
             }
-            LimitReached { limit, active, .. } => format!(
+            LimitReached { rule, limit: 0, .. } => {
+                format!("the account's plan allows no such stream (rule {rule})")
+            }
+            LimitReached {
+                rule,
+                limit,
+                active,
+                ..
+            } if rule == crate::domain::ACCOUNT_RULE => format!(
                 "the account already watches {active} of {limit} allowed streams; stop one to start another"
+            ),
+            LimitReached {
+                rule,
+                limit,
+                active,
+                ..
+            } => format!(
+                "rule {rule} of the account's plan allows {limit} such streams and {active} are live; stop one to start another"
+            ),
+            MissingAttribute { rule, attribute } => format!(
+                "rule {rule} of the account's plan requires `{attribute}` on every start"
             ),
             StreamIdConflict => {
                 "this stream id is live on another device; start with a new stream id".into()
@@ -176,13 +206,21 @@ impl ApiError {
         let mut ext = Map::new();
         match self {
             ApiError::LimitReached {
+                rule,
                 limit,
                 active,
                 streams,
+                conflicts,
             } => {
+                ext.insert("rule".into(), json!(rule));
                 ext.insert("limit".into(), json!(limit));
                 ext.insert("active".into(), json!(active));
                 ext.insert("streams".into(), json!(streams));
+                ext.insert("conflicts".into(), json!(conflicts));
+            }
+            ApiError::MissingAttribute { rule, attribute } => {
+                ext.insert("rule".into(), json!(rule));
+                ext.insert("attribute".into(), json!(attribute));
             }
             ApiError::StreamEnded(reason) => {
                 ext.insert("reason".into(), json!(reason.as_str()));

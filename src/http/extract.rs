@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header;
+use axum::http::{HeaderName, header};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -11,7 +11,7 @@ use super::AppState;
 use super::bearer::{Bearer, bearer};
 use super::error::ApiError;
 use crate::auth::{Authenticator, Caller, TokenError};
-use crate::domain::{InvalidId, StreamId, UserId};
+use crate::domain::{InvalidId, PlanName, StreamId, UserId};
 
 /// The account a request acts for: the `X-ID` header in header mode, the
 /// verified bearer token's `sub` (and plan limit) in JWT mode.
@@ -21,9 +21,34 @@ impl FromRequestParts<AppState> for Identity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = caller(parts, state).await?;
+        // A named plan must be one the plans file defines, now.
+        if let (Some(name), Some(book)) = (&caller.plan, &state.policy.plans)
+            && book.current().get(name).is_none()
+        {
+            return Err(match state.auth {
+                Authenticator::Header => ApiError::InvalidRequest(format!(
+                    "{}: no plan is named {name}",
+                    state.plan_header.as_ref().map_or("plan", |h| h.as_str())
+                )),
+                Authenticator::Jwt(_) => ApiError::Unauthenticated(TokenError::invalid(
+                    "the token's plan claim names no plan of this service",
+                )),
+            });
+        }
+        Ok(Identity(caller))
+    }
+}
+
+async fn caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    {
         match &state.auth {
             Authenticator::Header => {
-                header_identity(parts).map(|user| Identity(Caller { user, plan: None }))
+                let mut caller = Caller::new(header_identity(parts)?);
+                if let Some(header) = &state.plan_header {
+                    caller.plan = plan_header(parts, header)?;
+                }
+                Ok(caller)
             }
             Authenticator::Jwt(verifier) => {
                 let token = match bearer(&parts.headers) {
@@ -38,11 +63,29 @@ impl FromRequestParts<AppState> for Identity {
                 verifier
                     .verify(token, state.clock.now())
                     .await
-                    .map(Identity)
                     .map_err(ApiError::Unauthenticated)
             }
         }
     }
+}
+
+/// The plan a gateway names in `--plan-header`; absent is no plan.
+fn plan_header(parts: &Parts, header: &HeaderName) -> Result<Option<PlanName>, ApiError> {
+    let mut values = parts.headers.get_all(header).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest(format!(
+            "send one {header} header, not several"
+        )));
+    }
+    value
+        .to_str()
+        .ok()
+        .and_then(|s| PlanName::parse(s).ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::InvalidRequest(format!("{header}: not a plan name")))
 }
 
 fn header_identity(parts: &Parts) -> Result<UserId, ApiError> {

@@ -17,6 +17,7 @@ use crate::grant::GrantSigner;
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
+mod admin_plan;
 pub mod bearer;
 mod console;
 mod cors;
@@ -43,6 +44,10 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Arc<dyn StreamStore>,
     pub policy: Policy,
+    /// The `--plans` file, followed while the service runs.
+    pub plans_file: Option<Arc<crate::plans::PlansFile>>,
+    /// `--plan-header`: where a gateway names the account's plan.
+    pub plan_header: Option<axum::http::HeaderName>,
     pub auth: Authenticator,
     /// Signs playback grants when `--grant-key` is set.
     pub grants: Option<Arc<GrantSigner>>,
@@ -177,6 +182,12 @@ pub fn router(state: AppState) -> Router {
                 get(admin::get_limit)
                     .put(admin::set_limit)
                     .delete(admin::clear_limit),
+            )
+            .route(
+                "/admin/users/{user}/plan",
+                get(admin_plan::get_plan)
+                    .put(admin_plan::set_plan)
+                    .delete(admin_plan::clear_plan),
             )
             .merge(console::routes());
     }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::dto;
-use super::{admin, ops, streams};
+use super::{admin, admin_plan, ops, streams};
 
 /// An RFC 9457 problem.
 #[derive(ToSchema)]
@@ -27,9 +27,14 @@ pub struct ConflictProblem {
     title: String,
     status: u16,
     detail: String,
+    /// The first refusing rule of the account's plan; `account` for the
+    /// account-wide limit.
+    rule: Option<String>,
     limit: Option<u32>,
     active: Option<usize>,
     streams: Option<Vec<dto::StreamDto>>,
+    /// Every refusing limit, the account's first, then the plan's rules.
+    conflicts: Option<Vec<dto::ConflictDto>>,
 }
 
 /// Why a stream ended.
@@ -105,11 +110,13 @@ pub struct UserParam {
         ops::legacy_health, ops::healthz, ops::readyz, ops::metrics, ops::admin_metrics, ops::openapi, ops::jwks,
         streams::list, streams::start, streams::heartbeat, streams::stop,
         admin::list, admin::revoke, admin::get_limit, admin::set_limit, admin::clear_limit,
+        admin_plan::get_plan, admin_plan::set_plan, admin_plan::clear_plan,
     ),
     components(schemas(
         dto::StreamDto, dto::StartBody, dto::StartResponse, dto::HeartbeatResponse,
         dto::StreamsResponse, dto::LimitBody, dto::LimitResponse, dto::LimitSource, Problem,
-        ConflictProblem, EndedProblem, EndReasonSchema,
+        ConflictProblem, EndedProblem, EndReasonSchema, dto::ConflictDto,
+        admin_plan::PlanBody, admin_plan::PlanResponse, admin_plan::RuleUsage,
     )),
     modifiers(&SecuritySchemes, &OptionalStartBody),
 )]

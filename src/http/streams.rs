@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::dto::{HeartbeatResponse, StartBody, StartResponse, StreamDto, StreamsResponse};
+use super::dto::{
+    ConflictDto, HeartbeatResponse, StartBody, StartResponse, StreamDto, StreamsResponse,
+};
 use super::extract::{Identity, JsonBody, StreamPath};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
@@ -49,9 +51,9 @@ pub async fn list(
     responses(
         (status = 201, description = "Granted; Location names the stream", body = StartResponse, headers(("Location" = String, description = "/streams/{id}"))),
         (status = 200, description = "The named stream is already live (idempotent retry)", body = StartResponse),
-        (status = 400, description = "invalid-request or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid-request, malformed-json, or missing-attribute (a rule of the account's plan requires a tag or content_id; with rule and attribute)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "stream-limit-reached (with limit, active, streams) or stream-id-conflict", body = super::openapi::ConflictProblem, content_type = "application/problem+json"),
+        (status = 409, description = "stream-limit-reached (with rule, limit, active, streams and conflicts) or stream-id-conflict", body = super::openapi::ConflictProblem, content_type = "application/problem+json"),
         (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -60,11 +62,16 @@ pub async fn list(
 #[tracing::instrument(level = "debug", skip_all, name = "start_stream")]
 pub async fn start(
     State(state): State<AppState>,
-    Identity(Caller { user, plan }): Identity,
+    Identity(Caller {
+        user,
+        limit_claim,
+        plan,
+    }): Identity,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<Response, ApiError> {
     state.ops.throttle.check_account(&user)?;
     let req = StartRequest {
+        limit_claim,
         plan,
         ..body.unwrap_or_default().into_request()?
     };
@@ -104,12 +111,31 @@ pub async fn start(
             replaced: Vec::new(),
         })
         .into_response()),
-        StartDecision::LimitReached { limit, live } => Err(ApiError::LimitReached {
-            limit: limit.get(),
-            active: live.len(),
-            streams: StreamDto::list(&user, &live, &state.policy),
-        }),
+        StartDecision::LimitReached(refusal) => {
+            let conflicts: Vec<ConflictDto> = refusal
+                .conflicts
+                .iter()
+                .map(|c| ConflictDto {
+                    rule: c.rule.to_string(),
+                    limit: c.limit.get(),
+                    active: c.live.len(),
+                    streams: StreamDto::list(&user, &c.live, &state.policy),
+                })
+                .collect();
+            let first = &conflicts[0];
+            Err(ApiError::LimitReached {
+                rule: first.rule.clone(),
+                limit: first.limit,
+                active: first.active,
+                streams: first.streams.clone(),
+                conflicts,
+            })
+        }
         StartDecision::StreamIdConflict => Err(ApiError::StreamIdConflict),
+        StartDecision::MissingAttribute { rule, attribute } => Err(ApiError::MissingAttribute {
+            rule: rule.to_string(),
+            attribute,
+        }),
     }
 }
 
@@ -243,6 +269,7 @@ fn unenforced(
         id: req.stream_id,
         device_id: req.device_id,
         content_id: req.content_id,
+        tags: req.tags,
         started_at: now,
         expires_at: now + state.policy.lease_ttl,
         seq: 0,

@@ -16,7 +16,7 @@ use super::sweeper;
 use super::table::{AccountTable, Applied, Journal};
 use super::{StoreError, StreamStore};
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
     StartRequest, StreamId, Timestamp, UserId,
 };
 
@@ -61,13 +61,14 @@ impl EmbeddedStore {
             }
         }
         journal.wait(lsn).await?;
+        let lease_ttl = policy.lease_ttl;
         let table = Arc::new(AccountTable::restored(policy, clock, journal, accounts));
         tracing::info!(
             streams = restored,
             expired,
             "restored live streams from disk"
         );
-        sweeper::spawn(Arc::downgrade(&table), policy.lease_ttl);
+        sweeper::spawn(Arc::downgrade(&table), lease_ttl);
         Ok(Arc::new(Self { table }))
     }
 
@@ -176,6 +177,15 @@ impl StreamStore for EmbeddedStore {
         self.durable(self.table.set_limit(user, limit)).await
     }
 
+    async fn set_plan(
+        &self,
+        user: &UserId,
+        plan: Option<PlanName>,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        self.writable()?;
+        self.durable(self.table.set_plan(user, plan)).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.writable()
     }
@@ -211,6 +221,7 @@ mod tests {
             id: StreamId::parse(id).unwrap(),
             device_id: None,
             content_id: None,
+            tags: Default::default(),
             started_at: T0,
             expires_at,
             seq: 0,

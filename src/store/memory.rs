@@ -8,7 +8,8 @@ use super::sweeper;
 use super::table::AccountTable;
 use super::{StoreError, StreamStore};
 use crate::domain::{
-    AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision, StartRequest,
+    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
+    StartRequest,
     StreamId, UserId,
 };
 
@@ -19,8 +20,9 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// A new empty store whose idle accounts are reclaimed in the background.
     pub fn open(policy: Policy, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let lease_ttl = policy.lease_ttl;
         let table = Arc::new(AccountTable::new(policy, clock, ()));
-        sweeper::spawn(Arc::downgrade(&table), policy.lease_ttl);
+        sweeper::spawn(Arc::downgrade(&table), lease_ttl);
         Arc::new(Self { table })
     }
 }
@@ -58,6 +60,14 @@ impl StreamStore for MemoryStore {
         limit: Option<Limit>,
     ) -> Result<Vec<StreamId>, StoreError> {
         Ok(self.table.set_limit(user, limit).value)
+    }
+
+    async fn set_plan(
+        &self,
+        user: &UserId,
+        plan: Option<PlanName>,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        Ok(self.table.set_plan(user, plan).value)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,12 +1,14 @@
-//! Where account state lives. A store's only job is to run the domain rules
-//! on one account atomically; it never decides anything itself.
+//! Where account state lives. A store's job is to make each decision on
+//! one account atomic: memory, `file:` and DynamoDB run the domain rules
+//! themselves inside that step; Redis runs their Lua mirror on the server.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision, StartRequest,
+    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
+    StartRequest,
     StreamId, UserId,
 };
 
@@ -101,6 +103,14 @@ pub trait StreamStore: Send + Sync + 'static {
         &self,
         user: &UserId,
         limit: Option<Limit>,
+    ) -> Result<Vec<StreamId>, StoreError>;
+
+    /// Sets or clears the plan an administrator assigned; returns the
+    /// streams it revoked (above the new plan's limit or rules).
+    async fn set_plan(
+        &self,
+        user: &UserId,
+        plan: Option<PlanName>,
     ) -> Result<Vec<StreamId>, StoreError>;
 
     /// Succeeds when the store can serve requests.

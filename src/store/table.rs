@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
     StartRequest, StreamId, Timestamp, UserId,
 };
 use crate::telemetry;
@@ -111,10 +111,10 @@ impl<J: Journal> AccountTable<J> {
 
     pub fn start(&self, user: &UserId, req: StartRequest) -> Applied<StartDecision> {
         self.update(user, |acc, now, policy| {
-            let plan_before = acc.plan;
+            let before = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
             let decision = acc.start(req, now, policy);
-            let change = if matches!(decision, StartDecision::Granted(_)) || acc.plan != plan_before
-            {
+            let after = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
+            let change = if matches!(decision, StartDecision::Granted(_)) || after != before {
                 Change::Recorded
             } else {
                 Change::Volatile
@@ -131,21 +131,27 @@ impl<J: Journal> AccountTable<J> {
 
     pub fn end(&self, user: &UserId, id: &StreamId, reason: EndReason) -> Applied<bool> {
         self.update_existing(user, false, |acc, now, policy| {
+            let live_before = acc.live.len();
             let ended = acc.end(id, reason, now, policy);
-            (
-                ended,
-                if ended {
-                    Change::Recorded
-                } else {
-                    Change::Volatile
-                },
-            )
+            // A plan change may also have revoked streams on the way.
+            let change = if ended || acc.live.len() != live_before {
+                Change::Recorded
+            } else {
+                Change::Volatile
+            };
+            (ended, change)
         })
     }
 
     pub fn set_limit(&self, user: &UserId, limit: Option<Limit>) -> Applied<Vec<StreamId>> {
         self.update(user, |acc, now, policy| {
             (acc.set_limit(limit, now, policy), Change::Recorded)
+        })
+    }
+
+    pub fn set_plan(&self, user: &UserId, plan: Option<PlanName>) -> Applied<Vec<StreamId>> {
+        self.update(user, |acc, now, policy| {
+            (acc.set_plan(plan, now, policy), Change::Recorded)
         })
     }
 

@@ -447,7 +447,16 @@ pub fn record_start(decision: &StartDecision) {
             record_decision("evicted", grant.evicted.len());
             record_decision("replaced", grant.replaced.len());
         }
-        StartDecision::LimitReached { .. } => record_decision("denied", 1),
-        StartDecision::AlreadyLive { .. } | StartDecision::StreamIdConflict => {}
+        StartDecision::LimitReached(refusal) => {
+            record_decision("denied", 1);
+            // Rule names come from the plans file only: bounded labels.
+            for conflict in &refusal.conflicts {
+                metrics::counter!("streamguard_rule_refusals_total", "rule" => conflict.rule.to_string())
+                    .increment(1);
+            }
+        }
+        StartDecision::AlreadyLive { .. }
+        | StartDecision::StreamIdConflict
+        | StartDecision::MissingAttribute { .. } => {}
     }
 }

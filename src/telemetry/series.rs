@@ -13,7 +13,7 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 
 /// The router's paths (see `http::router`), and `unmatched`.
-const ROUTES: [&str; 17] = [
+const ROUTES: [&str; 18] = [
     "/",
     "/healthz",
     "/readyz",
@@ -26,6 +26,7 @@ const ROUTES: [&str; 17] = [
     "/admin/users/{user}/streams",
     "/admin/users/{user}/streams/{id}",
     "/admin/users/{user}/limit",
+    "/admin/users/{user}/plan",
     "/console",
     "/console/",
     "/console/{file}",

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use axum::http::Method;
 use serde_json::json;
-use streamguard::domain::{
+use streamguard::domain::{PlanName, 
     AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
@@ -51,6 +51,10 @@ impl StreamStore for Counting {
     async fn set_limit(&self, u: &UserId, l: Option<Limit>) -> Result<Vec<StreamId>, StoreError> {
         self.count();
         self.inner.set_limit(u, l).await
+    }
+    async fn set_plan(&self, u: &UserId, p: Option<PlanName>) -> Result<Vec<StreamId>, StoreError> {
+        self.count();
+        self.inner.set_plan(u, p).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

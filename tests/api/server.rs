@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use streamguard::domain::{
+use streamguard::domain::{PlanName, 
     AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
@@ -100,6 +100,9 @@ impl StreamStore for SlowStore {
     }
     async fn set_limit(&self, u: &UserId, l: Option<Limit>) -> Result<Vec<StreamId>, StoreError> {
         self.0.set_limit(u, l).await
+    }
+    async fn set_plan(&self, u: &UserId, p: Option<PlanName>) -> Result<Vec<StreamId>, StoreError> {
+        self.0.set_plan(u, p).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.0.ping().await

@@ -178,10 +178,13 @@ async fn run(store: Arc<dyn StreamStore>, clock: ManualClock, on_limit: OnLimit,
                         let was = was_live.expect("a conflict on a stream that is not live");
                         assert_ne!(was.device, device);
                     }
-                    StartDecision::LimitReached { live, .. } => {
+                    StartDecision::LimitReached(refusal) => {
                         assert!(was_live.is_none());
                         assert!(!grantable, "refused with room: {decision:?} {account:?}");
-                        assert_eq!(live.len(), account.live.len());
+                        assert_eq!(refusal.first().live.len(), account.live.len());
+                    }
+                    StartDecision::MissingAttribute { .. } => {
+                        panic!("no plan requires an attribute here: {decision:?}")
                     }
                 }
             }
@@ -266,6 +269,7 @@ fn policy(on_limit: OnLimit) -> Policy {
         default_limit: Limit::new(DEFAULT_LIMIT).unwrap(),
         lease_ttl: TTL,
         on_limit,
+        plans: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
-use streamguard::domain::{
+use streamguard::domain::{PlanName, 
     AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
@@ -42,6 +42,9 @@ impl StreamStore for BrokenStore {
         self.fail().await
     }
     async fn set_limit(&self, _: &UserId, _: Option<Limit>) -> Result<Vec<StreamId>, StoreError> {
+        self.fail().await
+    }
+    async fn set_plan(&self, _: &UserId, _: Option<PlanName>) -> Result<Vec<StreamId>, StoreError> {
         self.fail().await
     }
     async fn ping(&self) -> Result<(), StoreError> {

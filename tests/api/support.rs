@@ -99,6 +99,8 @@ pub fn app_with_store(store: Arc<dyn StreamStore>, args: &[&str]) -> TestApp {
     let state = AppState::new(streamguard::http::Shared {
         store,
         policy: config.policy(),
+        plans_file: None,
+        plan_header: None,
         auth: streamguard::auth::Authenticator::Header,
         grants: None,
         clock: Arc::new(clock.clone()),

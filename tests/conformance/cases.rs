@@ -61,9 +61,9 @@ pub async fn grants_up_to_the_limit_then_refuses(make: Make) {
         assert_eq!(g.limit.get(), 3);
     }
     match h.store.start(&u, req("d")).await.unwrap() {
-        StartDecision::LimitReached { limit, live } => {
-            assert_eq!(limit.get(), 3);
-            let ids: Vec<_> = live.iter().map(|s| s.id.to_string()).collect();
+        StartDecision::LimitReached(refusal) => {
+            assert_eq!(refusal.first().limit.get(), 3);
+            let ids: Vec<_> = refusal.first().live.iter().map(|s| s.id.to_string()).collect();
             assert_eq!(ids, ["a", "b", "c"]);
         }
         other => panic!("{other:?}"),
@@ -301,7 +301,7 @@ pub async fn a_limit_override_applies_and_clears(make: Make) {
     granted(h.store.start(&u, req("b")).await.unwrap());
     assert!(matches!(
         h.store.start(&u, req("c")).await.unwrap(),
-        StartDecision::LimitReached { limit, .. } if limit.get() == 2
+        StartDecision::LimitReached(r) if r.first().limit.get() == 2
     ));
     let revoked = h.store.set_limit(&u, None).await.unwrap();
     assert_eq!(
@@ -329,7 +329,7 @@ pub async fn limit_zero_blocks_the_account(make: Make) {
     assert_eq!(revoked, [sid("a")]);
     assert!(matches!(
         h.store.start(&u, req("b")).await.unwrap(),
-        StartDecision::LimitReached { limit, live } if limit.get() == 0 && live.is_empty()
+        StartDecision::LimitReached(r) if r.first().limit.get() == 0 && r.first().live.is_empty()
     ));
 }
 
@@ -366,7 +366,7 @@ pub async fn a_plan_limit_sits_between_override_and_default(make: Make) {
     let h = make(policy(1, OnLimit::Reject)).await;
     let u = user("plan");
     let with_plan = |id: &str, n: u32| StartRequest {
-        plan: Some(Limit::new(n).unwrap()),
+        limit_claim: Some(Limit::new(n).unwrap()),
         ..req(id)
     };
     granted(h.store.start(&u, with_plan("a", 2)).await.unwrap());
@@ -376,7 +376,7 @@ pub async fn a_plan_limit_sits_between_override_and_default(make: Make) {
     granted(h.store.start(&u, req("b")).await.unwrap());
     assert!(matches!(
         h.store.start(&u, with_plan("c", 2)).await.unwrap(),
-        StartDecision::LimitReached { limit, .. } if limit.get() == 2
+        StartDecision::LimitReached(r) if r.first().limit.get() == 2
     ));
     // The override wins over the claim, both ways.
     h.store
@@ -401,7 +401,7 @@ pub async fn a_plan_limit_sits_between_override_and_default(make: Make) {
     // A downgraded plan holds from the next start on.
     assert!(matches!(
         h.store.start(&u, with_plan("d", 1)).await.unwrap(),
-        StartDecision::LimitReached { limit, .. } if limit.get() == 1
+        StartDecision::LimitReached(r) if r.first().limit.get() == 1
     ));
     assert_eq!(h.store.view(&u).await.unwrap().live.len(), 1);
 }

@@ -22,7 +22,7 @@ async fn a_reopened_store_restores_streams_overrides_and_tombstones() {
     let (u, capped) = (user("durable"), user("capped"));
     let sid = |s: &str| StreamId::parse(s).unwrap();
 
-    let store = store::connect(&url, p, Arc::new(clock.clone()))
+    let store = store::connect(&url, p.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     for id in ["a", "b"] {
@@ -38,7 +38,7 @@ async fn a_reopened_store_restores_streams_overrides_and_tombstones() {
     drop(store);
 
     clock.advance(Duration::from_secs(600));
-    let store = store::connect(&url, p, Arc::new(clock.clone()))
+    let store = store::connect(&url, p.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     let view = store.view(&u).await.unwrap();
@@ -71,10 +71,10 @@ async fn a_second_process_cannot_open_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let url = StoreUrl::File(dir.path().to_path_buf());
     let p = policy(2, OnLimit::Reject);
-    let first = store::connect(&url, p, Arc::new(start_clock()))
+    let first = store::connect(&url, p.clone(), Arc::new(start_clock()))
         .await
         .unwrap();
-    let second = store::connect(&url, p, Arc::new(start_clock())).await;
+    let second = store::connect(&url, p.clone(), Arc::new(start_clock())).await;
     let message = second.err().expect("the directory is locked").to_string();
     assert!(message.contains("in use"), "{message}");
     first.close().await.unwrap();
@@ -98,7 +98,7 @@ async fn a_lease_that_ran_out_before_shutdown_stays_ended_after_restart() {
     let u = user("ran-out");
     let sid = StreamId::parse("gone").unwrap();
 
-    let store = store::connect(&url, p, Arc::new(clock.clone()))
+    let store = store::connect(&url, p.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     store
@@ -109,7 +109,7 @@ async fn a_lease_that_ran_out_before_shutdown_stays_ended_after_restart() {
     store.close().await.unwrap();
     drop(store);
 
-    let store = store::connect(&url, p, Arc::new(clock.clone()))
+    let store = store::connect(&url, p.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     assert_eq!(

@@ -71,7 +71,7 @@ async fn two_instances_racing_grant_exactly_the_limit() {
     let p = policy(3, OnLimit::Reject);
     // Two stores, each with its own SDK client and connections, as two
     // streamguard instances behind one load balancer.
-    let a = DynamoDbStore::open(&config, &table, p, Arc::new(clock.clone()))
+    let a = DynamoDbStore::open(&config, &table, p.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     let b = DynamoDbStore::open(&dynamodb_config().await, &table, p, Arc::new(clock.clone()))
@@ -123,7 +123,7 @@ async fn four_instances_evicting_at_once_keep_the_limit() {
     for _ in 0..4 {
         let config = dynamodb_config().await;
         instances.push(
-            DynamoDbStore::open(&config, &table, p, Arc::new(clock.clone()))
+            DynamoDbStore::open(&config, &table, p.clone(), Arc::new(clock.clone()))
                 .await
                 .unwrap(),
         );
@@ -209,7 +209,7 @@ async fn items_carry_a_ttl_and_idle_accounts_are_deleted() {
     let (config, table) = new_table().await;
     let clock = start_clock();
     let p = policy(2, OnLimit::Reject);
-    let store = DynamoDbStore::open(&config, &table, p, Arc::new(clock.clone()))
+    let store = DynamoDbStore::open(&config, &table, p.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     let client = Client::new(&config);
@@ -298,7 +298,7 @@ async fn a_missing_or_foreign_table_is_refused_with_the_reason() {
     let config = dynamodb_config().await;
     let p = policy(3, OnLimit::Reject);
     let missing = unique_table();
-    let error = DynamoDbStore::open(&config, &missing, p, Arc::new(start_clock()))
+    let error = DynamoDbStore::open(&config, &missing, p.clone(), Arc::new(start_clock()))
         .await
         .err()
         .expect("a missing table is refused");
@@ -328,7 +328,7 @@ async fn a_missing_or_foreign_table_is_refused_with_the_reason() {
         .send()
         .await
         .unwrap();
-    let error = DynamoDbStore::open(&config, &foreign, p, Arc::new(start_clock()))
+    let error = DynamoDbStore::open(&config, &foreign, p.clone(), Arc::new(start_clock()))
         .await
         .err()
         .expect("a table with another key is refused");
@@ -359,7 +359,7 @@ async fn a_missing_or_foreign_table_is_refused_with_the_reason() {
         .send()
         .await
         .unwrap();
-    let error = DynamoDbStore::open(&config, &single_item, p, Arc::new(start_clock()))
+    let error = DynamoDbStore::open(&config, &single_item, p.clone(), Arc::new(start_clock()))
         .await
         .err()
         .expect("a single-item table is refused");
@@ -501,7 +501,7 @@ async fn a_hot_account_on_two_instances_grants_exactly_the_limit() {
     let (config, table) = new_table().await;
     let clock = start_clock();
     let p = policy(3, OnLimit::Reject);
-    let a: Arc<dyn StreamStore> = DynamoDbStore::open(&config, &table, p, Arc::new(clock.clone()))
+    let a: Arc<dyn StreamStore> = DynamoDbStore::open(&config, &table, p.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     let b: Arc<dyn StreamStore> =

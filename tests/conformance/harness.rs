@@ -37,6 +37,7 @@ pub fn policy(limit: u32, on_limit: OnLimit) -> Policy {
         default_limit: Limit::new(limit).unwrap(),
         lease_ttl: Duration::from_secs(90),
         on_limit,
+        plans: None,
     }
 }
 
@@ -121,12 +122,16 @@ async fn redis_harness(var: &str, policy: Policy) -> Harness {
         unreachable!("a redis URL parses as redis")
     };
     let clock = start_clock();
-    let store = RedisStore::open(&target, policy, RedisTime::Clock(Arc::new(clock.clone())))
+    let store = RedisStore::open(
+        &target,
+        policy.clone(),
+        RedisTime::Clock(Arc::new(clock.clone())),
+    )
         .await
         .expect("Redis answers");
     let again = clock.clone();
     let reopen: Reopen = Box::new(move || {
-        let (target, clock) = (target.clone(), again.clone());
+        let (target, clock, policy) = (target.clone(), again.clone(), policy.clone());
         Box::pin(async move {
             let store: Arc<dyn StreamStore> =
                 RedisStore::open(&target, policy, RedisTime::Clock(Arc::new(clock)))
@@ -176,12 +181,13 @@ pub fn dynamodb(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>>
             .await
             .expect("the test table is created on the emulator");
         let clock = start_clock();
-        let store = store::DynamoDbStore::open(&config, &table, policy, Arc::new(clock.clone()))
+        let store =
+            store::DynamoDbStore::open(&config, &table, policy.clone(), Arc::new(clock.clone()))
             .await
             .expect("dynamodb store opens");
         let again = clock.clone();
         let reopen: Reopen = Box::new(move || {
-            let (table, clock) = (table.clone(), again.clone());
+            let (table, clock, policy) = (table.clone(), again.clone(), policy.clone());
             Box::pin(async move {
                 let config = dynamodb_config().await;
                 let store: Arc<dyn StreamStore> =

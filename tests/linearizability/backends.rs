@@ -17,6 +17,7 @@ pub fn policy(limit: u32, on_limit: OnLimit, lease_ttl: Duration) -> Policy {
         default_limit: Limit::new(limit).unwrap(),
         lease_ttl,
         on_limit,
+        plans: None,
     }
 }
 
@@ -45,7 +46,7 @@ const ACCOUNTS: usize = 3;
 pub async fn memory(on_limit: OnLimit) -> Backend {
     let clock = start_clock();
     let policy = policy(2, on_limit, Duration::from_secs(90));
-    let store = store::connect(&StoreUrl::Memory, policy, Arc::new(clock.clone()))
+    let store = store::connect(&StoreUrl::Memory, policy.clone(), Arc::new(clock.clone()))
         .await
         .expect("memory store opens");
     Backend {
@@ -64,7 +65,7 @@ pub async fn file(on_limit: OnLimit) -> Backend {
     let clock = start_clock();
     let policy = policy(2, on_limit, Duration::from_secs(90));
     let url = StoreUrl::File(dir.path().join("data"));
-    let store = store::connect(&url, policy, Arc::new(clock.clone()))
+    let store = store::connect(&url, policy.clone(), Arc::new(clock.clone()))
         .await
         .expect("file store opens");
     Backend {
@@ -119,7 +120,7 @@ pub async fn redis(
             RedisTime::Clock(Arc::new(clock.clone()))
         };
         stores.push(
-            RedisStore::open(&target, policy, time)
+            RedisStore::open(&target, policy.clone(), time)
                 .await
                 .unwrap_or_else(|e| panic!("{var} does not answer: {e}")),
         );
@@ -153,7 +154,7 @@ pub async fn dynamodb(on_limit: OnLimit) -> Backend {
     for _ in 0..2 {
         // Each instance gets its own SDK client, as two processes would.
         stores.push(
-            store::DynamoDbStore::open(&config, &table, policy, Arc::new(clock.clone()))
+            store::DynamoDbStore::open(&config, &table, policy.clone(), Arc::new(clock.clone()))
                 .await
                 .expect("dynamodb store opens"),
         );

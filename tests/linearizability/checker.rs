@@ -167,7 +167,7 @@ pub fn describe(acc: &Account, policy: &Policy) -> String {
     if let Some(l) = acc.limit {
         let _ = write!(s, ", override {}", l.get());
     }
-    if let Some(l) = acc.plan {
+    if let Some(l) = acc.limit_claim {
         let _ = write!(s, ", plan {}", l.get());
     }
     s

@@ -97,7 +97,7 @@ fn start_request(input: &Input) -> StartRequest {
     StartRequest {
         device_id: device.clone(),
         terminate: terminate.clone(),
-        plan: *plan,
+        limit_claim: *plan,
         ..StartRequest::new(stream.clone())
     }
 }
@@ -110,10 +110,11 @@ fn start_output(d: StartDecision) -> Output {
             active: g.active,
         },
         StartDecision::AlreadyLive { active, .. } => Output::AlreadyLive { active },
-        StartDecision::LimitReached { live, .. } => Output::LimitReached {
-            live: names(live.into_iter().map(|l| l.id)),
+        StartDecision::LimitReached(refusal) => Output::LimitReached {
+            live: names(refusal.first().live.iter().map(|l| l.id.clone())),
         },
         StartDecision::StreamIdConflict => Output::Conflict,
+        StartDecision::MissingAttribute { .. } => unreachable!("the workload's plans require nothing"),
     }
 }
 

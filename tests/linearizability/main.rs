@@ -149,7 +149,7 @@ async fn dynamodb_keeps_the_plan_of_a_refused_start() {
         StartDecision::Granted(_)
     ));
     let claim = StartRequest {
-        plan: Some(Limit::new(0).unwrap()),
+        limit_claim: Some(Limit::new(0).unwrap()),
         ..StartRequest::new(sid("b"))
     };
     assert!(matches!(
@@ -169,7 +169,7 @@ async fn dynamodb_keeps_the_plan_of_a_refused_start() {
 async fn a_non_atomic_store_is_caught() {
     let clock = backends::start_clock();
     let policy = backends::policy(2, OnLimit::Reject, std::time::Duration::from_secs(90));
-    let store = nonatomic::ReadYieldWrite::new(policy, Arc::new(clock.clone()));
+    let store = nonatomic::ReadYieldWrite::new(policy.clone(), Arc::new(clock.clone()));
     let backend = Backend {
         name: "read-yield-write (planted bug)",
         stores: vec![Arc::new(store)],

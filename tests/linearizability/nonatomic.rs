@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use streamguard::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Policy, StartDecision,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
     StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
@@ -46,7 +46,7 @@ impl ReadYieldWrite {
 #[async_trait]
 impl StreamStore for ReadYieldWrite {
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
-        let (now, p) = (self.clock.now(), self.policy);
+        let (now, p) = (self.clock.now(), self.policy.clone());
         Ok(self.decide(user, |a| a.start(req, now, &p)).await)
     }
 
@@ -55,7 +55,7 @@ impl StreamStore for ReadYieldWrite {
         user: &UserId,
         stream: &StreamId,
     ) -> Result<HeartbeatDecision, StoreError> {
-        let (now, p) = (self.clock.now(), self.policy);
+        let (now, p) = (self.clock.now(), self.policy.clone());
         Ok(self.decide(user, |a| a.heartbeat(stream, now, &p)).await)
     }
 
@@ -65,12 +65,12 @@ impl StreamStore for ReadYieldWrite {
         stream: &StreamId,
         reason: EndReason,
     ) -> Result<bool, StoreError> {
-        let (now, p) = (self.clock.now(), self.policy);
+        let (now, p) = (self.clock.now(), self.policy.clone());
         Ok(self.decide(user, |a| a.end(stream, reason, now, &p)).await)
     }
 
     async fn view(&self, user: &UserId) -> Result<AccountView, StoreError> {
-        let (now, p) = (self.clock.now(), self.policy);
+        let (now, p) = (self.clock.now(), self.policy.clone());
         Ok(self.decide(user, |a| a.view(now, &p)).await)
     }
 
@@ -79,8 +79,17 @@ impl StreamStore for ReadYieldWrite {
         user: &UserId,
         limit: Option<Limit>,
     ) -> Result<Vec<StreamId>, StoreError> {
-        let (now, p) = (self.clock.now(), self.policy);
+        let (now, p) = (self.clock.now(), self.policy.clone());
         Ok(self.decide(user, |a| a.set_limit(limit, now, &p)).await)
+    }
+
+    async fn set_plan(
+        &self,
+        user: &UserId,
+        plan: Option<PlanName>,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        let (now, p) = (self.clock.now(), self.policy.clone());
+        Ok(self.decide(user, |a| a.set_plan(plan, now, &p)).await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

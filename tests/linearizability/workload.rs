@@ -155,7 +155,7 @@ fn kind(input: &Input) -> &'static str {
 /// Runs the workload; `Err` holds the minimised counterexample.
 pub async fn check(backend: &Backend, w: Workload) -> Result<Stats, String> {
     let began = Instant::now();
-    let policy = backend.policy;
+    let policy = backend.policy.clone();
     let accounts = backend.users.len();
     let mut frontier: Vec<Vec<Account>> = vec![vec![Account::default()]; accounts];
     let mut stats = Stats::default();

@@ -82,11 +82,12 @@ async fn skewed_instance_clocks_do_not_change_decisions() {
         default_limit: Limit::new(1).unwrap(),
         lease_ttl: Duration::from_secs(90),
         on_limit: OnLimit::Reject,
+        plans: None,
     };
     let real = streamguard::domain::Clock::now(&streamguard::domain::SystemClock).as_millis();
     let ahead = ManualClock::new(Timestamp::from_millis(real + 10 * 60_000));
     let behind = ManualClock::new(Timestamp::from_millis(real - 10 * 60_000));
-    let a = store::connect(&url, policy, Arc::new(ahead)).await.unwrap();
+    let a = store::connect(&url, policy.clone(), Arc::new(ahead)).await.unwrap();
     let b = store::connect(&url, policy, Arc::new(behind))
         .await
         .unwrap();
@@ -122,6 +123,7 @@ async fn a_lowered_default_limit_holds_for_accounts_already_over_it() {
         default_limit: Limit::new(n).unwrap(),
         lease_ttl: Duration::from_secs(90),
         on_limit: OnLimit::Reject,
+        plans: None,
     };
     let clock = Arc::new(streamguard::domain::SystemClock);
     let before = store::connect(&url, with_limit(3), clock.clone())

@@ -45,6 +45,7 @@ async fn walk(on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
         default_limit: Limit::new(2).unwrap(),
         lease_ttl: Duration::from_secs(30),
         on_limit,
+        plans: None,
     };
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
     let prefix = unique_prefix("mirror");
@@ -54,7 +55,7 @@ async fn walk(on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
     };
     let redis = RedisStore::open_with(
         &target,
-        policy,
+        policy.clone(),
         RedisTime::Clock(Arc::new(clock.clone())),
         calls,
     )
@@ -100,7 +101,7 @@ async fn walk(on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
                     device_id: (rng.below(2) == 0)
                         .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
                     terminate: (0..rng.below(3)).map(|_| sid(rng.below(6))).collect(),
-                    plan: (rng.below(4) == 0)
+                    limit_claim: (rng.below(4) == 0)
                         .then(|| streamguard::domain::Limit::new(rng.below(5) as u32).unwrap()),
                     ..StartRequest::new(id)
                 };
@@ -168,7 +169,7 @@ fn model_only(model: &mut Account, rng: &mut Rng, id: StreamId, now: Timestamp, 
                 device_id: (rng.below(2) == 0)
                     .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
                 terminate: (0..rng.below(3)).map(|_| sid(rng.below(6))).collect(),
-                plan: (rng.below(4) == 0).then(|| Limit::new(rng.below(5) as u32).unwrap()),
+                limit_claim: (rng.below(4) == 0).then(|| Limit::new(rng.below(5) as u32).unwrap()),
                 ..StartRequest::new(id)
             };
             model.start(req, now, policy);

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Account, EndReason, Limit, Policy, StartDecision, StartRequest, StreamId, Timestamp, UserId,
+    Account, EndReason, Limit, PlanName, Policy, StartDecision, StartRequest, StreamId, Timestamp,
+    UserId,
 };
 use crate::store::StoreError;
 
@@ -21,6 +22,7 @@ pub enum Change {
     Start(StartRequest),
     End(StreamId, EndReason),
     SetLimit(Option<Limit>),
+    SetPlan(Option<PlanName>),
 }
 
 #[derive(Debug)]
@@ -36,20 +38,30 @@ impl Change {
     pub fn apply(&self, account: &mut Account, now: Timestamp, policy: &Policy) -> (Outcome, bool) {
         match self {
             Change::Start(req) => {
-                let plan = account.plan;
+                let before = (account.limit_claim, account.plan_names.clone(), account.live.len());
                 let decision = account.start(req.clone(), now, policy);
-                // A new plan is recorded whatever the decision.
-                let changed = matches!(decision, StartDecision::Granted(_)) || account.plan != plan;
+                // New claims are recorded whatever the decision, and so is
+                // what a plan change revoked.
+                let after = (account.limit_claim, account.plan_names.clone(), account.live.len());
+                let changed = matches!(decision, StartDecision::Granted(_)) || after != before;
                 (Outcome::Start(decision), changed)
             }
             Change::End(id, reason) => {
+                let live_before = account.live.len();
                 let ended = account.end(id, *reason, now, policy);
-                (Outcome::End(ended), ended)
+                // A plan change may also have revoked streams on the way.
+                (Outcome::End(ended), ended || account.live.len() != live_before)
             }
             Change::SetLimit(limit) => {
                 let before = account.limit;
                 let revoked = account.set_limit(*limit, now, policy);
                 let changed = before != *limit || !revoked.is_empty();
+                (Outcome::SetLimit(revoked), changed)
+            }
+            Change::SetPlan(plan) => {
+                let before = account.plan_names.clone();
+                let revoked = account.set_plan(plan.clone(), now, policy);
+                let changed = before != account.plan_names || !revoked.is_empty();
                 (Outcome::SetLimit(revoked), changed)
             }
         }

@@ -2,8 +2,8 @@
 //!
 //! | `sk` | attributes |
 //! |---|---|
-//! | `#account` | `version` (N, +1 on every transaction), `limit`, `plan`, `next_seq` (N), `ended` (S: the tombstones as JSON, at most 100), `ttl` |
-//! | `lease#<stream id>` | `started_at`, `expires_at`, `seq` (N), `device_id`, `content_id` (S), `ttl` |
+//! | `#account` | `version` (N, +1 on every transaction), `limit`, `plan` (the limit claim), `next_seq` (N), `plan_names` (S: the assigned and claimed plan names as JSON), `ended` (S: the tombstones as JSON, at most 100), `ttl` |
+//! | `lease#<stream id>` | `started_at`, `expires_at`, `seq` (N), `device_id`, `content_id`, `tags` (S; tags as a JSON object), `ttl` |
 //!
 //! A heartbeat updates its lease item alone. Everything else changes the
 //! account item (its version is what transactions are conditioned on) and
@@ -32,6 +32,8 @@ const STARTED_AT: &str = "started_at";
 const SEQ: &str = "seq";
 const DEVICE_ID: &str = "device_id";
 const CONTENT_ID: &str = "content_id";
+const TAGS: &str = "tags";
+const PLAN_NAMES: &str = "plan_names";
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -103,7 +105,12 @@ pub fn decode(items: &[Item]) -> Result<Stored, StoreError> {
             stored.version = Some(need_number(item, VERSION)?);
             let account = &mut stored.account;
             account.limit = limit(get_number(item, LIMIT)?)?;
-            account.plan = limit(get_number(item, PLAN)?)?;
+            account.limit_claim = limit(get_number(item, PLAN)?)?;
+            if let Some(json) = get_string(item, PLAN_NAMES) {
+                account.plan_names = Some(serde_json::from_str(&json).map_err(|e| {
+                    corrupt(format!("attribute `{PLAN_NAMES}` is not plan names: {e}"))
+                })?);
+            }
             account.next_seq = get_number(item, NEXT_SEQ)?.unwrap_or(0);
             if let Some(json) = get_string(item, ENDED) {
                 account.ended = serde_json::from_str::<Vec<Tombstone>>(&json)
@@ -133,6 +140,11 @@ pub fn decode_lease(id: &str, item: &Item) -> Result<Lease, StoreError> {
         content_id: get_string(item, CONTENT_ID)
             .map(|c| crate::domain::ContentId::parse(&c).map_err(|_| parse_id("content", &c)))
             .transpose()?,
+        tags: match get_string(item, TAGS) {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| corrupt(format!("attribute `{TAGS}` is not tags: {e}")))?,
+            None => Default::default(),
+        },
         started_at: Timestamp::from_millis(need_number(item, STARTED_AT)?),
         expires_at: Timestamp::from_millis(need_number(item, EXPIRES_AT)?),
         seq: need_number(item, SEQ)?,
@@ -158,8 +170,12 @@ pub fn encode_account(user: &str, account: &Account, version: u64, policy: &Poli
     if let Some(l) = account.limit {
         item.insert(LIMIT.to_owned(), number(l.get()));
     }
-    if let Some(p) = account.plan {
+    if let Some(p) = account.limit_claim {
         item.insert(PLAN.to_owned(), number(p.get()));
+    }
+    if let Some(names) = &account.plan_names {
+        let json = serde_json::to_string(names).expect("plan names serialize");
+        item.insert(PLAN_NAMES.to_owned(), AttributeValue::S(json));
     }
     if !account.ended.is_empty() {
         let ended = serde_json::to_string(&account.ended).expect("tombstones serialize");
@@ -170,6 +186,7 @@ pub fn encode_account(user: &str, account: &Account, version: u64, policy: &Poli
     // live beyond that, losing the item loses nothing they need: its
     // tombstones are gone by then and `decode` restores the grant order.
     if account.limit.is_none()
+        && account.assigned_plan().is_none()
         && let Some(until) = account.retain_until(policy)
     {
         item.insert(TTL.to_owned(), number(epoch_seconds(until)));
@@ -187,6 +204,10 @@ pub fn encode_lease(user: &str, lease: &Lease, policy: &Policy) -> Item {
     }
     if let Some(c) = &lease.content_id {
         item.insert(CONTENT_ID.to_owned(), s(c.as_str()));
+    }
+    if !lease.tags.is_empty() {
+        let json = serde_json::to_string(&lease.tags).expect("tags serialize");
+        item.insert(TAGS.to_owned(), AttributeValue::S(json));
     }
     item.insert(
         TTL.to_owned(),

@@ -33,7 +33,8 @@ use aws_sdk_dynamodb::types::{
 
 use super::{DynamoDbUrl, StoreError, StreamStore};
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Lease, Limit, Policy, StartDecision,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Lease, Limit, PlanName, Policy,
+    StartDecision,
     StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
@@ -586,6 +587,18 @@ impl StreamStore for DynamoDbStore {
         match self.submit(user, Change::SetLimit(limit)).await? {
             Outcome::SetLimit(revoked) => Ok(revoked),
             other => Err(group::mismatch("set_limit", other)),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
+    async fn set_plan(
+        &self,
+        user: &UserId,
+        plan: Option<PlanName>,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        match self.submit(user, Change::SetPlan(plan)).await? {
+            Outcome::SetLimit(revoked) => Ok(revoked),
+            other => Err(group::mismatch("set_plan", other)),
         }
     }
 

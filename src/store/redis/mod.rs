@@ -27,10 +27,13 @@ use super::url::RedisTarget;
 use super::{StoreError, StreamStore};
 use crate::domain::rules::MAX_TOMBSTONES;
 use crate::domain::{
-    AccountView, Clock, EndReason, Grant, HeartbeatDecision, Limit, OnLimit, Policy, StartDecision,
-    StartRequest, StreamId, UserId,
+    AccountView, Clock, EndReason, Grant, HeartbeatDecision, Limit, OnLimit, PlanName, PlanSource,
+    Policy, Refusal, StartDecision, StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
+
+/// Why `--plans` is refused with a Redis store.
+const PLANS_UNSUPPORTED: &str = "--plans is not enforced by the Redis store yet (its Lua mirror of the rules decides the account limit only); use the memory, file: or DynamoDB store for plans, or leave --plans out";
 
 /// Where the scripts read `now` from.
 #[derive(Clone)]
@@ -71,6 +74,9 @@ impl RedisStore {
         time: RedisTime,
         calls: ScriptCalls,
     ) -> Result<Arc<Self>, StoreError> {
+        if policy.plans.is_some() {
+            return Err(StoreError::Config(PLANS_UNSUPPORTED.into()));
+        }
         let connection = Connection::open(target).await?;
         let mut store = Self {
             connection,
@@ -197,12 +203,21 @@ fn unexpected(op: &'static str, reply: Reply) -> StoreError {
 impl StreamStore for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, name = "redis.start")]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
-        let plan = req.plan.map_or(String::new(), |l| l.get().to_string());
+        let plan = req.limit_claim.map_or(String::new(), |l| l.get().to_string());
+        // Sorted by name, as the domain keeps them: the script compares a
+        // retry's tags as this string.
+        let tags = req
+            .tags
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut args = vec![
             req.stream_id.as_str(),
             req.device_id.as_ref().map_or("", |d| d.as_str()),
             req.content_id.as_ref().map_or("", |c| c.as_str()),
             &plan,
+            &tags,
         ];
         args.extend(req.terminate.iter().map(StreamId::as_str));
         let decision = match self.run(Op::Start, user, &args).await? {
@@ -230,10 +245,9 @@ impl StreamStore for RedisStore {
                 active,
                 limit,
             },
-            Reply::LimitReached { limit, live, .. } => StartDecision::LimitReached {
-                limit,
-                live: live.0,
-            },
+            Reply::LimitReached { limit, live, .. } => {
+                StartDecision::LimitReached(Refusal::account(limit, live.0))
+            }
             Reply::StreamIdConflict { .. } => StartDecision::StreamIdConflict,
             other => return Err(unexpected("start", other)),
         };
@@ -280,6 +294,8 @@ impl StreamStore for RedisStore {
                 limit,
                 source,
                 live: live.0,
+                plan: None,
+                plan_source: PlanSource::Default,
             }),
             other => Err(unexpected("view", other)),
         }
@@ -295,6 +311,20 @@ impl StreamStore for RedisStore {
         match self.run(Op::SetLimit, user, &[&limit]).await? {
             Reply::LimitSet { revoked, .. } => Ok(revoked.0),
             other => Err(unexpected("set_limit", other)),
+        }
+    }
+
+    /// Plans are not enforced on Redis yet (the store refuses `--plans`
+    /// when it opens), so no account can have an assigned plan: clearing
+    /// one changes nothing, and setting one is a configuration error.
+    async fn set_plan(
+        &self,
+        _user: &UserId,
+        plan: Option<PlanName>,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        match plan {
+            None => Ok(Vec::new()),
+            Some(_) => Err(StoreError::Config(PLANS_UNSUPPORTED.into())),
         }
     }
 

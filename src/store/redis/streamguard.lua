@@ -13,7 +13,8 @@
 -- argv[7…] the operation's own arguments
 --
 -- The account's hash:
--- l:<id>  a live lease: 'expires_at|started_at|seq|device|content'
+-- l:<id>  a live lease: 'expires_at|started_at|seq|device|content[|tags]'
+--         (tags, when the stream has any: 'name=value,…' sorted by name)
 -- t:<id>  a tombstone:  'order|reason|ended_at' (order: burial order)
 -- n, tn   how many leases, how many tombstones
 -- x       no later than the earliest lease's expires_at (absent: no lease)
@@ -41,16 +42,32 @@ local function context(keys, argv)
 end
 
 local function decode_lease(id, raw)
-  local e, s, q, d, c = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|(.*)$')
+  local e, s, q, d, c, g = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
+  if e == nil then
+    e, s, q, d, c = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|(.*)$')
+  end
   local l = { id = id, expires_at = tonumber(e), started_at = tonumber(s), seq = tonumber(q) }
   if d ~= '' then l.device_id = d end
   if c ~= '' then l.content_id = c end
+  if g ~= nil and g ~= '' then l.tags = g end
   return l
 end
 
 local function encode_lease(l)
-  return l.expires_at .. '|' .. l.started_at .. '|' .. l.seq .. '|'
+  local out = l.expires_at .. '|' .. l.started_at .. '|' .. l.seq .. '|'
     .. (l.device_id or '') .. '|' .. (l.content_id or '')
+  if l.tags then out = out .. '|' .. l.tags end
+  return out
+end
+
+-- 'a=1,b=2' as the JSON object {"a":"1","b":"2"} (names and values need
+-- no escaping).
+local function tags_json(tags)
+  local parts = {}
+  for name, value in string.gmatch(tags, '([^=,]+)=([^,]+)') do
+    parts[#parts + 1] = '"' .. name .. '":"' .. value .. '"'
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
 end
 
 local function decode_tombstone(id, raw)
@@ -67,6 +84,7 @@ local function lease_json(l)
   local out = '{"id":"' .. l.id .. '"'
   if l.device_id then out = out .. ',"device_id":"' .. l.device_id .. '"' end
   if l.content_id then out = out .. ',"content_id":"' .. l.content_id .. '"' end
+  if l.tags then out = out .. ',"tags":' .. tags_json(l.tags) end
   return out .. ',"started_at":' .. l.started_at .. ',"expires_at":' .. l.expires_at
     .. ',"seq":' .. l.seq .. '}'
 end
@@ -87,6 +105,13 @@ local function load_json(c)
       local lease = { id = l.id, expires_at = l.expires_at, started_at = l.started_at, seq = l.seq }
       if type(l.device_id) == 'string' then lease.device_id = l.device_id end
       if type(l.content_id) == 'string' then lease.content_id = l.content_id end
+      if type(l.tags) == 'table' then
+        local names, parts = {}, {}
+        for name in pairs(l.tags) do names[#names + 1] = name end
+        table.sort(names)
+        for _, name in ipairs(names) do parts[#parts + 1] = name .. '=' .. l.tags[name] end
+        if #parts > 0 then lease.tags = table.concat(parts, ',') end
+      end
       account.live[#account.live + 1] = lease
     end
   end
@@ -341,15 +366,16 @@ local function ids_json(list)
 end
 
 -- Start a stream. argv[7] stream id, argv[8] device id or '', argv[9]
--- content id or '', argv[10] the plan's limit or '', argv[11…] ids to
--- terminate. Mirrors Account::start.
+-- content id or '', argv[10] the plan's limit or '', argv[11] the tags
+-- ('name=value,…' sorted by name) or '', argv[12…] ids to terminate.
+-- Mirrors Account::start.
 -- The common start, decided from the summary fields like a heartbeat:
 -- nothing due, a new id, no device to replace, nothing to terminate, no
 -- new plan, and room under the limit. Returns nil when the full path must
 -- decide.
 local function quick_start(c, argv)
-  local id, device, content = argv[7], argv[8], argv[9]
-  if device ~= '' or #argv > 10 or (argv[10] or '') ~= '' then return nil end
+  local id, device, content, tags = argv[7], argv[8], argv[9], argv[11] or ''
+  if device ~= '' or #argv > 11 or (argv[10] or '') ~= '' then return nil end
   local key, now = c.key, c.now
   local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', 'q', 'tn', 'l:' .. id, 't:' .. id)
   if h.err or h[8] then return nil end
@@ -360,6 +386,7 @@ local function quick_start(c, argv)
   end
   local lease = { id = id, started_at = now, expires_at = now + c.lease_ttl, seq = tonumber(h[6]) or 0 }
   if content ~= '' then lease.content_id = content end
+  if tags ~= '' then lease.tags = tags end
   local x_now = x or lease.expires_at
   redis.call('HSET', key, 'l:' .. id, encode_lease(lease), 'n', n + 1, 'q', lease.seq + 1, 'x', x_now)
   if h[9] then
@@ -392,14 +419,15 @@ local function start(keys, argv)
     trim(c, s)
   end
   local limit = limit_of(c, s)
-  local id, device, content = argv[7], argv[8], argv[9]
+  local id, device, content, tags = argv[7], argv[8], argv[9], argv[11] or ''
   local terminate = {}
-  for i = 11, #argv do terminate[argv[i]] = true end
+  for i = 12, #argv do terminate[argv[i]] = true end
 
   local _, live = find(s.live, id)
   if live then
     if changed then save(c, s) end
-    if (live.device_id or '') ~= device then
+    if (live.device_id or '') ~= device or (live.content_id or '') ~= content
+      or (live.tags or '') ~= tags then
       return '{"outcome":"stream_id_conflict","expired":' .. expired .. '}'
     end
     return '{"outcome":"already_live","stream":' .. lease_json(live) .. ',"active":' .. #s.live
@@ -449,6 +477,7 @@ local function start(keys, argv)
   local lease = { id = id, started_at = now, expires_at = now + c.lease_ttl, seq = s.next_seq }
   if device ~= '' then lease.device_id = device end
   if content ~= '' then lease.content_id = content end
+  if tags ~= '' then lease.tags = tags end
   s.next_seq = s.next_seq + 1
   s.live[#s.live + 1] = lease
   save(c, s)

@@ -1,0 +1,356 @@
+//! Plans: an account-wide limit plus rules over stream attributes ("at most
+//! 2 on the same title", "1 per live channel", "2 in UHD"). The types and
+//! how a rule scopes streams; [`super::rules`] applies them in a decision.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::account::Lease;
+use super::ids::{ContentId, PlanName, TagValue};
+use super::policy::Limit;
+use super::tags::{CONTENT_ID, TagName, Tags};
+
+/// The name under which a refusal by the account-wide limit is reported.
+pub const ACCOUNT_RULE: &str = "account";
+
+/// What a rule looks at: the stream's `content_id` or one of its tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attr {
+    Content,
+    Tag(TagName),
+}
+
+impl Attr {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if name == CONTENT_ID {
+            return Ok(Attr::Content);
+        }
+        TagName::parse(name)
+            .map(Attr::Tag)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Attr::Content => CONTENT_ID,
+            Attr::Tag(t) => t.as_str(),
+        }
+    }
+
+    /// The attribute's value on a stream, if it has one.
+    pub fn value_of<'a>(&self, s: Attrs<'a>) -> Option<&'a str> {
+        match self {
+            Attr::Content => s.content_id.map(ContentId::as_str),
+            Attr::Tag(name) => s.tags.get(name.as_str()).map(TagValue::as_str),
+        }
+    }
+}
+
+/// The attributes of one stream, live or asking to start.
+#[derive(Clone, Copy, Debug)]
+pub struct Attrs<'a> {
+    pub content_id: Option<&'a ContentId>,
+    pub tags: &'a Tags,
+}
+
+impl<'a> From<&'a Lease> for Attrs<'a> {
+    fn from(l: &'a Lease) -> Self {
+        Attrs {
+            content_id: l.content_id.as_ref(),
+            tags: &l.tags,
+        }
+    }
+}
+
+/// Which streams a rule counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// At most `max` streams share one value of the attribute; streams
+    /// without it are not counted.
+    Per(Attr),
+    /// At most `max` streams match: each named attribute has one of its
+    /// listed values.
+    Match(Vec<(Attr, Vec<TagValue>)>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub name: Arc<str>,
+    pub scope: Scope,
+    pub max: Limit,
+    /// A start without the rule's attribute(s) is refused (400).
+    pub required: bool,
+}
+
+/// The streams one rule counts together with a given stream.
+pub enum Group<'r> {
+    SameValue(&'r Attr, String),
+    Matching(&'r [(Attr, Vec<TagValue>)]),
+}
+
+impl Group<'_> {
+    pub fn contains(&self, s: Attrs<'_>) -> bool {
+        match self {
+            Group::SameValue(attr, value) => attr.value_of(s) == Some(value.as_str()),
+            Group::Matching(conds) => matches_all(conds, s),
+        }
+    }
+}
+
+fn matches_all(conds: &[(Attr, Vec<TagValue>)], s: Attrs<'_>) -> bool {
+    conds.iter().all(|(attr, values)| {
+        attr.value_of(s)
+            .is_some_and(|v| values.iter().any(|w| w.as_str() == v))
+    })
+}
+
+impl Rule {
+    /// The group this rule counts `s` in, or `None` when the rule does not
+    /// apply to it.
+    pub fn group_of<'r>(&'r self, s: Attrs<'_>) -> Option<Group<'r>> {
+        match &self.scope {
+            Scope::Per(attr) => attr
+                .value_of(s)
+                .map(|v| Group::SameValue(attr, v.to_owned())),
+            Scope::Match(conds) => matches_all(conds, s).then_some(Group::Matching(conds)),
+        }
+    }
+
+    /// The first attribute this rule requires and `s` lacks.
+    pub fn missing_attribute(&self, s: Attrs<'_>) -> Option<&str> {
+        if !self.required {
+            return None;
+        }
+        let attrs: Vec<&Attr> = match &self.scope {
+            Scope::Per(attr) => vec![attr],
+            Scope::Match(conds) => conds.iter().map(|(a, _)| a).collect(),
+        };
+        attrs
+            .into_iter()
+            .find(|a| a.value_of(s).is_none())
+            .map(Attr::name)
+    }
+
+    /// The groups this rule counts among `live`, as indices into it: one
+    /// per value for a `per` rule, in the values' byte order; the matching
+    /// streams for a `match` rule. Groups are never empty.
+    pub fn groups(&self, live: &[Lease]) -> Vec<Vec<usize>> {
+        match &self.scope {
+            Scope::Per(attr) => {
+                let mut members: Vec<(&str, usize)> = live
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, l)| attr.value_of(l.into()).map(|v| (v, i)))
+                    .collect();
+                members.sort_unstable();
+                members
+                    .chunk_by(|a, b| a.0 == b.0)
+                    .map(|run| run.iter().map(|m| m.1).collect())
+                    .collect()
+            }
+            Scope::Match(conds) => {
+                let members: Vec<usize> = (0..live.len())
+                    .filter(|&i| matches_all(conds, (&live[i]).into()))
+                    .collect();
+                if members.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![members]
+                }
+            }
+        }
+    }
+
+    /// How many of `live` fall in the fullest group of this rule.
+    pub fn in_use(&self, live: &[Lease]) -> usize {
+        self.groups(live).iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// The first group holding more than `max` of `live`.
+    pub fn overfull_group(&self, live: &[Lease]) -> Option<Vec<usize>> {
+        let max = self.max.get() as usize;
+        self.groups(live).into_iter().find(|g| g.len() > max)
+    }
+}
+
+/// A plan: the account-wide limit and the rules under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub name: PlanName,
+    pub limit: Limit,
+    pub rules: Vec<Rule>,
+}
+
+/// Where an account's plan comes from, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanSource {
+    /// Set for this account through the admin API.
+    Override,
+    /// Named by the caller's token (`--jwt-plan-claim`) or by the gateway's
+    /// header (`--plan-header`) at the account's last start.
+    Claim,
+    /// The plans file's `default`, or the implicit plan without `--plans`.
+    Default,
+}
+
+/// Every plan the service knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plans {
+    plans: Vec<Arc<Plan>>,
+    default: usize,
+    /// No `--plans`: one plan, `--default-limit` and no rules.
+    implicit: bool,
+}
+
+impl Plans {
+    /// The plan of a service without `--plans`.
+    pub fn implicit(default_limit: Limit) -> Self {
+        Self {
+            plans: vec![Arc::new(Plan {
+                name: PlanName::parse("default").expect("a valid name"),
+                limit: default_limit,
+                rules: Vec::new(),
+            })],
+            default: 0,
+            implicit: true,
+        }
+    }
+
+    /// Plans read from a file; `default` must name one of them.
+    pub fn new(plans: Vec<Plan>, default: &PlanName) -> Result<Self, String> {
+        let default = plans
+            .iter()
+            .position(|p| &p.name == default)
+            .ok_or_else(|| format!("default plan {default} is not defined"))?;
+        Ok(Self {
+            plans: plans.into_iter().map(Arc::new).collect(),
+            default,
+            implicit: false,
+        })
+    }
+
+    pub fn is_implicit(&self) -> bool {
+        self.implicit
+    }
+
+    pub fn get(&self, name: &PlanName) -> Option<&Arc<Plan>> {
+        self.plans.iter().find(|p| &p.name == name)
+    }
+
+    pub fn default_plan(&self) -> &Arc<Plan> {
+        &self.plans[self.default]
+    }
+
+    pub fn all(&self) -> &[Arc<Plan>] {
+        &self.plans
+    }
+
+    /// Whether any plan has a rule: without rules a start needs no attribute
+    /// counting at all.
+    pub fn has_rules(&self) -> bool {
+        self.plans.iter().any(|p| !p.rules.is_empty())
+    }
+
+    /// The plan in force: the admin's, else the claimed one, else the
+    /// default. A stored name the file no longer defines is passed over.
+    pub fn resolve(
+        &self,
+        assigned: Option<&PlanName>,
+        claimed: Option<&PlanName>,
+    ) -> (&Arc<Plan>, PlanSource) {
+        if let Some(p) = assigned.and_then(|n| self.get(n)) {
+            return (p, PlanSource::Override);
+        }
+        if let Some(p) = claimed.and_then(|n| self.get(n)) {
+            return (p, PlanSource::Claim);
+        }
+        (self.default_plan(), PlanSource::Default)
+    }
+}
+
+/// The plans in use, swapped whole when the file changes; every decision
+/// reads one consistent snapshot.
+#[derive(Debug)]
+pub struct PlanBook(ArcSwap<Plans>);
+
+impl PlanBook {
+    pub fn new(plans: Plans) -> Self {
+        Self(ArcSwap::from_pointee(plans))
+    }
+
+    pub fn current(&self) -> Arc<Plans> {
+        self.0.load_full()
+    }
+
+    pub fn replace(&self, plans: Plans) {
+        self.0.store(Arc::new(plans));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        Tags::from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    fn values(v: &[&str]) -> Vec<TagValue> {
+        v.iter().map(|s| TagValue::parse(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn per_and_match_rules_group_streams_by_their_attributes() {
+        let per_channel = Rule {
+            name: "per-channel".into(),
+            scope: Scope::Per(Attr::parse("channel").unwrap()),
+            max: Limit::new(1).unwrap(),
+            required: true,
+        };
+        let discovery = Rule {
+            name: "discovery".into(),
+            scope: Scope::Match(vec![(
+                Attr::parse("channel").unwrap(),
+                values(&["dmax", "tlc"]),
+            )]),
+            max: Limit::new(1).unwrap(),
+            required: false,
+        };
+        let dmax = tags(&[("channel", "dmax")]);
+        let tlc = tags(&[("channel", "tlc")]);
+        let none = Tags::default();
+        let at = |t| Attrs {
+            content_id: None,
+            tags: t,
+        };
+        let g = per_channel.group_of(at(&dmax)).unwrap();
+        assert!(g.contains(at(&dmax)));
+        assert!(!g.contains(at(&tlc)));
+        assert!(per_channel.group_of(at(&none)).is_none());
+        assert_eq!(per_channel.missing_attribute(at(&none)), Some("channel"));
+        assert_eq!(discovery.missing_attribute(at(&none)), None);
+        let g = discovery.group_of(at(&tlc)).unwrap();
+        assert!(g.contains(at(&dmax)));
+        assert!(discovery.group_of(at(&tags(&[("channel", "zdf")]))).is_none());
+    }
+
+    #[test]
+    fn a_plan_comes_from_the_admin_then_the_claim_then_the_default() {
+        let plan = |n: &str| Plan {
+            name: PlanName::parse(n).unwrap(),
+            limit: Limit::new(1).unwrap(),
+            rules: vec![],
+        };
+        let name = |n: &str| PlanName::parse(n).unwrap();
+        let plans = Plans::new(vec![plan("basic"), plan("premium")], &name("basic")).unwrap();
+        assert_eq!(plans.resolve(None, None).1, PlanSource::Default);
+        let (p, s) = plans.resolve(Some(&name("premium")), Some(&name("basic")));
+        assert_eq!((p.name.as_str(), s), ("premium", PlanSource::Override));
+        let (p, s) = plans.resolve(Some(&name("gone")), Some(&name("premium")));
+        assert_eq!((p.name.as_str(), s), ("premium", PlanSource::Claim));
+        assert!(Plans::new(vec![plan("basic")], &name("nope")).is_err());
+    }
+}

@@ -1,0 +1,404 @@
+//! Plans and rules in the decision: every rule form, both `--on-limit`
+//! policies, refusals that name each refusing rule, and plan changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+
+const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+fn at(secs: u64) -> Timestamp {
+    T0 + Duration::from_secs(secs)
+}
+
+fn sid(s: &str) -> StreamId {
+    StreamId::parse(s).unwrap()
+}
+
+fn name(s: &str) -> PlanName {
+    PlanName::parse(s).unwrap()
+}
+
+fn per(rule: &str, attr: &str, max: u32) -> Rule {
+    Rule {
+        name: rule.into(),
+        scope: Scope::Per(Attr::parse(attr).unwrap()),
+        max: Limit::new(max).unwrap(),
+        required: false,
+    }
+}
+
+fn matching(rule: &str, attr: &str, values: &[&str], max: u32) -> Rule {
+    Rule {
+        name: rule.into(),
+        scope: Scope::Match(vec![(
+            Attr::parse(attr).unwrap(),
+            values.iter().map(|v| TagValue::parse(v).unwrap()).collect(),
+        )]),
+        max: Limit::new(max).unwrap(),
+        required: false,
+    }
+}
+
+fn plan(n: &str, limit: u32, rules: Vec<Rule>) -> Plan {
+    Plan {
+        name: name(n),
+        limit: Limit::new(limit).unwrap(),
+        rules,
+    }
+}
+
+/// The premium plan of the README: 4 streams, 2 of a title, 2 in UHD, 1 of
+/// the discovery group, 1 per channel (required).
+fn premium() -> Plan {
+    let mut per_channel = per("per-channel", "channel", 1);
+    per_channel.required = true;
+    plan(
+        "premium",
+        4,
+        vec![
+            per("same-title", "content_id", 2),
+            matching("uhd", "quality", &["uhd"], 2),
+            matching("discovery", "channel", &["dmax", "tlc", "eurosport"], 1),
+            per_channel,
+        ],
+    )
+}
+
+fn policy(on_limit: OnLimit, plans: Vec<Plan>, default: &str) -> Policy {
+    Policy {
+        on_limit,
+        plans: Some(Arc::new(PlanBook::new(
+            Plans::new(plans, &name(default)).unwrap(),
+        ))),
+        ..Policy::default()
+    }
+}
+
+fn start(id: &str, content: Option<&str>, tags: &[(&str, &str)]) -> StartRequest {
+    StartRequest {
+        content_id: content.map(|c| ContentId::parse(c).unwrap()),
+        tags: Tags::from_pairs(tags.iter().copied()).unwrap(),
+        ..StartRequest::new(sid(id))
+    }
+}
+
+fn granted(d: StartDecision) -> Grant {
+    match d {
+        StartDecision::Granted(g) => g,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+fn refused(d: StartDecision) -> Refusal {
+    match d {
+        StartDecision::LimitReached(r) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn ids(leases: &[Lease]) -> Vec<&str> {
+    leases.iter().map(|l| l.id.as_str()).collect()
+}
+
+#[test]
+fn per_content_allows_two_of_a_title_and_names_the_rule_with_its_streams() {
+    let p = policy(
+        OnLimit::Reject,
+        vec![plan("standard", 3, vec![per("same-title", "content_id", 2)])],
+        "standard",
+    );
+    let mut acc = Account::default();
+    granted(acc.start(start("a", Some("m1"), &[]), at(0), &p));
+    granted(acc.start(start("b", Some("m1"), &[]), at(1), &p));
+    let before = acc.clone();
+    let r = refused(acc.start(start("c", Some("m1"), &[]), at(2), &p));
+    assert_eq!(acc, before, "a refusal changes nothing");
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(&*r.first().rule, "same-title");
+    assert_eq!(r.first().limit.get(), 2);
+    assert_eq!(ids(&r.first().live), ["a", "b"]);
+    // Another title, and a stream without content_id, are not counted.
+    granted(acc.start(start("c", Some("m2"), &[]), at(3), &p));
+    let r = refused(acc.start(start("d", None, &[]), at(4), &p));
+    assert_eq!(&*r.first().rule, "account");
+    assert_eq!(ids(&r.first().live), ["a", "b", "c"]);
+}
+
+#[test]
+fn every_refusing_rule_is_listed_account_first() {
+    let p = policy(OnLimit::Reject, vec![premium()], "premium");
+    let mut acc = Account::default();
+    let uhd = |id: &str, ch: &str| start(id, Some(id), &[("channel", ch), ("quality", "uhd")]);
+    granted(acc.start(uhd("a", "dmax"), at(0), &p));
+    granted(acc.start(uhd("b", "zdf"), at(1), &p));
+    granted(acc.start(start("c", Some("c"), &[("channel", "ard")]), at(2), &p));
+    granted(acc.start(start("d", Some("d"), &[("channel", "rtl")]), at(3), &p));
+    let r = refused(acc.start(uhd("e", "tlc"), at(4), &p));
+    let rules: Vec<&str> = r.conflicts.iter().map(|c| &*c.rule).collect();
+    assert_eq!(rules, ["account", "uhd", "discovery"]);
+    assert_eq!(ids(&r.conflicts[0].live), ["a", "b", "c", "d"]);
+    assert_eq!(ids(&r.conflicts[1].live), ["a", "b"]);
+    assert_eq!(ids(&r.conflicts[2].live), ["a"]);
+}
+
+#[test]
+fn a_required_attribute_is_refused_before_anything_else() {
+    let p = policy(OnLimit::Reject, vec![premium()], "premium");
+    let mut acc = Account::default();
+    match acc.start(start("a", Some("m"), &[("quality", "hd")]), at(0), &p) {
+        StartDecision::MissingAttribute { rule, attribute } => {
+            assert_eq!((&*rule, attribute.as_str()), ("per-channel", "channel"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(acc, Account::default());
+    granted(acc.start(start("a", Some("m"), &[("channel", "ard")]), at(0), &p));
+    // One per channel.
+    let r = refused(acc.start(start("b", Some("n"), &[("channel", "ard")]), at(1), &p));
+    assert_eq!(&*r.first().rule, "per-channel");
+}
+
+#[test]
+fn evict_oldest_ends_the_oldest_in_the_refusing_scope_only() {
+    let p = policy(
+        OnLimit::EvictOldest,
+        vec![plan(
+            "p",
+            4,
+            vec![matching("uhd", "quality", &["uhd"], 2)],
+        )],
+        "p",
+    );
+    let mut acc = Account::default();
+    let hd = |id: &str| start(id, None, &[("quality", "hd")]);
+    let uhd = |id: &str| start(id, None, &[("quality", "uhd")]);
+    granted(acc.start(hd("old-hd"), at(0), &p));
+    granted(acc.start(uhd("u1"), at(1), &p));
+    granted(acc.start(uhd("u2"), at(2), &p));
+    // The third UHD stream evicts the oldest UHD one, not the older HD one.
+    let g = granted(acc.start(uhd("u3"), at(3), &p));
+    assert_eq!(g.evicted, [sid("u1")]);
+    // Full account and full UHD: one eviction in both scopes settles both.
+    granted(acc.start(hd("hd2"), at(4), &p));
+    let g = granted(acc.start(uhd("u4"), at(5), &p));
+    assert_eq!(g.evicted, [sid("u2")]);
+    assert_eq!(g.active, 4);
+    assert_eq!(
+        acc.heartbeat(&sid("u2"), at(6), &p),
+        HeartbeatDecision::Ended(EndReason::Evicted)
+    );
+    // A rule with max 0 is never made room for.
+    let p0 = policy(
+        OnLimit::EvictOldest,
+        vec![plan("p", 4, vec![matching("none", "quality", &["8k"], 0)])],
+        "p",
+    );
+    refused(acc.start(start("x", None, &[("quality", "8k")]), at(7), &p0));
+}
+
+#[test]
+fn content_and_tags_are_fixed_for_the_life_of_a_stream() {
+    let p = Policy::default();
+    let mut acc = Account::default();
+    granted(acc.start(start("a", Some("m1"), &[("quality", "hd")]), at(0), &p));
+    let before = acc.clone();
+    for other in [
+        start("a", Some("m2"), &[("quality", "hd")]),
+        start("a", None, &[("quality", "hd")]),
+        start("a", Some("m1"), &[("quality", "uhd")]),
+        start("a", Some("m1"), &[]),
+    ] {
+        assert_eq!(
+            acc.start(other, at(1), &p),
+            StartDecision::StreamIdConflict
+        );
+    }
+    assert_eq!(acc, before);
+    assert!(matches!(
+        acc.start(start("a", Some("m1"), &[("quality", "hd")]), at(1), &p),
+        StartDecision::AlreadyLive { .. }
+    ));
+}
+
+#[test]
+fn a_plan_change_revokes_the_excess_as_a_lowered_limit_does() {
+    let basic = plan("basic", 1, vec![]);
+    let titles = plan("titles", 3, vec![per("same-title", "content_id", 1)]);
+    let p = policy(OnLimit::Reject, vec![plan("big", 3, vec![]), basic, titles], "big");
+    let mut acc = Account::default();
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        granted(acc.start(start(id, Some("m"), &[]), at(i as u64), &p));
+    }
+    // An admin assigns a plan allowing one of a title: the newest go.
+    let revoked = acc.set_plan(Some(name("titles")), at(5), &p);
+    assert_eq!(revoked, [sid("c"), sid("b")]);
+    assert_eq!(acc.view(at(5), &p).plan_source, PlanSource::Override);
+    // A claimed plan counts below the admin's.
+    let claimed = StartRequest {
+        plan: Some(name("basic")),
+        ..start("d", Some("n"), &[])
+    };
+    granted(acc.start(claimed, at(6), &p));
+    let view = acc.view(at(6), &p);
+    assert_eq!(view.plan.as_ref().unwrap().name.as_str(), "titles");
+    // Clearing the admin's plan leaves the claimed one, limit 1: the newest go.
+    let revoked = acc.set_plan(None, at(7), &p);
+    assert_eq!(revoked, [sid("d")]);
+    let view = acc.view(at(7), &p);
+    assert_eq!(
+        (view.plan.unwrap().name.as_str(), view.plan_source),
+        ("basic", PlanSource::Claim)
+    );
+    // An edited file applies at the next decision (here a stop).
+    let p2 = policy(OnLimit::Reject, vec![plan("basic", 0, vec![])], "basic");
+    assert!(!acc.end(&sid("zzz"), EndReason::Stopped, at(8), &p2));
+    assert!(acc.live.is_empty());
+    assert_eq!(acc.ended.last().unwrap().reason, EndReason::Revoked);
+}
+
+#[test]
+fn heartbeats_never_evaluate_rules() {
+    let p = policy(
+        OnLimit::Reject,
+        vec![plan("p", 3, vec![per("same-title", "content_id", 2)])],
+        "p",
+    );
+    let mut acc = Account::default();
+    for id in ["a", "b"] {
+        granted(acc.start(start(id, Some("m"), &[]), at(0), &p));
+    }
+    let tighter = policy(
+        OnLimit::Reject,
+        vec![plan("p", 3, vec![per("same-title", "content_id", 1)])],
+        "p",
+    );
+    // Over the tightened rule, both still renew until the next decision.
+    for id in ["a", "b"] {
+        assert!(matches!(
+            acc.heartbeat(&sid(id), at(1), &tighter),
+            HeartbeatDecision::Renewed(_)
+        ));
+    }
+    assert_eq!(acc.settle(at(2), &tighter), [sid("b")]);
+}
+
+/// A walk over starts with content and tags, heartbeats, stops, limit and
+/// plan changes (admin and claimed) and file edits, checking after every
+/// decision but a heartbeat that no rule's group and not the account holds
+/// more live streams than allowed, and that a refusal changes nothing.
+#[test]
+fn no_rule_is_ever_exceeded_under_any_sequence_of_operations() {
+    struct Walk(u64);
+    impl Walk {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+    let files = [
+        vec![premium(), plan("basic", 1, vec![]), plan("two", 2, vec![per("t", "content_id", 1)])],
+        vec![
+            plan("premium", 3, vec![per("same-title", "content_id", 1)]),
+            plan("basic", 2, vec![matching("hd", "quality", &["uhd", "hd"], 1)]),
+            plan("two", 2, vec![]),
+        ],
+    ];
+    for on_limit in [OnLimit::Reject, OnLimit::EvictOldest] {
+        let policies: Vec<Policy> = files
+            .iter()
+            .map(|f| policy(on_limit, f.clone(), "premium"))
+            .collect();
+        let mut walk = Walk(0x2545_F491_4F6C_DD1D);
+        let mut acc = Account::default();
+        let mut now = T0;
+        let mut file = 0;
+        let (mut grants, mut refusals, mut missing) = (0, 0, 0);
+        for step in 0..20_000 {
+            now = now + Duration::from_secs(walk.below(30));
+            let p = &policies[file];
+            let pick = |w: &mut Walk, xs: &[&str]| xs[w.below(xs.len() as u64) as usize].to_owned();
+            let mut checked = true;
+            match walk.below(10) {
+                0..=4 => {
+                    let id = format!("s{}", walk.below(12));
+                    let mut tags = Vec::new();
+                    if walk.below(5) > 0 {
+                        tags.push(("channel".to_owned(), pick(&mut walk, &["dmax", "tlc", "ard", "zdf"])));
+                    }
+                    if walk.below(2) == 0 {
+                        tags.push(("quality".to_owned(), pick(&mut walk, &["uhd", "hd"])));
+                    }
+                    let content = (walk.below(4) > 0).then(|| pick(&mut walk, &["m1", "m2", "m3"]));
+                    let mut req = start(&id, content.as_deref(), &[]);
+                    req.tags = Tags::from_pairs(tags.iter().map(|(a, b)| (a.as_str(), b.as_str()))).unwrap();
+                    if walk.below(3) == 0 {
+                        req.device_id = Some(DeviceId::parse(&format!("d{}", walk.below(4))).unwrap());
+                    }
+                    req.terminate = (0..walk.below(2)).map(|_| sid(&format!("s{}", walk.below(12)))).collect();
+                    if walk.below(6) == 0 {
+                        req.plan = Some(name(&pick(&mut walk, &["premium", "basic", "two"])));
+                    }
+                    let mut expected = acc.clone();
+                    expected.expire(now, p);
+                    if req.plan.is_some() {
+                        let claimed = req.plan.clone();
+                        expected.edit_plan_names(|n| n.claimed = claimed);
+                    }
+                    expected.settle(now, p);
+                    match acc.start(req, now, p) {
+                        StartDecision::Granted(_) => grants += 1,
+                        StartDecision::MissingAttribute { .. } => missing += 1,
+                        _ => {
+                            refusals += 1;
+                            let mut forgot = expected.clone();
+                            forgot.forget_claims_if_idle();
+                            assert_eq!(acc, forgot, "step {step}: a refusal changed the account");
+                        }
+                    }
+                }
+                5 | 6 => {
+                    let id = sid(&format!("s{}", walk.below(12)));
+                    acc.heartbeat(&id, now, p);
+                    checked = false;
+                }
+                7 => {
+                    let id = sid(&format!("s{}", walk.below(12)));
+                    acc.end(&id, EndReason::Stopped, now, p);
+                }
+                8 => {
+                    let plan = (walk.below(3) > 0).then(|| name(&pick(&mut walk, &["premium", "basic", "two"])));
+                    acc.set_plan(plan, now, p);
+                }
+                _ => {
+                    if walk.below(2) == 0 {
+                        file = 1 - file;
+                        checked = false;
+                    } else {
+                        let limit = (walk.below(2) == 0).then(|| Limit::new(walk.below(5) as u32).unwrap());
+                        acc.set_limit(limit, now, p);
+                    }
+                }
+            }
+            if !checked {
+                continue;
+            }
+            let p = &policies[file];
+            assert!(acc.live.len() <= acc.limit(p).get() as usize, "step {step}: over the limit: {acc:?}");
+            assert!(acc.live.iter().all(|l| l.is_live(now)), "step {step}: a dead lease is live");
+            let (plan, _) = acc.plan(p);
+            for rule in &plan.unwrap().rules {
+                assert!(
+                    rule.overfull_group(&acc.live).is_none(),
+                    "step {step}: rule {} exceeded: {acc:?}",
+                    rule.name
+                );
+            }
+        }
+        eprintln!("{on_limit:?}: {grants} grants, {refusals} refusals, {missing} missing");
+        assert!(grants > 2_000 && refusals > 500 && missing > 200, "the walk reaches every outcome");
+    }
+}

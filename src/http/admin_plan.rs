@@ -1,0 +1,163 @@
+//! Operator routes for plans: which plan an account has, and each rule's
+//! usage; assign or clear a plan (`--plans`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::admin::Admin;
+use super::extract::{JsonBody, UserPath};
+use super::{ApiError, AppState};
+use crate::domain::{AccountView, PlanName, PlanSource, UserId};
+use crate::telemetry;
+
+/// Body of `PUT /admin/users/{user}/plan`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PlanBody {
+    /// A plan the `--plans` file defines.
+    pub plan: String,
+}
+
+/// One rule of the account's plan and how much of it is in use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleUsage {
+    pub name: String,
+    pub max: u32,
+    /// Live streams in the rule's fullest group.
+    pub in_use: usize,
+}
+
+/// An account's plan as every decision sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanResponse {
+    pub user_id: String,
+    /// The plan in force (`default` without `--plans`).
+    pub plan: String,
+    /// `override` (admin), `claim` (token or gateway header), or `default`.
+    #[schema(value_type = String)]
+    pub source: PlanSource,
+    /// The account-wide limit in force (an admin or token limit wins over
+    /// the plan's).
+    pub limit: u32,
+    pub rules: Vec<RuleUsage>,
+    /// Streams ended because the new plan does not allow them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<String>,
+}
+
+fn answer(user: &UserId, view: &AccountView, revoked: Vec<String>) -> PlanResponse {
+    let (plan, rules) = match &view.plan {
+        Some(plan) => (
+            plan.name.to_string(),
+            plan.rules
+                .iter()
+                .map(|r| RuleUsage {
+                    name: r.name.to_string(),
+                    max: r.max.get(),
+                    in_use: r.in_use(&view.live),
+                })
+                .collect(),
+        ),
+        None => ("default".to_owned(), Vec::new()),
+    };
+    PlanResponse {
+        user_id: user.to_string(),
+        plan,
+        source: view.plan_source,
+        limit: view.limit.get(),
+        rules,
+        revoked,
+    }
+}
+
+/// An account's plan, its source and each rule's usage.
+#[utoipa::path(get, path = "/admin/users/{user}/plan", tag = "admin", operation_id = "admin_get_plan",
+    security(("admin_token" = [])),
+    params(super::openapi::UserParam),
+    responses(
+        (status = 200, description = "The plan in force", body = PlanResponse),
+        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_get_plan")]
+pub async fn get_plan(
+    _: Admin,
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<Json<PlanResponse>, ApiError> {
+    let view = state.call("view", state.store.view(&user)).await?;
+    Ok(Json(answer(&user, &view, Vec::new())))
+}
+
+/// Assign a plan to an account; streams the new plan does not allow are
+/// revoked at once.
+#[utoipa::path(put, path = "/admin/users/{user}/plan", tag = "admin", operation_id = "admin_set_plan",
+    security(("admin_token" = [])),
+    request_body = PlanBody,
+    params(super::openapi::UserParam),
+    responses(
+        (status = 200, description = "Assigned; streams above the new plan's limit or rules are revoked", body = PlanResponse),
+        (status = 400, description = "invalid-request (no such plan, no body) or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_set_plan")]
+pub async fn set_plan(
+    _: Admin,
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    JsonBody(body): JsonBody<PlanBody>,
+) -> Result<Json<PlanResponse>, ApiError> {
+    let body = body.ok_or_else(|| ApiError::InvalidRequest("send {\"plan\": NAME}".into()))?;
+    let unknown = || ApiError::InvalidRequest(format!("plan: no plan is named {:?}", body.plan));
+    let name = PlanName::parse(&body.plan).map_err(|_| unknown())?;
+    let defined = state
+        .policy
+        .plans
+        .as_ref()
+        .is_some_and(|book| book.current().get(&name).is_some());
+    if !defined {
+        return Err(unknown());
+    }
+    let revoked = state
+        .call("set_plan", state.store.set_plan(&user, Some(name)))
+        .await?;
+    telemetry::record_decision("revoked", revoked.len());
+    let view = state.call("view", state.store.view(&user)).await?;
+    let revoked = revoked.into_iter().map(String::from).collect();
+    Ok(Json(answer(&user, &view, revoked)))
+}
+
+/// Return an account to the plan its token, gateway or the default gives.
+#[utoipa::path(delete, path = "/admin/users/{user}/plan", tag = "admin", operation_id = "admin_clear_plan",
+    security(("admin_token" = [])),
+    params(super::openapi::UserParam),
+    responses(
+        (status = 204, description = "The claimed or default plan applies again"),
+        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(level = "debug", skip_all, name = "admin_clear_plan")]
+pub async fn clear_plan(
+    _: Admin,
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<StatusCode, ApiError> {
+    let revoked = state
+        .call("set_plan", state.store.set_plan(&user, None))
+        .await?;
+    telemetry::record_decision("revoked", revoked.len());
+    Ok(StatusCode::NO_CONTENT)
+}
