@@ -7,6 +7,7 @@ mod dynamodb_table;
 #[path = "../common/dynamodb.rs"]
 mod emulator;
 mod harness;
+mod plan_cases;
 
 /// Instantiates every case of the contract for one backend.
 macro_rules! conformance {
@@ -32,6 +33,12 @@ macro_rules! conformance {
                 a_live_stream_id_belongs_to_its_device,
                 a_hot_account_gets_answers_within_the_store_timeout,
                 a_large_account_with_long_ids_works_at_the_limit,
+                a_per_content_rule_refuses_a_third_stream_of_a_title,
+                concurrent_starts_of_one_title_grant_exactly_the_rule,
+                match_rules_and_required_attributes_hold,
+                evict_oldest_evicts_within_the_refusing_scope,
+                a_plan_change_revokes_what_the_new_plan_does_not_allow,
+                tags_are_kept_and_fixed_for_the_life_of_a_stream,
             );
         }
     };
