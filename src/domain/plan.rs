@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::account::Lease;
 use super::ids::{ContentId, PlanName, TagValue};
@@ -134,8 +134,9 @@ impl Rule {
     }
 
     /// The groups this rule counts among `live`, as indices into it: one
-    /// per value for a `per` rule, in the values' byte order; the matching
-    /// streams for a `match` rule. Groups are never empty.
+    /// per value for a `per` rule, the matching streams for a `match` rule;
+    /// ordered by their first member, members in `live`'s order. Groups
+    /// are never empty.
     pub fn groups(&self, live: &[Lease]) -> Vec<Vec<usize>> {
         match &self.scope {
             Scope::Per(attr) => {
@@ -145,10 +146,12 @@ impl Rule {
                     .filter_map(|(i, l)| attr.value_of(l.into()).map(|v| (v, i)))
                     .collect();
                 members.sort_unstable();
-                members
+                let mut groups: Vec<Vec<usize>> = members
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|run| run.iter().map(|m| m.1).collect())
-                    .collect()
+                    .collect();
+                groups.sort_unstable_by_key(|g| g[0]);
+                groups
             }
             Scope::Match(conds) => {
                 let members: Vec<usize> = (0..live.len())
@@ -184,7 +187,7 @@ pub struct Plan {
 }
 
 /// Where an account's plan comes from, strongest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanSource {
     /// Set for this account through the admin API.
@@ -268,6 +271,38 @@ impl Plans {
             return (p, PlanSource::Claim);
         }
         (self.default_plan(), PlanSource::Default)
+    }
+}
+
+impl Plans {
+    /// The plans as one string for the Redis scripts (see the layout in
+    /// `store/redis/streamguard.lua`): the default plan's name on the first
+    /// line, then one line per plan. Names, attributes and values never
+    /// contain the separators (`|`, `;`, `/`, `=`, `,`, newline).
+    pub fn packed(&self) -> String {
+        let mut out = format!("{}\n", self.default_plan().name);
+        for plan in &self.plans {
+            out.push_str(&format!("{}|{}", plan.name, plan.limit.get()));
+            for rule in &plan.rules {
+                let required = u8::from(rule.required);
+                out.push_str(&format!("|{};{};{required};", rule.name, rule.max.get()));
+                match &rule.scope {
+                    Scope::Per(attr) => out.push_str(&format!("p;{}", attr.name())),
+                    Scope::Match(conds) => {
+                        let conds: Vec<String> = conds
+                            .iter()
+                            .map(|(attr, values)| {
+                                let values: Vec<&str> = values.iter().map(TagValue::as_str).collect();
+                                format!("{}={}", attr.name(), values.join(","))
+                            })
+                            .collect();
+                        out.push_str(&format!("m;{}", conds.join("/")));
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        out
     }
 }
 

@@ -254,3 +254,149 @@ async fn an_account_in_the_old_layout_goes_on_deciding_like_the_rust_rules() {
         .await;
     }
 }
+
+/// Plans for the rules walk: every rule form, with maxima small enough that
+/// the walk meets every refusal; the second file tightens and loosens them,
+/// as an operator's edit would.
+const PLANS: [&str; 2] = [
+    r#"
+default = "standard"
+[plans.standard]
+limit = 3
+rules = [ { name = "same-title", per = "content_id", max = 1 } ]
+[plans.premium]
+limit = 4
+rules = [
+  { name = "same-title", per = "content_id", max = 2 },
+  { name = "uhd", match = { quality = ["uhd"] }, max = 1 },
+  { name = "group", match = { channel = ["dmax", "tlc"], quality = ["hd", "uhd"] }, max = 1 },
+  { name = "per-channel", per = "channel", max = 1, required = true },
+]
+[plans.basic]
+limit = 1
+"#,
+    r#"
+default = "premium"
+[plans.standard]
+limit = 2
+[plans.premium]
+limit = 3
+rules = [ { name = "per-quality", per = "quality", max = 1 } ]
+"#,
+];
+
+/// The walk with plans and tags: starts with content, tags, claimed plans,
+/// terminate lists and devices; heartbeats, stops, admin limits and plans,
+/// and plans file edits. Every decision and every view must match.
+async fn walk_plans(on_limit: OnLimit, seed: u64) {
+    use streamguard::domain::{ContentId, PlanBook, PlanName, Tags};
+    let files: Vec<_> = PLANS
+        .iter()
+        .map(|f| streamguard::plans::parse(f).unwrap())
+        .collect();
+    let book = Arc::new(PlanBook::new(files[0].clone()));
+    let policy = Policy {
+        default_limit: Limit::new(2).unwrap(),
+        lease_ttl: Duration::from_secs(30),
+        on_limit,
+        plans: Some(book.clone()),
+    };
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let prefix = unique_prefix("mirror-plans");
+    let url = format!("{}?prefix={prefix}", shared_url());
+    let StoreUrl::Redis(target) = url.parse().unwrap() else {
+        unreachable!()
+    };
+    let redis = RedisStore::open(
+        &target,
+        policy.clone(),
+        RedisTime::Clock(Arc::new(clock.clone())),
+    )
+    .await
+    .unwrap();
+    let user = UserId::parse("walker").unwrap();
+    let mut model = Account::default();
+    let mut rng = Rng(seed);
+    let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
+    let plan = |n: u64| PlanName::parse(["standard", "premium", "basic", "gone"][n as usize]).unwrap();
+    let mut outcomes = std::collections::HashMap::new();
+    for step in 0..800 {
+        clock.advance(Duration::from_millis(rng.below(12_000)));
+        let now = streamguard::domain::Clock::now(&clock);
+        let id = sid(rng.below(7));
+        let context = format!("seed {seed}, step {step}");
+        match rng.below(12) {
+            0..=4 => {
+                let mut tags: Vec<(&str, &str)> = Vec::new();
+                if rng.below(4) > 0 {
+                    tags.push(("channel", ["dmax", "tlc", "ard"][rng.below(3) as usize]));
+                }
+                if rng.below(2) == 0 {
+                    tags.push(("quality", ["uhd", "hd"][rng.below(2) as usize]));
+                }
+                let req = StartRequest {
+                    device_id: (rng.below(3) == 0)
+                        .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
+                    content_id: (rng.below(4) > 0)
+                        .then(|| ContentId::parse(&format!("m{}", rng.below(3))).unwrap()),
+                    tags: Tags::from_pairs(tags).unwrap(),
+                    terminate: (0..rng.below(2)).map(|_| sid(rng.below(7))).collect(),
+                    plan: (rng.below(5) == 0).then(|| plan(rng.below(3))),
+                    ..StartRequest::new(id)
+                };
+                let expected = model.start(req.clone(), now, &policy);
+                let kind = format!("{expected:?}").split(['(', ' ']).next().unwrap().to_owned();
+                *outcomes.entry(kind).or_insert(0) += 1;
+                assert_eq!(redis.start(&user, req).await.unwrap(), expected, "{context}");
+            }
+            5..=6 => {
+                let expected = model.heartbeat(&id, now, &policy);
+                assert_eq!(redis.heartbeat(&user, &id).await.unwrap(), expected, "{context}");
+            }
+            7 => {
+                let expected = model.end(&id, EndReason::Stopped, now, &policy);
+                assert_eq!(
+                    redis.end(&user, &id, EndReason::Stopped).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
+            }
+            8 => {
+                let limit = (rng.below(3) == 0).then(|| Limit::new(rng.below(5) as u32).unwrap());
+                let expected = model.set_limit(limit, now, &policy);
+                assert_eq!(redis.set_limit(&user, limit).await.unwrap(), expected, "{context}");
+            }
+            9 => {
+                // "gone" is a plan no file defines: passed over, as after an edit.
+                let assigned = (rng.below(3) > 0).then(|| plan(rng.below(4)));
+                let expected = model.set_plan(assigned.clone(), now, &policy);
+                assert_eq!(redis.set_plan(&user, assigned).await.unwrap(), expected, "{context}");
+            }
+            10 => book.replace(files[rng.below(2) as usize].clone()),
+            _ => {}
+        }
+        if model.is_idle() {
+            model = Account::default();
+        }
+        assert_eq!(
+            redis.view(&user).await.unwrap(),
+            model.view(now, &policy),
+            "{context}"
+        );
+    }
+    // The walk must reach every outcome, or it proves little.
+    for outcome in ["Granted", "LimitReached", "MissingAttribute", "StreamIdConflict"] {
+        assert!(
+            outcomes.get(outcome).copied().unwrap_or(0) > 3,
+            "seed {seed}: {outcome} seen {outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_scripts_decide_plans_and_rules_like_the_rust_rules() {
+    for seed in [1, 2, 3] {
+        walk_plans(OnLimit::Reject, 0x9A1_0000 + seed).await;
+        walk_plans(OnLimit::EvictOldest, 0x9A1_1000 + seed).await;
+    }
+}

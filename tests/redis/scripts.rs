@@ -19,17 +19,10 @@ fn script(op: &str) -> Script {
 
 const T0: i64 = 1_800_000_000_000;
 
-/// ARGV[1..6]: now, default limit, lease ttl ms, on-limit, tombstone ttl ms, max tombstones.
+/// ARGV[1..3]: now; the policy (default limit, lease ttl ms, on-limit,
+/// tombstone ttl ms, max tombstones); no plans.
 fn common(now: i64) -> Vec<String> {
-    [
-        now.to_string(),
-        "2".into(),
-        "90000".into(),
-        "reject".into(),
-        "900000".into(),
-        "100".into(),
-    ]
-    .to_vec()
+    [now.to_string(), "2|90000|reject|900000|100".into(), String::new()].to_vec()
 }
 
 fn call(con: &mut redis::Connection, op: &str, key: &str, now: i64, args: &[&str]) -> Value {
@@ -79,7 +72,7 @@ fn start_takes_id_device_content_then_terminate_list() {
         "start",
         &key,
         T0 + 1,
-        &["phone", "", "", "", "tv"],
+        &["phone", "", "", "", "", "", "tv"],
     );
     assert_eq!(phone["outcome"], "granted");
     assert_eq!(phone["evicted"], serde_json::json!(["tv"]));

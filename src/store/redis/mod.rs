@@ -27,13 +27,10 @@ use super::url::RedisTarget;
 use super::{StoreError, StreamStore};
 use crate::domain::rules::MAX_TOMBSTONES;
 use crate::domain::{
-    AccountView, Clock, EndReason, Grant, HeartbeatDecision, Limit, OnLimit, PlanName, PlanSource,
-    Policy, Refusal, StartDecision, StartRequest, StreamId, UserId,
+    AccountView, Clock, Conflict, EndReason, Grant, HeartbeatDecision, Limit, OnLimit, PlanName,
+    Plans, Policy, Refusal, StartDecision, StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
-
-/// Why `--plans` is refused with a Redis store.
-const PLANS_UNSUPPORTED: &str = "--plans is not enforced by the Redis store yet (its Lua mirror of the rules decides the account limit only); use the memory, file: or DynamoDB store for plans, or leave --plans out";
 
 /// Where the scripts read `now` from.
 #[derive(Clone)]
@@ -52,6 +49,10 @@ pub struct RedisStore {
     durability: Durability,
     prefix: String,
     policy: Policy,
+    /// ARGV[2] of every call: the policy, packed once.
+    packed_policy: Arc<str>,
+    /// ARGV[3]: the plans as last packed, and what they were packed from.
+    plans_cache: std::sync::Mutex<Option<(Arc<Plans>, Arc<str>)>>,
     time: RedisTime,
 }
 
@@ -74,9 +75,6 @@ impl RedisStore {
         time: RedisTime,
         calls: ScriptCalls,
     ) -> Result<Arc<Self>, StoreError> {
-        if policy.plans.is_some() {
-            return Err(StoreError::Config(PLANS_UNSUPPORTED.into()));
-        }
         let connection = Connection::open(target).await?;
         let mut store = Self {
             connection,
@@ -84,6 +82,8 @@ impl RedisStore {
             calls,
             durability: Durability::Safe,
             prefix: target.prefix.clone(),
+            packed_policy: packed_policy(&policy),
+            plans_cache: std::sync::Mutex::new(None),
             policy,
             time,
         };
@@ -134,7 +134,7 @@ impl RedisStore {
             ScriptCalls::Evalsha => {
                 let mut call = self.scripts.evalsha(op).key(key);
                 for arg in self.common_args() {
-                    call.arg(arg);
+                    call.arg(&*arg);
                 }
                 for arg in args {
                     call.arg(*arg);
@@ -157,7 +157,7 @@ impl RedisStore {
         call.arg(self.scripts.function(op))
             .arg(1)
             .arg(key)
-            .arg(&self.common_args())
+            .arg(self.common_args().iter().map(|a| &**a).collect::<Vec<&str>>())
             .arg(args);
         match self.connection.query(&call).await {
             Err(e) if e.to_string().contains("Function not found") => {
@@ -169,28 +169,50 @@ impl RedisStore {
         }
     }
 
-    fn common_args(&self) -> [String; 6] {
+    /// ARGV[1..3]: the clock, the policy and the plans (see
+    /// `streamguard.lua`).
+    fn common_args(&self) -> [Arc<str>; 3] {
         let now = match &self.time {
-            RedisTime::Server => String::new(),
-            RedisTime::Clock(clock) => clock.now().as_millis().to_string(),
+            RedisTime::Server => Arc::from(""),
+            RedisTime::Clock(clock) => Arc::from(clock.now().as_millis().to_string()),
         };
-        let on_limit = match self.policy.on_limit {
-            OnLimit::Reject => "reject",
-            OnLimit::EvictOldest => "evict-oldest",
+        [now, self.packed_policy.clone(), self.packed_plans()]
+    }
+
+    /// The plans as the scripts take them, packed again only when the
+    /// plans file changed.
+    fn packed_plans(&self) -> Arc<str> {
+        let Some(book) = &self.policy.plans else {
+            return Arc::from("");
         };
-        [
-            now,
-            self.policy.default_limit.get().to_string(),
-            millis(self.policy.lease_ttl).to_string(),
-            on_limit.to_owned(),
-            millis(self.policy.tombstone_ttl()).to_string(),
-            MAX_TOMBSTONES.to_string(),
-        ]
+        let plans = book.current();
+        let mut cache = self.plans_cache.lock().expect("plans cache");
+        match &*cache {
+            Some((packed_from, packed)) if Arc::ptr_eq(packed_from, &plans) => packed.clone(),
+            _ => {
+                let packed: Arc<str> = Arc::from(plans.packed());
+                *cache = Some((plans, packed.clone()));
+                packed
+            }
+        }
     }
 }
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn packed_policy(policy: &Policy) -> Arc<str> {
+    let on_limit = match policy.on_limit {
+        OnLimit::Reject => "reject",
+        OnLimit::EvictOldest => "evict-oldest",
+    };
+    Arc::from(format!(
+        "{}|{}|{on_limit}|{}|{MAX_TOMBSTONES}",
+        policy.default_limit.get(),
+        millis(policy.lease_ttl),
+        millis(policy.tombstone_ttl()),
+    ))
 }
 
 fn unexpected(op: &'static str, reply: Reply) -> StoreError {
@@ -218,6 +240,7 @@ impl StreamStore for RedisStore {
             req.content_id.as_ref().map_or("", |c| c.as_str()),
             &plan,
             &tags,
+            req.plan.as_ref().map_or("", PlanName::as_str),
         ];
         args.extend(req.terminate.iter().map(StreamId::as_str));
         let decision = match self.run(Op::Start, user, &args).await? {
@@ -245,9 +268,24 @@ impl StreamStore for RedisStore {
                 active,
                 limit,
             },
-            Reply::LimitReached { limit, live, .. } => {
-                StartDecision::LimitReached(Refusal::account(limit, live.0))
+            Reply::LimitReached { conflicts, .. } if !conflicts.is_empty() => {
+                StartDecision::LimitReached(Refusal {
+                    conflicts: conflicts
+                        .into_iter()
+                        .map(|c| Conflict {
+                            rule: c.rule.into(),
+                            limit: c.limit,
+                            live: c.live.0,
+                        })
+                        .collect(),
+                })
             }
+            Reply::MissingAttribute {
+                rule, attribute, ..
+            } => StartDecision::MissingAttribute {
+                rule: rule.into(),
+                attribute,
+            },
             Reply::StreamIdConflict { .. } => StartDecision::StreamIdConflict,
             other => return Err(unexpected("start", other)),
         };
@@ -289,13 +327,18 @@ impl StreamStore for RedisStore {
             Reply::View {
                 limit,
                 source,
+                plan,
+                plan_source,
                 live,
             } => Ok(AccountView {
                 limit,
                 source,
                 live: live.0,
-                plan: None,
-                plan_source: PlanSource::Default,
+                plan: match (&self.policy.plans, plan) {
+                    (Some(book), Some(name)) => book.current().get(&name).cloned(),
+                    _ => None,
+                },
+                plan_source,
             }),
             other => Err(unexpected("view", other)),
         }
@@ -314,17 +357,16 @@ impl StreamStore for RedisStore {
         }
     }
 
-    /// Plans are not enforced on Redis yet (the store refuses `--plans`
-    /// when it opens), so no account can have an assigned plan: clearing
-    /// one changes nothing, and setting one is a configuration error.
+    #[tracing::instrument(level = "debug", skip_all, name = "redis.set_plan")]
     async fn set_plan(
         &self,
-        _user: &UserId,
+        user: &UserId,
         plan: Option<PlanName>,
     ) -> Result<Vec<StreamId>, StoreError> {
-        match plan {
-            None => Ok(Vec::new()),
-            Some(_) => Err(StoreError::Config(PLANS_UNSUPPORTED.into())),
+        let plan = plan.as_ref().map_or("", PlanName::as_str);
+        match self.run(Op::SetPlan, user, &[plan]).await? {
+            Reply::LimitSet { revoked, .. } => Ok(revoked.0),
+            other => Err(unexpected("set_plan", other)),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{EndReason, Lease, Limit, LimitSource, StreamId};
+use crate::domain::{EndReason, Lease, Limit, LimitSource, PlanName, PlanSource, StreamId};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -22,8 +22,12 @@ pub(super) enum Reply {
         expired: usize,
     },
     LimitReached {
-        limit: Limit,
-        live: LuaList<Lease>,
+        conflicts: Vec<ConflictReply>,
+        expired: usize,
+    },
+    MissingAttribute {
+        rule: String,
+        attribute: String,
         expired: usize,
     },
     Renewed {
@@ -47,6 +51,9 @@ pub(super) enum Reply {
     View {
         limit: Limit,
         source: LimitSource,
+        /// The plan in force, with `--plans`.
+        plan: Option<PlanName>,
+        plan_source: PlanSource,
         live: LuaList<Lease>,
     },
     LimitSet {
@@ -62,6 +69,7 @@ impl Reply {
             Reply::Granted { expired, .. }
             | Reply::AlreadyLive { expired, .. }
             | Reply::LimitReached { expired, .. }
+            | Reply::MissingAttribute { expired, .. }
             | Reply::StreamIdConflict { expired }
             | Reply::Renewed { expired, .. }
             | Reply::Ended { expired, .. }
@@ -71,6 +79,14 @@ impl Reply {
             Reply::View { .. } => 0,
         }
     }
+}
+
+/// One limit a refused start would break.
+#[derive(Debug, Deserialize)]
+pub(super) struct ConflictReply {
+    pub rule: String,
+    pub limit: Limit,
+    pub live: LuaList<Lease>,
 }
 
 /// A list from Lua's cjson, which writes an empty table as `{}`.

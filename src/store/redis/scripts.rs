@@ -34,10 +34,18 @@ pub(super) enum Op {
     End,
     View,
     SetLimit,
+    SetPlan,
 }
 
 impl Op {
-    const ALL: [Op; 5] = [Op::Start, Op::Heartbeat, Op::End, Op::View, Op::SetLimit];
+    const ALL: [Op; 6] = [
+        Op::Start,
+        Op::Heartbeat,
+        Op::End,
+        Op::View,
+        Op::SetLimit,
+        Op::SetPlan,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -46,6 +54,7 @@ impl Op {
             Op::End => "end",
             Op::View => "view",
             Op::SetLimit => "set_limit",
+            Op::SetPlan => "set_plan",
         }
     }
 
@@ -60,7 +69,7 @@ impl Op {
 
 pub(super) struct Scripts {
     version: String,
-    evalsha: [Script; 5],
+    evalsha: [Script; 6],
 }
 
 impl Scripts {

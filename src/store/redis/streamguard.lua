@@ -5,12 +5,13 @@
 -- Every operation takes:
 -- keys[1]  the account's key, `<prefix>:{<account>}` (one key: cluster-safe)
 -- argv[1]  now in ms, or '' to read the Redis server's clock (TIME)
--- argv[2]  default limit
--- argv[3]  lease ttl, ms
--- argv[4]  on-limit policy: 'reject' | 'evict-oldest'
--- argv[5]  tombstone retention, ms
--- argv[6]  most tombstones kept per account
--- argv[7…] the operation's own arguments
+-- argv[2]  the policy, packed: 'default limit|lease ttl ms|reject or
+--          evict-oldest|tombstone retention ms|most tombstones kept'
+-- argv[3]  the plans (`--plans`), packed, or '' without plans:
+--          '<default plan>\n' then one line per plan, each ending in '\n':
+--          'name|limit|rule|rule…', a rule being 'name;max;required 0/1;p;attr'
+--          (per) or 'name;max;required;m;attr=v,v/attr=v' (match)
+-- argv[4…] the operation's own arguments
 --
 -- The account's hash:
 -- l:<id>  a live lease: 'expires_at|started_at|seq|device|content[|tags]'
@@ -19,9 +20,10 @@
 -- n, tn   how many leases, how many tombstones
 -- x       no later than the earliest lease's expires_at (absent: no lease)
 -- tx      no later than the earliest tombstone's ended_at (absent: none)
--- o, p    the limit override and the plan's limit (absent: none)
+-- o, p    the limit override and the token's limit claim (absent: none)
+-- pa, pc  the plan an admin assigned, the plan the last start claimed
 -- q, to   the next grant seq and the next burial order
--- A heartbeat reads n, x, tx, o, p and its own lease; while nothing is due
+-- A heartbeat reads n, x, tx, o, p, pa, pc and its own lease; while nothing is due
 -- (no lease ran out, no tombstone is past retention, not over the limit)
 -- it rewrites only its own field. Every other write goes through `save`,
 -- which writes the fields that changed and recomputes n, x, tn and tx.
@@ -33,12 +35,115 @@ local function context(keys, argv)
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
+  local limit, ttl, on_limit, tombstone_ttl, max_tombstones =
+    string.match(argv[2], '^(%d+)|(%d+)|([%a-]+)|(%d+)|(%d+)$')
   return {
     key = keys[1], now = now, args = argv,
-    default_limit = tonumber(argv[2]), lease_ttl = tonumber(argv[3]),
-    on_limit = argv[4], tombstone_ttl = tonumber(argv[5]),
-    max_tombstones = tonumber(argv[6]),
+    default_limit = tonumber(limit), lease_ttl = tonumber(ttl),
+    on_limit = on_limit, tombstone_ttl = tonumber(tombstone_ttl),
+    max_tombstones = tonumber(max_tombstones), plans = argv[3] or '',
   }
+end
+
+-- The line of the plan `name` in the packed plans, or nil when the file
+-- does not define it.
+local function plan_line(plans, name)
+  if name == nil then return nil end
+  local i = string.find(plans, '\n' .. name .. '|', 1, true)
+  if i == nil then return nil end
+  local j = string.find(plans, '\n', i + 1, true)
+  return string.sub(plans, i + 1, j - 1)
+end
+
+-- The plan in force: the admin's, else the claimed one, else the default;
+-- a name the plans no longer define is passed over. Mirrors Plans::resolve.
+-- Returns its line and its source.
+local function resolve_plan(plans, assigned, claimed)
+  local line = plan_line(plans, assigned)
+  if line then return line, 'override' end
+  line = plan_line(plans, claimed)
+  if line then return line, 'claim' end
+  return plan_line(plans, string.match(plans, '^([^\n]*)\n')), 'default'
+end
+
+local function plan_limit(line)
+  return tonumber(string.match(line, '^[^|]*|(%d+)'))
+end
+
+-- A plan line's rules.
+local function parse_rules(line)
+  local rules, first = {}, true
+  for field in string.gmatch(line, '[^|]+') do
+    local name, max, required, kind, body = string.match(field, '^([^;]+);(%d+);([01]);([pm]);(.*)$')
+    if name then
+      local rule = { name = name, max = tonumber(max), required = required == '1', kind = kind }
+      if kind == 'p' then
+        rule.attr = body
+      else
+        rule.conds = {}
+        for cond in string.gmatch(body, '[^/]+') do
+          local attr, values = string.match(cond, '^([^=]+)=(.*)$')
+          local set = {}
+          for v in string.gmatch(values, '[^,]+') do set[v] = true end
+          rule.conds[#rule.conds + 1] = { attr = attr, values = set }
+        end
+      end
+      rules[#rules + 1] = rule
+    end
+  end
+  return rules
+end
+
+-- A stream's attribute: its content id, or one of its tags.
+local function value_of(l, attr)
+  if attr == 'content_id' then return l.content_id end
+  if l.tags == nil then return nil end
+  return string.match(',' .. l.tags .. ',', ',' .. attr .. '=([^,]*),')
+end
+
+-- The group `rule` counts `l` in (a value for a per rule, true for a
+-- match rule), or nil when the rule does not apply. Mirrors Rule::group_of.
+local function group_of(rule, l)
+  if rule.kind == 'p' then return value_of(l, rule.attr) end
+  for _, cond in ipairs(rule.conds) do
+    local v = value_of(l, cond.attr)
+    if v == nil or not cond.values[v] then return nil end
+  end
+  return true
+end
+
+-- The first attribute a required rule needs and `l` lacks.
+-- Mirrors Rule::missing_attribute.
+local function missing_attribute(rule, l)
+  if not rule.required then return nil end
+  if rule.kind == 'p' then
+    if value_of(l, rule.attr) == nil then return rule.attr end
+    return nil
+  end
+  for _, cond in ipairs(rule.conds) do
+    if value_of(l, cond.attr) == nil then return cond.attr end
+  end
+  return nil
+end
+
+-- The first group of `rule` over its max, as indices into `live`, groups
+-- ordered by their first member. Mirrors Rule::overfull_group.
+local function overfull_group(rule, live)
+  local order, members = {}, {}
+  for i, l in ipairs(live) do
+    local key = group_of(rule, l)
+    if key ~= nil then
+      if members[key] == nil then
+        members[key] = {}
+        order[#order + 1] = key
+      end
+      table.insert(members[key], i)
+    end
+  end
+  for _, key in ipairs(order) do
+    if #members[key] > rule.max then return members[key] end
+  end
+  return nil
 end
 
 local function decode_lease(id, raw)
@@ -149,6 +254,8 @@ local function load(c)
     elseif field == 'x' or field == 'tx' then s.has[field] = true
     elseif field == 'o' then s.limit = tonumber(value); s.has.o = true
     elseif field == 'p' then s.plan = tonumber(value); s.has.p = true
+    elseif field == 'pa' then s.pa = value; s.has.pa = true
+    elseif field == 'pc' then s.pc = value; s.has.pc = true
     elseif field == 'q' then s.next_seq = tonumber(value)
     elseif field == 'to' then s.next_order = tonumber(value)
     end
@@ -158,9 +265,19 @@ local function load(c)
   return s
 end
 
--- Override, then the plan's claim, then the default. Mirrors Account::limit.
+-- The plan in force for the account, as its line and source.
+local function plan_of(c, s)
+  if c.plans == '' then return nil, 'default' end
+  return resolve_plan(c.plans, s.pa, s.pc)
+end
+
+-- Override, then the token's claim, then the plan's limit (or the
+-- default without plans). Mirrors Account::limit.
 local function limit_of(c, s)
-  return s.limit or s.plan or c.default_limit
+  if s.limit or s.plan then return s.limit or s.plan end
+  local line = plan_of(c, s)
+  if line then return plan_limit(line) end
+  return c.default_limit
 end
 
 local function limit_source(s)
@@ -187,7 +304,7 @@ end
 -- expires when nothing in it matters any more (never while it holds a
 -- limit override), and goes when the account is idle.
 local function save(c, s)
-  if s.limit == nil and #s.live == 0 and #s.ended == 0 then
+  if s.limit == nil and s.pa == nil and #s.live == 0 and #s.ended == 0 then
     redis.call('DEL', c.key)
     return
   end
@@ -224,7 +341,7 @@ local function save(c, s)
   for field in pairs(s.raw) do
     if want[field] == nil then del[#del + 1] = field end
   end
-  for _, f in ipairs({ { 'x', x }, { 'tx', tx }, { 'o', s.limit }, { 'p', s.plan } }) do
+  for _, f in ipairs({ { 'x', x }, { 'tx', tx }, { 'o', s.limit }, { 'p', s.plan }, { 'pa', s.pa }, { 'pc', s.pc } }) do
     if f[2] ~= nil then
       set[#set + 1] = f[1]
       set[#set + 1] = f[2]
@@ -239,8 +356,8 @@ local function save(c, s)
   hset_chunks(c.key, set)
   hdel_chunks(c.key, del)
   s.raw = want
-  s.has = { x = x ~= nil, tx = tx ~= nil, o = s.limit ~= nil, p = s.plan ~= nil }
-  if s.limit ~= nil then
+  s.has = { x = x ~= nil, tx = tx ~= nil, o = s.limit ~= nil, p = s.plan ~= nil, pa = s.pa ~= nil, pc = s.pc ~= nil }
+  if s.limit ~= nil or s.pa ~= nil then
     redis.call('PERSIST', c.key)
   else
     -- Heartbeats before x renew without touching the key's expiry; they
@@ -298,10 +415,49 @@ local function trim(c, s)
   return revoked
 end
 
--- An account left with nothing forgets its plan. Mirrors
--- Account::forget_plan_if_idle.
+-- Revokes the streams above any rule of the account's plan, in the
+-- plan's rule order: the newest of a full group under 'reject', the oldest
+-- under 'evict-oldest'. Appends them to `revoked`. Mirrors the rule part
+-- of Account::settle.
+local function trim_rules(c, s, revoked)
+  local line = plan_of(c, s)
+  if line == nil then return end
+  for _, rule in ipairs(parse_rules(line)) do
+    while true do
+      local group = overfull_group(rule, s.live)
+      if group == nil then break end
+      local victim = nil
+      for _, i in ipairs(group) do
+        if victim == nil then
+          victim = i
+        elseif c.on_limit == 'reject' then
+          if older(s.live[victim], s.live[i]) then victim = i end
+        elseif older(s.live[i], s.live[victim]) then
+          victim = i
+        end
+      end
+      local l = table.remove(s.live, victim)
+      revoked[#revoked + 1] = l.id
+      bury(c, s, l.id, 'revoked', c.now)
+    end
+  end
+end
+
+-- The limit, then the plan's rules: what every decision but a heartbeat
+-- applies after expiry. Mirrors Account::settle (after Account::expire).
+local function settle(c, s)
+  local revoked = trim(c, s)
+  trim_rules(c, s, revoked)
+  return revoked
+end
+
+-- An account left with nothing forgets its claims. Mirrors
+-- Account::forget_claims_if_idle.
 local function forget_plan_if_idle(s)
-  if s.limit == nil and #s.live == 0 and #s.ended == 0 then s.plan = nil end
+  if s.limit == nil and #s.live == 0 and #s.ended == 0 then
+    s.plan = nil
+    s.pc = nil
+  end
 end
 
 -- What now and the policy imply: leases that ran out become 'expired'
@@ -365,22 +521,38 @@ local function ids_json(list)
   return '["' .. table.concat(list, '","') .. '"]'
 end
 
--- Start a stream. argv[7] stream id, argv[8] device id or '', argv[9]
--- content id or '', argv[10] the plan's limit or '', argv[11] the tags
--- ('name=value,…' sorted by name) or '', argv[12…] ids to terminate.
--- Mirrors Account::start.
+local function leases_json_at(live, indices)
+  local chosen = {}
+  for _, i in ipairs(indices) do chosen[#chosen + 1] = live[i] end
+  table.sort(chosen, older)
+  return leases_json(chosen)
+end
+
+-- Start a stream. argv[4] stream id, argv[5] device id or '', argv[6]
+-- content id or '', argv[7] the token's limit claim or '', argv[8] the tags
+-- ('name=value,…' sorted by name) or '', argv[9] the claimed plan or '',
+-- argv[10…] ids to terminate. Mirrors Account::start.
 -- The common start, decided from the summary fields like a heartbeat:
 -- nothing due, a new id, no device to replace, nothing to terminate, no
--- new plan, and room under the limit. Returns nil when the full path must
--- decide.
+-- new claim, a plan without rules, and room under the limit. Returns nil
+-- when the full path must decide.
 local function quick_start(c, argv)
-  local id, device, content, tags = argv[7], argv[8], argv[9], argv[11] or ''
-  if device ~= '' or #argv > 11 or (argv[10] or '') ~= '' then return nil end
+  local id, content, tags = argv[4], argv[6] or '', argv[8] or ''
+  if (argv[5] or '') ~= '' or #argv > 9 or (argv[7] or '') ~= '' or (argv[9] or '') ~= '' then
+    return nil
+  end
   local key, now = c.key, c.now
-  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', 'q', 'tn', 'l:' .. id, 't:' .. id)
+  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', 'q', 'tn', 'l:' .. id, 't:' .. id, 'pa', 'pc')
   if h.err or h[8] then return nil end
   local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
-  local limit = tonumber(h[4]) or tonumber(h[5]) or c.default_limit
+  local limit = tonumber(h[4]) or tonumber(h[5])
+  if c.plans ~= '' then
+    local line = resolve_plan(c.plans, h[10] or nil, h[11] or nil)
+    -- A plan with rules needs every stream's attributes: the full path.
+    if string.find(line, ';', 1, true) then return nil end
+    limit = limit or plan_limit(line)
+  end
+  limit = limit or c.default_limit
   if n + 1 > limit or (x ~= nil and now >= x) or (tx ~= nil and now >= tx + c.tombstone_ttl) then
     return nil
   end
@@ -396,7 +568,7 @@ local function quick_start(c, argv)
   end
   -- With leases already there, the key's deadline (at least x + lease ttl
   -- + retention, see `save`) outlives this lease's retention, since now < x.
-  if x == nil and not h[4] then
+  if x == nil and not h[4] and not h[10] then
     redis.call('PEXPIRE', key, 2 * c.lease_ttl + c.tombstone_ttl)
   end
   return '{"outcome":"granted","stream":' .. lease_json(lease) .. ',"evicted":[],"replaced":[],"active":'
@@ -412,62 +584,135 @@ local function start(keys, argv)
   local changed = s.was_string or false
   local expired, cleaned = expire(c, s)
   changed = changed or cleaned
-  local plan = tonumber(argv[10] or '')
-  if plan ~= nil and s.plan ~= plan then
-    s.plan = plan
+  local claim = tonumber(argv[7] or '')
+  if claim ~= nil and s.plan ~= claim then
+    s.plan = claim
     changed = true
-    trim(c, s)
   end
+  if (argv[9] or '') ~= '' and s.pc ~= argv[9] then
+    s.pc = argv[9]
+    changed = true
+  end
+  if #settle(c, s) > 0 then changed = true end
   local limit = limit_of(c, s)
-  local id, device, content, tags = argv[7], argv[8], argv[9], argv[11] or ''
+  local id, device, content, tags = argv[4], argv[5] or '', argv[6] or '', argv[8] or ''
   local terminate = {}
-  for i = 12, #argv do terminate[argv[i]] = true end
+  for i = 10, #argv do terminate[argv[i]] = true end
+
+  local function finish_refusal(answer)
+    forget_plan_if_idle(s)
+    if changed then save(c, s) end
+    return answer
+  end
 
   local _, live = find(s.live, id)
   if live then
-    if changed then save(c, s) end
     if (live.device_id or '') ~= device or (live.content_id or '') ~= content
       or (live.tags or '') ~= tags then
-      return '{"outcome":"stream_id_conflict","expired":' .. expired .. '}'
+      return finish_refusal('{"outcome":"stream_id_conflict","expired":' .. expired .. '}')
     end
-    return '{"outcome":"already_live","stream":' .. lease_json(live) .. ',"active":' .. #s.live
-      .. ',"limit":' .. limit .. ',"expired":' .. expired .. '}'
+    return finish_refusal('{"outcome":"already_live","stream":' .. lease_json(live) .. ',"active":'
+      .. #s.live .. ',"limit":' .. limit .. ',"expired":' .. expired .. '}')
+  end
+
+  local line = plan_of(c, s)
+  local rules = {}
+  if line then rules = parse_rules(line) end
+  local new = { content_id = nil, tags = nil }
+  if content ~= '' then new.content_id = content end
+  if tags ~= '' then new.tags = tags end
+  for _, rule in ipairs(rules) do
+    local attribute = missing_attribute(rule, new)
+    if attribute then
+      return finish_refusal('{"outcome":"missing_attribute","rule":"' .. rule.name .. '","attribute":"'
+        .. attribute .. '","expired":' .. expired .. '}')
+    end
   end
 
   local function terminated(l) return terminate[l.id] == true end
   local function same_device(l) return device ~= '' and l.device_id == device and not terminated(l) end
 
-  local freed = 0
-  for _, l in ipairs(s.live) do
-    if terminated(l) or same_device(l) then freed = freed + 1 end
+  -- The streams that stay, as indices into s.live (grant order), and the
+  -- groups of the rules the new stream falls under.
+  local kept = {}
+  for i, l in ipairs(s.live) do
+    if not terminated(l) and not same_device(l) then kept[#kept + 1] = i end
   end
-  local remaining = #s.live - freed
-  local overflow = 0
-  if remaining >= limit then
-    if c.on_limit == 'reject' or limit == 0 then
-      if changed then save(c, s) end
-      return '{"outcome":"limit_reached","limit":' .. limit .. ',"live":'
-        .. leases_json(sorted_live(s, now)) .. ',"expired":' .. expired .. '}'
+  local groups = {}
+  for _, rule in ipairs(rules) do
+    local key = group_of(rule, new)
+    if key ~= nil then groups[#groups + 1] = { rule = rule, key = key } end
+  end
+  local overflow = {}
+  while true do
+    local breaches = {}
+    if #kept >= limit then
+      local scope = {}
+      for k, i in ipairs(kept) do scope[k] = i end
+      breaches[#breaches + 1] = { rule = 'account', limit = limit, scope = scope }
     end
-    overflow = remaining + 1 - limit
+    for _, g in ipairs(groups) do
+      local scope = {}
+      for _, i in ipairs(kept) do
+        if group_of(g.rule, s.live[i]) == g.key then scope[#scope + 1] = i end
+      end
+      if #scope >= g.rule.max then
+        breaches[#breaches + 1] = { rule = g.rule.name, limit = g.rule.max, scope = scope }
+      end
+    end
+    if #breaches == 0 then break end
+    local hopeless = false
+    for _, b in ipairs(breaches) do
+      if b.limit == 0 then hopeless = true end
+    end
+    if c.on_limit == 'reject' or hopeless then
+      local parts = {}
+      for k, b in ipairs(breaches) do
+        parts[k] = '{"rule":"' .. b.rule .. '","limit":' .. b.limit .. ',"live":' .. leases_json_at(s.live, b.scope) .. '}'
+      end
+      return finish_refusal('{"outcome":"limit_reached","conflicts":[' .. table.concat(parts, ',')
+        .. '],"expired":' .. expired .. '}')
+    end
+    -- Evict the stream that relieves the most breaches, oldest first.
+    local victim, best = nil, 0
+    for _, i in ipairs(kept) do
+      local relieved = 0
+      for _, b in ipairs(breaches) do
+        for _, j in ipairs(b.scope) do
+          if j == i then relieved = relieved + 1 break end
+        end
+      end
+      if relieved > best or (relieved > 0 and relieved == best and older(s.live[i], s.live[victim])) then
+        victim, best = i, relieved
+      end
+    end
+    local rest = {}
+    for _, i in ipairs(kept) do
+      if i ~= victim then rest[#rest + 1] = i end
+    end
+    kept = rest
+    overflow[#overflow + 1] = victim
   end
 
-  local evicted, replaced, kept = {}, {}, {}
+  local position = {}
+  for k, i in ipairs(overflow) do position[i] = k end
+  local evicted, replaced, stay, overflowed = {}, {}, {}, {}
   local previous = s.live
-  s.live = kept
-  for _, l in ipairs(previous) do
+  s.live = stay
+  for i, l in ipairs(previous) do
     if terminated(l) then
       evicted[#evicted + 1] = l.id
       bury(c, s, l.id, 'evicted', now)
     elseif same_device(l) then
       replaced[#replaced + 1] = l.id
       bury(c, s, l.id, 'replaced', now)
+    elseif position[i] then
+      overflowed[position[i]] = l
     else
-      kept[#kept + 1] = l
+      stay[#stay + 1] = l
     end
   end
-  for _ = 1, overflow do
-    local l = table.remove(s.live, oldest_index(s))
+  for _, l in ipairs(overflowed) do
     evicted[#evicted + 1] = l.id
     bury(c, s, l.id, 'evicted', now)
   end
@@ -486,28 +731,34 @@ local function start(keys, argv)
     .. ',"expired":' .. expired .. '}'
 end
 
--- Renew a live lease. argv[7] stream id. Mirrors Account::heartbeat.
--- While nothing is due (see the layout above) this reads five small
+-- Renew a live lease. argv[4] stream id. Mirrors Account::heartbeat.
+-- While nothing is due (see the layout above) this reads a few small
 -- fields and rewrites one: no lease but its own is decoded, and the key's
--- expiry needs no change (see `save`).
+-- expiry needs no change (see `save`). It never evaluates plan rules.
 local function heartbeat(keys, argv)
-  local key, id = keys[1], argv[7]
+  local key, id = keys[1], argv[4]
   local now = tonumber(argv[1])
   if now == nil then
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
+  local default_limit, lease_ttl, tombstone_ttl =
+    string.match(argv[2], '^(%d+)|(%d+)|[%a-]+|(%d+)|')
   local lease_field = 'l:' .. id
-  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field, 't:' .. id)
+  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field, 't:' .. id, 'pa', 'pc')
   if not h.err then
     local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
-    local limit = tonumber(h[4]) or tonumber(h[5]) or tonumber(argv[2])
+    local limit = tonumber(h[4]) or tonumber(h[5])
+    if limit == nil and argv[3] ~= '' then
+      limit = plan_limit(resolve_plan(argv[3], h[8] or nil, h[9] or nil))
+    end
+    limit = limit or tonumber(default_limit)
     local due = n > limit or (x ~= nil and now >= x)
-      or (tx ~= nil and now >= tx + tonumber(argv[5]))
+      or (tx ~= nil and now >= tx + tonumber(tombstone_ttl))
     if not due then
       if h[6] then
         local l = decode_lease(id, h[6])
-        l.expires_at = now + tonumber(argv[3])
+        l.expires_at = now + tonumber(lease_ttl)
         redis.call('HSET', key, lease_field, encode_lease(l))
         return '{"outcome":"renewed","stream":' .. lease_json(l) .. ',"expired":0}'
       end
@@ -537,17 +788,19 @@ local function heartbeat(keys, argv)
   return '{"outcome":"unknown","expired":' .. expired .. '}'
 end
 
--- End a live stream. argv[7] stream id, argv[8] reason ('stopped' or
+-- End a live stream. argv[4] stream id, argv[5] reason ('stopped' or
 -- 'revoked'). Mirrors Account::end.
 local function finish(keys, argv)
   local c = context(keys, argv)
   local s = load(c)
   local expired, changed = expire(c, s)
-  local i, live = find(s.live, argv[7])
+  if #settle(c, s) > 0 then changed = true end
+  local i, live = find(s.live, argv[4])
   if live then
     table.remove(s.live, i)
-    bury(c, s, live.id, argv[8], c.now)
+    bury(c, s, live.id, argv[5], c.now)
   end
+  forget_plan_if_idle(s)
   if live or changed or s.was_string then save(c, s) end
   local ended = 'false'
   if live then ended = 'true' end
@@ -559,18 +812,35 @@ local function view(keys, argv)
   local c = context(keys, argv)
   local s = load(c)
   expire(c, s) -- as the next decision will see it; nothing is written
+  local plan = ''
+  local line, source = plan_of(c, s)
+  if line then plan = ',"plan":"' .. string.match(line, '^([^|]*)') .. '"' end
   return '{"outcome":"view","limit":' .. limit_of(c, s) .. ',"source":"' .. limit_source(s)
-    .. '","live":' .. leases_json(sorted_live(s, c.now)) .. '}'
+    .. '"' .. plan .. ',"plan_source":"' .. source .. '","live":' .. leases_json(sorted_live(s, c.now)) .. '}'
 end
 
--- Set (argv[7] = 0…1000) or clear (argv[7] = '') the limit override; the
+-- Set (argv[4] = 0…1000) or clear (argv[4] = '') the limit override; the
 -- excess above a lowered limit is revoked. Mirrors Account::set_limit.
 local function set_limit(keys, argv)
   local c = context(keys, argv)
   local s = load(c)
   local expired = expire(c, s)
-  if argv[7] == '' then s.limit = nil else s.limit = tonumber(argv[7]) end
-  local revoked = trim(c, s)
+  if argv[4] == '' then s.limit = nil else s.limit = tonumber(argv[4]) end
+  local revoked = settle(c, s)
+  forget_plan_if_idle(s)
+  save(c, s)
+  return '{"outcome":"limit_set","revoked":' .. ids_json(revoked) .. ',"expired":' .. expired .. '}'
+end
+
+-- Assign (argv[4] = a plan name) or clear (argv[4] = '') the admin's plan;
+-- what the new plan does not allow is revoked. Mirrors Account::set_plan.
+local function set_plan(keys, argv)
+  local c = context(keys, argv)
+  local s = load(c)
+  local expired = expire(c, s)
+  if argv[4] == '' then s.pa = nil else s.pa = argv[4] end
+  local revoked = settle(c, s)
+  forget_plan_if_idle(s)
   save(c, s)
   return '{"outcome":"limit_set","revoked":' .. ids_json(revoked) .. ',"expired":' .. expired .. '}'
 end
