@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Lease, Timestamp, UserId};
+use crate::domain::{Lease, Tags, Timestamp, UserId};
 
 enum SigningKey {
     Ed25519(Ed25519KeyPair),
@@ -83,6 +83,9 @@ struct Claims<'a> {
     did: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cid: Option<&'a str>,
+    /// The stream's tags, so an edge can check a live channel's path.
+    #[serde(skip_serializing_if = "Tags::is_empty")]
+    tags: &'a Tags,
     iat: i64,
     exp: i64,
 }
@@ -124,6 +127,7 @@ impl GrantSigner {
             sid: lease.id.as_str(),
             did: lease.device_id.as_ref().map(|d| d.as_str()),
             cid: lease.content_id.as_ref().map(|c| c.as_str()),
+            tags: &lease.tags,
             iat: now.as_millis().div_euclid(1000),
             exp: lease.expires_at.as_millis().div_euclid(1000),
         })
@@ -196,6 +200,7 @@ impl KeyRing {
             sid: "probe",
             did: None,
             cid: None,
+            tags: &Tags::default(),
             iat: 0,
             exp: 0,
         })?;

@@ -325,6 +325,10 @@ fn describe() {
         "Conditional writes that lost a race and were retried (DynamoDB), by operation"
     );
     describe_counter!(
+        "streamguard_rule_refusals_total",
+        "Starts refused, by each refusing rule of the account's plan (`account` for the account-wide limit)"
+    );
+    describe_counter!(
         "streamguard_decisions_total",
         "Admission outcomes: granted, denied, renewed, evicted, replaced, stopped, revoked, expired"
     );

@@ -87,6 +87,7 @@ async fn grants_follow_the_lease(key: &str, alg: &str) {
     assert_eq!(claims["sid"], "tv-1");
     assert_eq!(claims["did"], "living-room");
     assert_eq!(claims["cid"], "movie-42");
+    assert!(claims.get("tags").is_none(), "no tags, no claim");
     assert_eq!(
         claims["exp"],
         expiry_seconds(&body["stream"]),
@@ -97,7 +98,7 @@ async fn grants_follow_the_lease(key: &str, alg: &str) {
     let retry = app
         .post("/streams")
         .user("alice")
-        .json(json!({"stream_id": "tv-1", "device_id": "living-room"}))
+        .json(json!({"stream_id": "tv-1", "device_id": "living-room", "content_id": "movie-42"}))
         .send()
         .await;
     assert_eq!(retry.status, 200);
@@ -272,4 +273,24 @@ async fn the_grant_key_rotates_in_its_file_without_a_restart() {
     let published = jwks().await;
     assert_ne!(published["keys"][0]["kid"], old_kid);
     verify(&grant("tv").await, &published);
+}
+
+#[tokio::test]
+async fn a_grant_carries_the_streams_content_and_tags() {
+    let app = granting("grant-p256.pem", &[]).await;
+    let jwks = app.get("/.well-known/jwks.json").send().await.json();
+    let started = app
+        .post("/streams")
+        .user("alice")
+        .json(json!({"stream_id": "ch-1", "content_id": "live-7",
+            "tags": {"channel": "eurosport", "kind": "live"}}))
+        .send()
+        .await;
+    assert_eq!(started.status, 201);
+    let (_, claims) = verify(started.json()["grant"].as_str().unwrap(), &jwks);
+    assert_eq!(claims["cid"], "live-7");
+    assert_eq!(claims["tags"], json!({"channel": "eurosport", "kind": "live"}));
+    let beat = app.post("/streams/ch-1/heartbeat").user("alice").send().await;
+    let (_, claims) = verify(beat.json()["grant"].as_str().unwrap(), &jwks);
+    assert_eq!(claims["tags"]["channel"], "eurosport");
 }

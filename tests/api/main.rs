@@ -9,6 +9,7 @@ mod grants;
 mod hardening;
 mod identity;
 mod ops;
+mod plans;
 mod server;
 mod state_machine;
 mod store_failure;

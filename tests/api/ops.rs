@@ -115,12 +115,15 @@ async fn the_openapi_document_describes_every_route() {
         ("/admin/users/{user}/limit", "get"),
         ("/admin/users/{user}/limit", "put"),
         ("/admin/users/{user}/limit", "delete"),
+        ("/admin/users/{user}/plan", "get"),
+        ("/admin/users/{user}/plan", "put"),
+        ("/admin/users/{user}/plan", "delete"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
             "{method} {path}"
         );
     }
-    assert_eq!(paths.len(), 13, "no undocumented or stale paths");
+    assert_eq!(paths.len(), 14, "no undocumented or stale paths");
     assert!(doc["components"]["schemas"]["StartResponse"].is_object());
 }
