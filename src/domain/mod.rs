@@ -8,6 +8,6 @@ pub mod rules;
 
 pub use account::{Account, AccountView, EndReason, ExactVec, Lease, LimitSource, Tombstone};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use ids::{ContentId, DeviceId, InvalidId, StreamId, UserId};
+pub use ids::{ContentId, DeviceId, InvalidId, MAX_ID_LEN, StreamId, UserId};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};
 pub use rules::{Grant, HeartbeatDecision, StartDecision, StartRequest};
