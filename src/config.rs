@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthSetupError, JwtSettings};
 use crate::domain::{Limit, OnLimit, Policy};
-use crate::store::StoreUrl;
+use crate::store::{StoreOptions, StoreUrl};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -278,15 +278,11 @@ impl Config {
         }
     }
 
-    /// The store URL with the flags that belong to it applied.
-    pub fn store_url(&self) -> StoreUrl {
-        #[allow(unused_mut)]
-        let mut url = self.store.clone();
-        #[cfg(feature = "redis")]
-        if let StoreUrl::Redis(target) = &mut url {
-            target.strict = self.redis_strict;
+    /// The flags that belong to the store, beside its URL.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            redis_strict: self.redis_strict,
         }
-        url
     }
 
     /// What JWT identity needs, or `None` in header mode.

@@ -57,7 +57,8 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         }
         None => None,
     };
-    let store = store::connect(&config.store_url(), policy, clock.clone()).await?;
+    let store =
+        store::connect_with(&config.store, config.store_options(), policy, clock.clone()).await?;
     let state = AppState::new(http::Shared {
         store,
         policy,

@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let _logs = telemetry::init_logging(&LogSettings::new(config.ops.log_format, in_lambda));
     config.load_secret_files().map_err(anyhow::Error::msg)?;
     if cli.command() == Command::Init {
-        streamguard::store::init(&config.store).await?;
+        streamguard::store::init(&config.store, config.store_options()).await?;
         tracing::info!(store = %config.store, "store is ready");
         return Ok(());
     }
