@@ -257,13 +257,10 @@ pub enum AccessLog {
 }
 
 impl Config {
-    /// Reads the secrets given as files (`--admin-token-file`).
-    pub fn load_secret_files(&mut self) -> Result<(), String> {
-        if let Some(path) = &self.admin_token_file {
-            self.admin_token =
-                Some(read_secret_file(path).map_err(|e| format!("--admin-token-file {e}"))?);
-        }
-        Ok(())
+    /// The admin token: `--admin-token`, or read from `--admin-token-file`.
+    pub fn admin_token(&self) -> Result<Option<Secret>, String> {
+        secret(&self.admin_token, &self.admin_token_file)
+            .map_err(|e| format!("--admin-token-file {e}"))
     }
 
     /// The admission policy these flags describe.
@@ -303,17 +300,12 @@ impl Config {
                 None => Ok(None),
             };
         }
-        let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
-            (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
-            (None, Some(path)) => {
-                let secret = read_secret_file(path).map_err(|reason| AuthSetupError::Keys {
-                    what: "--jwt-secret-file".into(),
-                    reason,
-                })?;
-                Some(secret.expose().as_bytes().to_vec())
-            }
-            (None, None) => None,
-        };
+        let secret = secret(&self.jwt_secret, &self.jwt_secret_file)
+            .map_err(|reason| AuthSetupError::Keys {
+                what: "--jwt-secret-file".into(),
+                reason,
+            })?
+            .map(|secret| secret.expose().as_bytes().to_vec());
         Ok(Some(JwtSettings {
             secret,
             jwks: self.jwt_jwks.clone(),
@@ -373,6 +365,16 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+/// A secret given by its flag, or else read from its `--…-file` flag: the
+/// one way secret files are read.
+fn secret(given: &Option<Secret>, file: &Option<PathBuf>) -> Result<Option<Secret>, String> {
+    match (given, file) {
+        (Some(secret), _) => Ok(Some(secret.clone())),
+        (None, Some(path)) => read_secret_file(path).map(Some),
+        (None, None) => Ok(None),
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -152,15 +151,16 @@ impl AppState {
 }
 
 /// The whole API: the routes of `routes::surface` that this configuration
-/// serves, with the answers for unknown routes and methods, the body limit,
-/// CORS, and the request-id, logging and metrics layer.
+/// serves, with the answers for unknown routes and methods, CORS, and the
+/// request-id, body-limit, logging and metrics layer.
 pub fn router(state: AppState) -> Router {
     crate::telemetry::name_routes(routes::every_path);
     let routes = routes::routes(&state)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed);
     let access_log = state.ops.access_log;
-    let mut routes = routes.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // The body limit is enforced once, for every route, by `middleware`.
+    let mut routes = routes;
     // Last, so that it also wraps the method fallbacks a preflight meets.
     if let Some(cors) = cors::layer(&state.ops.cors_origins) {
         routes = routes.layer(cors);
