@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthSetupError, JwtSettings};
 use crate::domain::{Limit, OnLimit, Policy};
-use crate::store::StoreUrl;
+use crate::store::{StoreOptions, StoreUrl};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -272,13 +272,10 @@ pub enum AccessLog {
 }
 
 impl Config {
-    /// Reads the secrets given as files (`--admin-token-file`).
-    pub fn load_secret_files(&mut self) -> Result<(), String> {
-        if let Some(path) = &self.admin_token_file {
-            self.admin_token =
-                Some(read_secret_file(path).map_err(|e| format!("--admin-token-file {e}"))?);
-        }
-        Ok(())
+    /// The admin token: `--admin-token`, or read from `--admin-token-file`.
+    pub fn admin_token(&self) -> Result<Option<Secret>, String> {
+        secret(&self.admin_token, &self.admin_token_file)
+            .map_err(|e| format!("--admin-token-file {e}"))
     }
 
     /// The admission policy these flags describe.
@@ -314,15 +311,11 @@ impl Config {
             .map_err(|_| format!("--plan-header {name:?} is not a header name"))
     }
 
-    /// The store URL with the flags that belong to it applied.
-    pub fn store_url(&self) -> StoreUrl {
-        #[allow(unused_mut)]
-        let mut url = self.store.clone();
-        #[cfg(feature = "redis")]
-        if let StoreUrl::Redis(target) = &mut url {
-            target.strict = self.redis_strict;
+    /// The flags that belong to the store, beside its URL.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            redis_strict: self.redis_strict,
         }
-        url
     }
 
     /// What JWT identity needs, or `None` in header mode.
@@ -344,17 +337,12 @@ impl Config {
                 None => Ok(None),
             };
         }
-        let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
-            (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
-            (None, Some(path)) => {
-                let secret = read_secret_file(path).map_err(|reason| AuthSetupError::Keys {
-                    what: "--jwt-secret-file".into(),
-                    reason,
-                })?;
-                Some(secret.expose().as_bytes().to_vec())
-            }
-            (None, None) => None,
-        };
+        let secret = secret(&self.jwt_secret, &self.jwt_secret_file)
+            .map_err(|reason| AuthSetupError::Keys {
+                what: "--jwt-secret-file".into(),
+                reason,
+            })?
+            .map(|secret| secret.expose().as_bytes().to_vec());
         Ok(Some(JwtSettings {
             secret,
             jwks: self.jwt_jwks.clone(),
@@ -415,6 +403,16 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+/// A secret given by its flag, or else read from its `--…-file` flag: the
+/// one way secret files are read.
+fn secret(given: &Option<Secret>, file: &Option<PathBuf>) -> Result<Option<Secret>, String> {
+    match (given, file) {
+        (Some(secret), _) => Ok(Some(secret.clone())),
+        (None, Some(path)) => read_secret_file(path).map(Some),
+        (None, None) => Ok(None),
     }
 }
 
