@@ -133,7 +133,7 @@ impl JwtVerifier {
                 let key = keys
                     .find(header.kid.as_deref(), alg)
                     .ok_or_else(|| TokenError::invalid("the token's key id is unknown"))?;
-                if key.alg != alg {
+                if !key.verifies(alg) {
                     return Err(TokenError::invalid(
                         "the token's algorithm is not the one its key is for",
                     ));

@@ -475,3 +475,38 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// RFC 7517 makes a key's `alg` optional: an RSA key without one verifies
+/// every RSA algorithm (RS256/384/512, PS256/384/512), and still nothing
+/// of another key type.
+#[tokio::test]
+async fn an_rsa_key_without_alg_verifies_every_rsa_algorithm_and_no_other() {
+    use jsonwebtoken::Algorithm::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let mut rsa = Idp::Rsa.jwk();
+    rsa.common.key_algorithm = None;
+    let set = jsonwebtoken::jwk::JwkSet {
+        keys: vec![rsa, Idp::P256.jwk()],
+    };
+    std::fs::write(&path, serde_json::to_vec(&set).unwrap()).unwrap();
+    let app = app(&["--auth", "jwt", "--jwt-jwks", path.to_str().unwrap()]).await;
+    let signed = |alg, kid: Option<&str>| {
+        let mut h = jsonwebtoken::Header::new(alg);
+        h.kid = kid.map(Into::into);
+        jsonwebtoken::encode(&h, &claims("alice"), &rsa_encoding_key()).unwrap()
+    };
+    for alg in [RS256, RS384, RS512, PS256, PS384, PS512] {
+        for kid in [Some("rsa-1"), None] {
+            let reply = app.get("/streams").bearer(&signed(alg, kid)).send().await;
+            assert_eq!(reply.status, 200, "{alg:?} kid {kid:?}: {}", reply.text);
+        }
+    }
+    // The EC key keeps its own algorithm; the RSA key verifies no ES256.
+    refused(&start_with(&app, &reheader(json!({"alg": "ES256", "kid": "rsa-1"}))).await);
+    let mut h = jsonwebtoken::Header::new(RS256);
+    h.kid = Some(Idp::P256.kid().into());
+    let across = jsonwebtoken::encode(&h, &claims("alice"), &rsa_encoding_key()).unwrap();
+    refused(&start_with(&app, &across).await);
+    assert!(app.live("alice").await.is_empty());
+}
