@@ -159,8 +159,8 @@ impl JwtVerifier {
         alg: Algorithm,
     ) -> Result<Map<String, Value>, TokenError> {
         let validation = &self.validations[&alg];
-        decode::<Map<String, Value>>(token, key, validation)
-            .map(|data| data.claims)
+        decode::<Claims>(token, key, validation)
+            .map(|data| data.claims.0)
             .map_err(|e| TokenError::invalid(describe(e.kind())))
     }
 
@@ -181,6 +181,10 @@ impl JwtVerifier {
         let from = seconds(claims, "nbf")?.map(|nbf| nbf.saturating_sub(self.leeway_ms));
         if from.is_some_and(|f| now.as_millis() < f) {
             return Err(TokenError::invalid("the token is not valid yet"));
+        }
+        // RFC 7519: one issuer, a string (the library takes any of a list).
+        if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
+            return Err(TokenError::invalid("the token's iss is not a string"));
         }
         let sub = claims
             .get("sub")
@@ -235,7 +239,8 @@ fn seconds(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Token
 
 fn plan_limit(claims: &Map<String, Value>, name: &str) -> Result<Option<Limit>, TokenError> {
     match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
+        // `null` too: a claim that is there but no whole number.
         Some(v) => v
             .as_number()
             .and_then(crate::http::dto::whole_limit)
@@ -245,6 +250,38 @@ fn plan_limit(claims: &Map<String, Value>, name: &str) -> Result<Option<Limit>, 
                     "the token's {name} claim must be a whole number from 0 to 1000"
                 ))
             }),
+    }
+}
+
+/// A token's claims, refused when one is named twice: RFC 7519 lets a
+/// parser take the last or refuse, and two verifiers of one token must not
+/// read it differently. One rule for every claim (the library's own
+/// struct refuses duplicates only of the claims it knows).
+struct Claims(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Claims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Unique;
+        impl<'de> serde::de::Visitor<'de> for Unique {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claims, A::Error> {
+                let mut claims = Map::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    if claims.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!("duplicate claim {name}")));
+                    }
+                    claims.insert(name, value);
+                }
+                Ok(Claims(claims))
+            }
+        }
+        deserializer.deserialize_map(Unique)
     }
 }
 
@@ -258,6 +295,9 @@ fn describe(kind: &ErrorKind) -> &'static str {
         ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
         ErrorKind::InvalidAudience => "the token's audience is not accepted",
         ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+        ErrorKind::Json(e) if e.to_string().starts_with("duplicate") => {
+            "the token names a claim twice"
+        }
         _ => "the token is malformed",
     }
 }

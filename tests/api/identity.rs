@@ -125,6 +125,19 @@ fn reheader(h: Value) -> String {
     format!("{}.{}.{}", header_b64(h), parts[1], parts[2])
 }
 
+/// An RS256 token of the test IdP over `payload` exactly as written.
+fn signed_payload(payload: &str) -> String {
+    let head = header_b64(json!({"alg": "RS256", "kid": Idp::Rsa.kid()}));
+    let message = format!("{head}.{}", b64(payload.as_bytes()));
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &rsa_encoding_key(),
+        jsonwebtoken::Algorithm::RS256,
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
 fn rsa_encoding_key() -> jsonwebtoken::EncodingKey {
     jsonwebtoken::EncodingKey::from_rsa_pem(
         &std::fs::read(tokens::key_path("idp-rsa.pem")).unwrap(),
@@ -202,6 +215,13 @@ refusals! {
     refuses_a_token_not_yet_valid => rs256(json!({"nbf": NOW + 31}));
     refuses_a_wrong_issuer => rs256(json!({"iss": "https://evil.example"}));
     refuses_a_missing_issuer => rs256(json!({"iss": null}));
+    refuses_an_issuer_array_even_with_the_issuer_in_it => rs256(json!({"iss": [ISSUER]}));
+    refuses_a_duplicate_sub => signed_payload(&format!(
+        r#"{{"sub":"alice","sub":"bob","exp":{},"iss":"{ISSUER}","aud":"player-api"}}"#, NOW + 600
+    ));
+    refuses_a_duplicate_claim_the_service_does_not_read => signed_payload(&format!(
+        r#"{{"sub":"alice","exp":{},"iss":"{ISSUER}","aud":"player-api","x":1,"x":2}}"#, NOW + 600
+    ));
     refuses_a_wrong_audience => rs256(json!({"aud": "someone-else"}));
     refuses_a_missing_audience => rs256(json!({"aud": null}));
     refuses_a_missing_sub => rs256(json!({"sub": null}));
@@ -306,9 +326,27 @@ async fn the_limit_claim_sets_the_plan_and_an_override_wins() {
         "the admin override wins over the claim"
     );
 
-    for bad in [json!(-1), json!(1001), json!("two"), json!(1.5)] {
+    for bad in [
+        json!(-1),
+        json!(1001),
+        json!("two"),
+        json!(1.5),
+        json!(null),
+    ] {
         refused(&start_with(&app, &with(bad)).await);
     }
+    // The limit claim twice: refused, as any claim named twice is.
+    let twice = format!(
+        r#"{{"sub":"family","exp":{},"screens":1,"screens":9}}"#,
+        NOW + 3600
+    );
+    let message = format!("{}.{}", b64(br#"{"alg":"HS256"}"#), b64(twice.as_bytes()));
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+            .unwrap();
+    let body = refused(&start_with(&app, &format!("{message}.{signature}")).await);
+    assert_eq!(body["detail"], "the token names a claim twice");
     // `2.0` is a whole number, as the admin API takes it.
     let whole = app.get("/streams").bearer(&with(json!(2.0))).send().await;
     assert_eq!(whole.status, 200, "{}", whole.text);
