@@ -10,11 +10,12 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
+use super::extract::is_json_content_type;
 use super::{ApiError, MAX_BODY_BYTES};
 use crate::config::AccessLog;
 
@@ -85,6 +86,23 @@ fn logged(mode: AccessLog, method: &str, route: &str, status: StatusCode) -> boo
     }
 }
 
+/// Refuses, on a route that changes state (any method but GET, HEAD,
+/// OPTIONS), a `Content-Type` other than JSON, even with an empty body:
+/// an HTML form of another site can send `x-www-form-urlencoded`,
+/// `multipart/form-data` or `text/plain` without a preflight, and behind a
+/// gateway that sets `X-ID` from a cookie it would act for the victim. A
+/// request with no `Content-Type` stays fine (a form always sends one).
+fn form_safe(req: &Request) -> Result<(), ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    match req.headers().get(header::CONTENT_TYPE) {
+        None => Ok(()),
+        Some(value) if value.to_str().is_ok_and(is_json_content_type) => Ok(()),
+        Some(_) => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
 /// Refuses a body over [`MAX_BODY_BYTES`] on every route, whether or not
 /// the route reads one: by its `Content-Length` before reading it, and a
 /// body of unknown length (chunked) by reading at most that much of it.
@@ -129,7 +147,11 @@ async fn handle(req: Request, next: Next, access_log: AccessLog) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
     let matched = req.extensions().get::<MatchedPath>().cloned();
-    let response = match bounded_body(req).await {
+    let checked = match form_safe(&req) {
+        Ok(()) => bounded_body(req).await,
+        Err(refused) => Err(refused),
+    };
+    let response = match checked {
         Ok(req) => next.run(req).await,
         Err(refused) => refused.into_response(),
     };
