@@ -257,11 +257,25 @@ pub enum AccessLog {
 }
 
 impl Config {
-    /// Reads the secrets given as files (`--admin-token-file`).
+    /// Reads the secrets given as files (`--admin-token-file`) and checks
+    /// the admin token's length. Here rather than in the flag's parser:
+    /// clap's error would show the refused value.
     pub fn load_secret_files(&mut self) -> Result<(), String> {
         if let Some(path) = &self.admin_token_file {
             self.admin_token =
                 Some(read_secret_file(path).map_err(|e| format!("--admin-token-file {e}"))?);
+        }
+        if let Some(token) = &self.admin_token
+            && token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN
+        {
+            let flag = if self.admin_token_file.is_some() {
+                "--admin-token-file"
+            } else {
+                "--admin-token"
+            };
+            return Err(format!(
+                "{flag}: the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (it opens every account): use a random one, e.g. `openssl rand -base64 24`"
+            ));
         }
         Ok(())
     }
@@ -388,6 +402,9 @@ fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
     let secret = secret.strip_suffix('\r').unwrap_or(secret);
     parse_secret(secret).map_err(|e| format!("{}: the secret {e}", path.display()))
 }
+
+/// Shortest admin token accepted: it opens every account.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
     if s.trim().is_empty() {
@@ -565,7 +582,37 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = parse(&["--admin-token", "hunter2"]).unwrap().config;
+        let c = parse(&["--admin-token", "hunter2-hunter2-hunter2"])
+            .unwrap()
+            .config;
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_without_showing_it() {
+        let mut c = parse(&["--admin-token", "hunter2-secret"]).unwrap().config;
+        let err = c.load_secret_files().unwrap_err();
+        assert!(
+            err.starts_with("--admin-token:") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        let mut c = parse(&["--admin-token", "0123456789abcdef"])
+            .unwrap()
+            .config;
+        assert!(c.load_secret_files().is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "short-token\n").unwrap();
+        let mut c = parse(&["--admin-token-file", path.to_str().unwrap()])
+            .unwrap()
+            .config;
+        let err = c.load_secret_files().unwrap_err();
+        assert!(
+            err.starts_with("--admin-token-file:") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert!(!err.contains("short-token"), "{err}");
     }
 }

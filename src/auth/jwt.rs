@@ -23,6 +23,10 @@ use crate::domain::{Limit, Timestamp, UserId};
 /// Largest bearer token accepted.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// Shortest HS256 secret accepted: a key as long as the hash (RFC 7518
+/// §3.2); a shorter one can be guessed offline from any token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// Asymmetric algorithms a JWKS key may verify.
 const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::RS256,
@@ -64,6 +68,15 @@ impl JwtVerifier {
             return Err(AuthSetupError::NoKeys);
         }
         let secret = match &settings.secret {
+            Some(bytes) if bytes.len() < MIN_SECRET_BYTES => {
+                return Err(AuthSetupError::Keys {
+                    what: "--jwt-secret".into(),
+                    reason: format!(
+                        "the secret has {} bytes; HS256 needs at least {MIN_SECRET_BYTES} (RFC 7518 §3.2), e.g. `openssl rand -base64 32`",
+                        bytes.len()
+                    ),
+                });
+            }
             Some(bytes) => {
                 Some(
                     DecodingKey::from_secret(bytes).map_err(|e| AuthSetupError::Keys {

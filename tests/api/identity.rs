@@ -467,6 +467,28 @@ async fn jwt_flags_without_jwt_mode_do_not_start_a_header_mode_service() {
     }
 }
 
+/// RFC 7518 §3.2: an HS256 key at least as long as the hash. A shorter one
+/// stops the start, saying why, without showing it.
+#[tokio::test]
+async fn an_hs256_secret_shorter_than_32_bytes_does_not_start() {
+    let short = "0123456789abcdef0123456789abcde";
+    let config = crate::support::config(&["--auth", "jwt", "--jwt-secret", short]);
+    let clock = std::sync::Arc::new(crate::support::clock());
+    let error = streamguard::app_state(&config, clock.clone())
+        .await
+        .err()
+        .unwrap();
+    let text = error.to_string();
+    assert!(
+        text.contains("--jwt-secret") && text.contains("at least 32"),
+        "{text}"
+    );
+    assert!(!text.contains(short), "{text}");
+    let enough = format!("{short}f");
+    let config = crate::support::config(&["--auth", "jwt", "--jwt-secret", &enough]);
+    assert!(streamguard::app_state(&config, clock).await.is_ok());
+}
+
 #[tokio::test]
 async fn a_jwks_url_over_plain_http_must_be_on_this_machine() {
     let config = crate::support::config(&[
