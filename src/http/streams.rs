@@ -152,7 +152,7 @@ pub async fn heartbeat(
             decision
         }
         Err(error) => {
-            let lease = unenforced(&state, "heartbeat", error, StartRequest::new(id))?;
+            let lease = unenforced(&state, "heartbeat", &user, error, StartRequest::new(id))?;
             HeartbeatDecision::Renewed(lease)
         }
     };
@@ -214,7 +214,7 @@ fn unenforced_start(
     req: StartRequest,
     error: ApiError,
 ) -> Result<Response, ApiError> {
-    let lease = unenforced(state, "start", error, req)?;
+    let lease = unenforced(state, "start", user, error, req)?;
     let location = format!("/streams/{}", lease.id);
     let body = StartResponse {
         stream: StreamDto::new(user, &lease, &state.policy),
@@ -230,6 +230,7 @@ fn unenforced_start(
 fn unenforced(
     state: &AppState,
     op: &'static str,
+    user: &UserId,
     error: ApiError,
     req: StartRequest,
 ) -> Result<Lease, ApiError> {
@@ -237,7 +238,7 @@ fn unenforced(
         return Err(error);
     }
     metrics::counter!("streamguard_unenforced_total", "op" => op).increment(1);
-    tracing::warn!(op, stream_id = %req.stream_id, "store unavailable: allowing playback unenforced");
+    tracing::warn!(op, user_id = %user, stream_id = %req.stream_id, "store unavailable: allowing playback unenforced");
     let now = state.clock.now();
     Ok(Lease {
         id: req.stream_id,
