@@ -315,6 +315,76 @@ fn health_is_answered_on_the_metrics_port_while_api_connections_are_exhausted() 
     );
 }
 
+/// Out of file descriptors, the accept loop says so once and backs off
+/// (it logged "accept failed" about 20 times a second), and serves again
+/// once descriptors are free.
+#[cfg(target_os = "linux")]
+#[test]
+fn running_out_of_file_descriptors_is_logged_once_and_backed_off() {
+    use std::os::unix::process::CommandExt;
+    const NOFILE: u64 = 64;
+    let mut command = binary();
+    command
+        .args(["--listen", "127.0.0.1:0", "--store", "memory"])
+        .stdout(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: NOFILE,
+                rlim_max: NOFILE,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let api = loop {
+        let log = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        if log["message"] == "listening" {
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // More connections than the process may hold descriptors.
+    let held: Vec<TcpStream> = (0..NOFILE + 8)
+        .map(|_| TcpStream::connect(&api).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let failed = rx
+        .try_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("accept failed"))
+        })
+        .count();
+    drop(held);
+    std::thread::sleep(Duration::from_millis(1500));
+    let reply = raw(
+        &api,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let again = rx
+        .try_iter()
+        .any(|l| l["message"] == "accepting connections again");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(failed, 1, "one line for the whole run of failures");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(again, "the recovery is logged");
+}
+
 #[test]
 fn metrics_can_have_their_own_port() {
     let mut child = binary()
