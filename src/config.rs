@@ -272,10 +272,26 @@ pub enum AccessLog {
 }
 
 impl Config {
-    /// The admin token: `--admin-token`, or read from `--admin-token-file`.
+    /// The admin token: `--admin-token`, or read from `--admin-token-file`;
+    /// refused when shorter than [`MIN_ADMIN_TOKEN_LEN`]. Checked here
+    /// rather than in the flag's parser: clap's error would show the
+    /// refused value.
     pub fn admin_token(&self) -> Result<Option<Secret>, String> {
-        secret(&self.admin_token, &self.admin_token_file)
-            .map_err(|e| format!("--admin-token-file {e}"))
+        let token = secret(&self.admin_token, &self.admin_token_file)
+            .map_err(|e| format!("--admin-token-file {e}"))?;
+        if let Some(token) = &token
+            && token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN
+        {
+            let flag = if self.admin_token_file.is_some() {
+                "--admin-token-file"
+            } else {
+                "--admin-token"
+            };
+            return Err(format!(
+                "{flag}: the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (it opens every account): use a random one, e.g. `openssl rand -base64 24`"
+            ));
+        }
+        Ok(token)
     }
 
     /// The admission policy these flags describe.
@@ -424,6 +440,9 @@ fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
     let secret = secret.strip_suffix('\r').unwrap_or(secret);
     parse_secret(secret).map_err(|e| format!("{}: the secret {e}", path.display()))
 }
+
+/// Shortest admin token accepted: it opens every account.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
     if s.trim().is_empty() {
@@ -601,7 +620,37 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = parse(&["--admin-token", "hunter2"]).unwrap().config;
+        let c = parse(&["--admin-token", "hunter2-hunter2-hunter2"])
+            .unwrap()
+            .config;
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_without_showing_it() {
+        let c = parse(&["--admin-token", "hunter2-secret"]).unwrap().config;
+        let err = c.admin_token().unwrap_err();
+        assert!(
+            err.starts_with("--admin-token:") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        let c = parse(&["--admin-token", "0123456789abcdef"])
+            .unwrap()
+            .config;
+        assert!(c.admin_token().is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "short-token\n").unwrap();
+        let c = parse(&["--admin-token-file", path.to_str().unwrap()])
+            .unwrap()
+            .config;
+        let err = c.admin_token().unwrap_err();
+        assert!(
+            err.starts_with("--admin-token-file:") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert!(!err.contains("short-token"), "{err}");
     }
 }

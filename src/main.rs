@@ -15,7 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.command() == Command::Healthcheck {
-        return Ok(streamguard::healthcheck::check(cli.config.listen)?);
+        let probed = cli.config.ops.metrics_listen.unwrap_or(cli.config.listen);
+        return Ok(streamguard::healthcheck::check(probed)?);
     }
     let config = cli.config.clone();
     #[cfg(feature = "lambda")]

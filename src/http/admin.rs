@@ -26,9 +26,11 @@ impl FromRequestParts<AppState> for Admin {
         let Bearer::Token(presented) = bearer(&parts.headers) else {
             return Err(ApiError::MissingAdminToken);
         };
+        state.ops.throttle.check_admin()?;
         if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
             Ok(Admin)
         } else {
+            state.ops.throttle.admin_failed()?;
             Err(ApiError::WrongAdminToken)
         }
     }

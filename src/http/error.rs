@@ -87,6 +87,8 @@ pub enum ApiError {
     StreamIdConflict,
     StreamEnded(EndReason),
     PayloadTooLarge,
+    /// The body had not fully arrived [`super::BODY_TIMEOUT`] after the headers.
+    BodyTimeout,
     UnsupportedMediaType,
     /// The store failed or timed out; the cause was logged where it happened.
     StoreUnavailable,
@@ -165,6 +167,7 @@ impl ApiError {
                 "payload-too-large",
                 "Body too large",
             ),
+            BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body too slow"),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -225,6 +228,10 @@ impl ApiError {
             }
             StreamEnded(reason) => format!("the stream ended ({}); stop playback", reason.as_str()),
             PayloadTooLarge => "the body is larger than 16 KiB".into(),
+            BodyTimeout => format!(
+                "the body had not arrived {} s after the headers",
+                super::BODY_TIMEOUT.as_secs()
+            ),
             UnsupportedMediaType => "send Content-Type: application/json".into(),
             StoreUnavailable => "the limiter's store did not answer in time; retry shortly".into(),
             Draining => "this instance is shutting down; use another one".into(),

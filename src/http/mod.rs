@@ -36,6 +36,9 @@ pub use routes::document;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// A request's body must have arrived whole this long after its headers;
+/// a slower one gets 408 and its connection is closed.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -173,10 +176,14 @@ pub fn router(state: AppState) -> Router {
     middleware::around(routes, access_log).with_state(state)
 }
 
-/// `/metrics` alone, for `--metrics-listen`.
+/// `/metrics`, `/healthz` and `/readyz` for `--metrics-listen`: a listener
+/// with connection slots of its own, so probes are answered even while
+/// clients hold every connection of the API's port.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .with_state(state)
 }

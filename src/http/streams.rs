@@ -165,7 +165,7 @@ pub async fn heartbeat(
             decision
         }
         Err(error) => {
-            let lease = unenforced(&state, "heartbeat", error, StartRequest::new(id))?;
+            let lease = unenforced(&state, "heartbeat", &user, error, StartRequest::new(id))?;
             HeartbeatDecision::Renewed(lease)
         }
     };
@@ -224,7 +224,7 @@ fn unenforced_start(
     req: StartRequest,
     error: ApiError,
 ) -> Result<Response, ApiError> {
-    let lease = unenforced(state, "start", error, req)?;
+    let lease = unenforced(state, "start", user, error, req)?;
     let location = format!("/streams/{}", lease.id);
     let body = StartResponse {
         stream: StreamDto::new(user, &lease, &state.policy),
@@ -240,6 +240,7 @@ fn unenforced_start(
 fn unenforced(
     state: &AppState,
     op: &'static str,
+    user: &UserId,
     error: ApiError,
     req: StartRequest,
 ) -> Result<Lease, ApiError> {
@@ -247,7 +248,7 @@ fn unenforced(
         return Err(error);
     }
     metrics::counter!("streamguard_unenforced_total", "op" => op).increment(1);
-    tracing::warn!(op, stream_id = %req.stream_id, "store unavailable: allowing playback unenforced");
+    tracing::warn!(op, user_id = %user, stream_id = %req.stream_id, "store unavailable: allowing playback unenforced");
     let now = state.clock.now();
     Ok(Lease {
         id: req.stream_id,
