@@ -5,10 +5,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::dto::StreamDto;
+use super::edge::EdgeRefusal;
 use crate::auth::TokenError;
 use crate::domain::EndReason;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The short reason of an `/edge/verify` refusal, for the edge to pass on.
+pub const REASON_HEADER: &str = "streamguard-reason";
 
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -45,6 +49,10 @@ pub enum ApiError {
     StoreUnavailable,
     /// Shutdown has started (`/readyz`).
     Draining,
+    /// `/edge/verify` without a grant.
+    MissingGrant,
+    /// `/edge/verify`: the grant does not open the content (`reason`).
+    GrantRefused(EdgeRefusal),
     /// Too many requests for one stream or one account (`Retry-After`).
     Throttled {
         retry_after_s: u64,
@@ -124,6 +132,16 @@ impl ApiError {
                 "Store unavailable",
             ),
             Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining", "Shutting down"),
+            MissingGrant => (
+                StatusCode::UNAUTHORIZED,
+                "missing-grant",
+                "Playback grant required",
+            ),
+            GrantRefused(_) => (
+                StatusCode::FORBIDDEN,
+                "grant-refused",
+                "Playback grant refused",
+            ),
             Throttled { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -157,6 +175,11 @@ impl ApiError {
             UnsupportedMediaType => "send Content-Type: application/json".into(),
             StoreUnavailable => "the limiter's store did not answer in time; retry shortly".into(),
             Draining => "this instance is shutting down; use another one".into(),
+            MissingGrant => {
+                "send the grant as ?grant=, a Streamguard-Grant header or a streamguard_grant cookie"
+                    .into()
+            }
+            GrantRefused(reason) => format!("the grant does not open this content ({})", reason.as_str()),
             Throttled { retry_after_s } => {
                 format!("too many requests for this stream or account; retry in {retry_after_s} s")
             }
@@ -187,6 +210,9 @@ impl ApiError {
             ApiError::StreamEnded(reason) => {
                 ext.insert("reason".into(), json!(reason.as_str()));
             }
+            ApiError::GrantRefused(reason) => {
+                ext.insert("reason".into(), json!(reason.as_str()));
+            }
             _ => {}
         }
         ext
@@ -197,6 +223,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
         let retry_after = self.retry_after();
+        let edge_reason = match &self {
+            ApiError::GrantRefused(reason) => Some(reason.as_str()),
+            ApiError::MissingGrant => Some("missing"),
+            _ => None,
+        };
         let challenge = match &self {
             ApiError::Unauthenticated(TokenError::Missing) => Some("Bearer"),
             ApiError::Unauthenticated(TokenError::Invalid(_)) => {
@@ -224,6 +255,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(value) = retry_after {
             headers.insert(header::RETRY_AFTER, value);
+        }
+        if let Some(reason) = edge_reason {
+            headers.insert(REASON_HEADER, HeaderValue::from_static(reason));
         }
         response
     }

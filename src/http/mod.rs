@@ -21,6 +21,7 @@ pub mod bearer;
 mod console;
 mod cors;
 pub mod dto;
+mod edge;
 mod error;
 mod extract;
 mod middleware;
@@ -165,7 +166,9 @@ pub fn router(state: AppState) -> Router {
     // Switched-off routes are not there at all: 404 for every method, with
     // no `Allow` listing what they would take.
     if state.grants.is_some() {
-        routes = routes.route("/.well-known/jwks.json", get(ops::jwks));
+        routes = routes
+            .route("/.well-known/jwks.json", get(ops::jwks))
+            .route("/edge/verify", get(edge::verify));
     }
     if state.admin_token.is_some() {
         routes = routes

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::dto;
-use super::{admin, ops, streams};
+use super::{admin, edge, ops, streams};
 
 /// An RFC 9457 problem.
 #[derive(ToSchema)]
@@ -53,6 +53,29 @@ pub struct EndedProblem {
     status: u16,
     detail: String,
     reason: EndReasonSchema,
+}
+
+/// Why `/edge/verify` refused a grant.
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum EdgeReasonSchema {
+    Expired,
+    Invalid,
+    ContentMismatch,
+    Replaced,
+    Revoked,
+}
+
+/// 403 `grant-refused`, with the `reason` (also in `Streamguard-Reason`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EdgeProblem {
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    reason: EdgeReasonSchema,
 }
 
 /// The calling account (header mode: the gateway sets it).
@@ -105,11 +128,12 @@ pub struct UserParam {
         ops::legacy_health, ops::healthz, ops::readyz, ops::metrics, ops::admin_metrics, ops::openapi, ops::jwks,
         streams::list, streams::start, streams::heartbeat, streams::stop,
         admin::list, admin::revoke, admin::get_limit, admin::set_limit, admin::clear_limit,
+        edge::verify,
     ),
     components(schemas(
         dto::StreamDto, dto::StartBody, dto::StartResponse, dto::HeartbeatResponse,
         dto::StreamsResponse, dto::LimitBody, dto::LimitResponse, dto::LimitSource, Problem,
-        ConflictProblem, EndedProblem, EndReasonSchema,
+        ConflictProblem, EndedProblem, EndReasonSchema, EdgeProblem, EdgeReasonSchema,
     )),
     modifiers(&SecuritySchemes, &OptionalStartBody),
 )]

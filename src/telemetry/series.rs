@@ -13,12 +13,13 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 
 /// The router's paths (see `http::router`), and `unmatched`.
-const ROUTES: [&str; 17] = [
+const ROUTES: [&str; 18] = [
     "/",
     "/healthz",
     "/readyz",
     "/openapi.json",
     "/.well-known/jwks.json",
+    "/edge/verify",
     "/streams",
     "/streams/{id}",
     "/streams/{id}/heartbeat",

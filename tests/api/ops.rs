@@ -106,6 +106,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/admin/metrics", "get"),
         ("/openapi.json", "get"),
         ("/.well-known/jwks.json", "get"),
+        ("/edge/verify", "get"),
         ("/streams", "get"),
         ("/streams", "post"),
         ("/streams/{id}/heartbeat", "post"),
@@ -121,6 +122,6 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path}"
         );
     }
-    assert_eq!(paths.len(), 13, "no undocumented or stale paths");
+    assert_eq!(paths.len(), 14, "no undocumented or stale paths");
     assert!(doc["components"]["schemas"]["StartResponse"].is_object());
 }

@@ -1,0 +1,195 @@
+//! `GET /edge/verify`: the online check an edge makes before serving a
+//! segment. 204 only for a grant of ours, for this content, whose stream is
+//! still live; 401 without a grant; 403 with a reason otherwise.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_TOKEN, Reply, TestApp, app};
+use crate::tokens::key_path;
+
+async fn edge_app(extra: &[&str]) -> TestApp {
+    let path = key_path("grant-p256.pem");
+    let mut args = vec![
+        "--grant-key",
+        path.to_str().unwrap(),
+        "--admin-token",
+        ADMIN_TOKEN,
+    ];
+    args.extend_from_slice(extra);
+    app(&args).await
+}
+
+/// Starts `body` for alice; returns the grant.
+async fn start(app: &TestApp, body: Value) -> String {
+    let reply = app.post("/streams").user("alice").json(body).send().await;
+    assert!(reply.status.is_success(), "{}", reply.text);
+    reply.json()["grant"].as_str().unwrap().to_owned()
+}
+
+async fn check(app: &TestApp, grant: &str, content: &str) -> Reply {
+    app.get(&format!("/edge/verify?grant={grant}&content_id={content}"))
+        .send()
+        .await
+}
+
+fn refused(reply: &Reply, reason: &str) {
+    let body = reply.problem(403, "grant-refused");
+    assert_eq!(body["reason"], reason, "{}", reply.text);
+    assert_eq!(reply.headers["streamguard-reason"], reason);
+}
+
+#[tokio::test]
+async fn a_live_grant_opens_its_content_from_the_query_a_header_or_a_cookie() {
+    let app = edge_app(&[]).await;
+    let grant = start(&app, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    assert_eq!(check(&app, &grant, "movie-42").await.status, 204);
+    let by_header = app
+        .get("/edge/verify")
+        .header("streamguard-grant", &grant)
+        .header("x-content-id", "movie-42")
+        .send()
+        .await;
+    assert_eq!(by_header.status, 204, "{}", by_header.text);
+    let by_cookie = app
+        .get("/edge/verify?content_id=movie-42")
+        .header("cookie", &format!("theme=dark; streamguard_grant={grant}"))
+        .send()
+        .await;
+    assert_eq!(by_cookie.status, 204, "{}", by_cookie.text);
+}
+
+#[tokio::test]
+async fn no_grant_is_401_and_no_content_400() {
+    let app = edge_app(&[]).await;
+    let grant = start(&app, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    let none = app.get("/edge/verify?content_id=movie-42").send().await;
+    none.problem(401, "missing-grant");
+    assert_eq!(none.headers["streamguard-reason"], "missing");
+    app.get(&format!("/edge/verify?grant={grant}"))
+        .send()
+        .await
+        .problem(400, "invalid-request");
+    check(&app, &grant, "not%20an%20id")
+        .await
+        .problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn a_grant_opens_no_other_content_and_one_without_cid_none() {
+    let app = edge_app(&[]).await;
+    let grant = start(&app, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    refused(&check(&app, &grant, "movie-43").await, "content-mismatch");
+    let anything = start(&app, json!({"stream_id": "phone"})).await;
+    refused(
+        &check(&app, &anything, "movie-42").await,
+        "content-mismatch",
+    );
+}
+
+#[tokio::test]
+async fn tampered_and_foreign_grants_are_invalid() {
+    let app = edge_app(&[]).await;
+    let grant = start(&app, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    let mut tampered = grant.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    refused(&check(&app, &tampered, "movie-42").await, "invalid");
+    refused(&check(&app, "not.a.grant", "movie-42").await, "invalid");
+
+    // Signed by another service's key.
+    let ed = key_path("grant-ed25519.pem");
+    let other = app_with_key(ed.to_str().unwrap()).await;
+    let foreign = start(&other, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    refused(&check(&app, &foreign, "movie-42").await, "invalid");
+}
+
+async fn app_with_key(path: &str) -> TestApp {
+    app(&["--grant-key", path]).await
+}
+
+#[tokio::test]
+async fn a_grant_expires_with_its_lease_unless_renewed() {
+    let app = edge_app(&["--lease-ttl", "30s"]).await;
+    let grant = start(&app, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    app.clock.advance(Duration::from_secs(20));
+    let beat = app.post("/streams/tv/heartbeat").user("alice").send().await;
+    let renewed = beat.json()["grant"].as_str().unwrap().to_owned();
+    app.clock.advance(Duration::from_secs(15));
+    refused(&check(&app, &grant, "movie-42").await, "expired");
+    assert_eq!(check(&app, &renewed, "movie-42").await.status, 204);
+}
+
+#[tokio::test]
+async fn a_stopped_revoked_evicted_or_replaced_stream_is_refused_at_once() {
+    let app = edge_app(&["--default-limit", "2"]).await;
+    let stream = |id: &str, device: &str| json!({"stream_id": id, "device_id": device, "content_id": "movie-42"});
+    let stopped = start(&app, stream("s1", "tv")).await;
+    assert_eq!(
+        app.delete("/streams/s1").user("alice").send().await.status,
+        204
+    );
+    refused(&check(&app, &stopped, "movie-42").await, "revoked");
+
+    let revoked = start(&app, stream("s2", "tv")).await;
+    let admin = app
+        .delete("/admin/users/alice/streams/s2")
+        .admin()
+        .send()
+        .await;
+    assert_eq!(admin.status, 204);
+    refused(&check(&app, &revoked, "movie-42").await, "revoked");
+
+    let replaced = start(&app, stream("s3", "tv")).await;
+    let replacing = start(&app, stream("s4", "tv")).await;
+    refused(&check(&app, &replaced, "movie-42").await, "replaced");
+    assert_eq!(check(&app, &replacing, "movie-42").await.status, 204);
+
+    let phone = start(&app, stream("s5", "phone")).await;
+    let mut evicting = stream("s6", "tablet");
+    evicting["terminate"] = json!(["s5"]);
+    let tablet = start(&app, evicting).await;
+    refused(&check(&app, &phone, "movie-42").await, "revoked");
+    assert_eq!(check(&app, &tablet, "movie-42").await.status, 204);
+}
+
+#[tokio::test]
+async fn a_grant_of_an_earlier_lease_under_the_same_id_is_refused() {
+    let app = edge_app(&[]).await;
+    let body = json!({"stream_id": "tv", "content_id": "movie-42"});
+    let first = start(&app, body.clone()).await;
+    assert_eq!(
+        app.delete("/streams/tv").user("alice").send().await.status,
+        204
+    );
+    app.clock.advance(Duration::from_secs(2));
+    let second = start(&app, body).await;
+    refused(&check(&app, &first, "movie-42").await, "revoked");
+    assert_eq!(check(&app, &second, "movie-42").await.status, 204);
+}
+
+#[tokio::test]
+async fn without_a_grant_key_there_is_no_edge_check() {
+    let app = app(&[]).await;
+    app.get("/edge/verify?grant=x&content_id=y")
+        .send()
+        .await
+        .problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_edge_check() {
+    let app = edge_app(&[]).await;
+    let doc = app.get("/openapi.json").send().await.json();
+    let op = &doc["paths"]["/edge/verify"]["get"];
+    for status in ["204", "401", "403"] {
+        assert!(op["responses"][status].is_object(), "{status}: {op}");
+    }
+    let reasons = &doc["components"]["schemas"]["EdgeReasonSchema"]["enum"];
+    assert!(
+        reasons.to_string().contains("content-mismatch"),
+        "{reasons}"
+    );
+}
