@@ -46,7 +46,7 @@ pub static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!("{version} (stores: {}{lambda})", stores.join(", "))
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (what runs without a subcommand).
     Serve,
@@ -54,11 +54,25 @@ pub enum Command {
     Init,
     /// Exit 0 when the server on `--listen` (this host) answers /healthz.
     Healthcheck,
+    /// Write an edge's grant-checking key files from the JWKS (P-256 keys:
+    /// `<kid>.pem` for HAProxy, `jwks.json` for nginx/njs); see deploy/edge/.
+    EdgeKeys(EdgeKeysArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct EdgeKeysArgs {
+    /// The JWK Set to read: a URL (`https://…/.well-known/jwks.json`) or a file.
+    #[arg(long)]
+    pub jwks: String,
+    /// Directory to write the key files into (created if missing; `*.pem`
+    /// files of keys no longer published are removed from it).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 impl Cli {
     pub fn command(&self) -> Command {
-        self.command.unwrap_or(Command::Serve)
+        self.command.clone().unwrap_or(Command::Serve)
     }
 }
 

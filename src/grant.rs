@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{Lease, Timestamp, UserId};
 
+pub mod edge_keys;
 mod verify;
 
 pub use verify::{GrantClaims, GrantRefusal};

@@ -14,8 +14,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.command() == Command::Healthcheck {
-        return Ok(streamguard::healthcheck::check(cli.config.listen)?);
+    match cli.command() {
+        Command::Healthcheck => return Ok(streamguard::healthcheck::check(cli.config.listen)?),
+        Command::EdgeKeys(args) => {
+            let written = streamguard::grant::edge_keys::main(&args).await;
+            return written.map_err(anyhow::Error::msg);
+        }
+        _ => {}
     }
     let mut config = cli.config.clone();
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();

@@ -7,6 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{ADMIN_TOKEN, Reply, TestApp, app};
+
+#[allow(dead_code)]
+#[path = "../common/server.rs"]
+mod server;
 use crate::tokens::key_path;
 
 async fn edge_app(extra: &[&str]) -> TestApp {
@@ -192,4 +196,52 @@ async fn the_openapi_document_describes_the_edge_check() {
         reasons.to_string().contains("content-mismatch"),
         "{reasons}"
     );
+}
+
+/// `streamguard edge-keys` against a running server's JWKS: a PEM per
+/// P-256 key for HAProxy and the JWK Set for njs; an Ed25519-only server
+/// is refused with the reason.
+#[test]
+fn edge_keys_writes_the_edge_key_files_from_a_served_jwks() {
+    let p256 = key_path("grant-p256.pem");
+    let served = server::Server::start(
+        &["--store", "memory", "--grant-key", p256.to_str().unwrap()],
+        &[],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("keys");
+    let run = |jwks: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_streamguard"))
+            .args(["edge-keys", "--jwks", jwks, "--out", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let written = run(&served.url("/.well-known/jwks.json"));
+    let said = String::from_utf8_lossy(&written.stderr);
+    assert!(written.status.success(), "{said}");
+    let pems: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".pem"))
+        .collect();
+    assert_eq!(pems.len(), 1, "{pems:?}");
+    let pem = std::fs::read_to_string(dir.join(&pems[0])).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    let jwks: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("jwks.json")).unwrap()).unwrap();
+    assert_eq!(
+        format!("{}.pem", jwks["keys"][0]["kid"].as_str().unwrap()),
+        pems[0]
+    );
+    served.terminate();
+
+    let ed = key_path("grant-ed25519.pem");
+    let ed_served = server::Server::start(
+        &["--store", "memory", "--grant-key", ed.to_str().unwrap()],
+        &[],
+    );
+    let refused = run(&ed_served.url("/.well-known/jwks.json"));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("P-256"));
+    ed_served.terminate();
 }
