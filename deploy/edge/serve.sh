@@ -68,6 +68,8 @@ if [[ -z $RUN ]]; then
     RUN=$(mktemp -d /tmp/streamguard-edge.XXXXXX)
 fi
 mkdir -p "$RUN/keys"
+# nginx workers run as another user when nginx is started as root.
+chmod 755 "$RUN" "$RUN/keys"
 RUN=$(cd "$RUN" && pwd)
 KEYS=$RUN/keys
 
