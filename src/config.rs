@@ -55,7 +55,7 @@ pub enum Command {
     /// Exit 0 when the server on `--listen` (this host) answers /healthz.
     Healthcheck,
     /// Write an edge's grant-checking key files from the JWKS (P-256 keys:
-    /// `<kid>.pem` for HAProxy, `jwks.json` for nginx/njs); see deploy/edge/.
+    /// `<kid>.pem` for HAProxy and nginx/njs, and `jwks.json`); see deploy/edge/.
     EdgeKeys(EdgeKeysArgs),
 }
 

@@ -2,9 +2,8 @@
 //! an edge checks grants with, from the published JWKS.
 //!
 //! - `DIR/<kid>.pem`: each P-256 key as a PEM public key (SPKI), the form
-//!   HAProxy's `jwt_verify` loads;
-//! - `DIR/jwks.json`: the P-256 keys as a JWK Set, which the nginx (njs)
-//!   check reads.
+//!   HAProxy's `jwt_verify` loads and the nginx (njs) check imports;
+//! - `DIR/jwks.json`: the same keys as a JWK Set, for checks that take one.
 //!
 //! Only P-256 (ES256) keys are written: HAProxy 2.6's `jwt_verify` and
 //! njs 0.7's WebCrypto cannot check Ed25519. Files of keys no longer
