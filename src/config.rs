@@ -247,6 +247,15 @@ pub struct Operations {
     #[arg(long, env = "STREAMGUARD_ACCESS_LOG", value_enum, default_value_t = AccessLog::Changes, global = true)]
     pub access_log: AccessLog,
 
+    /// With --grant-key: a grant that `GET /edge/verify` accepts also
+    /// renews its stream's lease when the last renewal is at least this old
+    /// (e.g. `30s`; keep it under --lease-ttl), and the answer carries the
+    /// renewed grant in `Streamguard-Grant`: native players that fetch
+    /// segments through the edge but run no heartbeat loop stay admitted.
+    /// Off by default.
+    #[arg(long, env = "STREAMGUARD_EDGE_RENEW_EVERY", value_parser = parse_duration, global = true)]
+    pub edge_renew_every: Option<Duration>,
+
     /// Web origins whose pages may call the player API from a browser
     /// (CORS), comma-separated, e.g. `https://www.example.com`; `*` for any.
     /// None by default: only pages of the service's own origin.

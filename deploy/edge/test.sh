@@ -16,7 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 SG=${1:-$ROOT/target/debug/streamguard}
 SG=$(cd "$(dirname "$SG")" && pwd)/$(basename "$SG")
-LEASE=5 # seconds: --lease-ttl, so grants expire within the test
+LEASE=8 # seconds: --lease-ttl, so grants expire within the test
 ADMIN=edge-test-admin-token-0123456789
 STARTED=$(date +%s)
 
@@ -73,7 +73,7 @@ cp "$WORK/key1.pem" "$WORK/grant.pem"
 SG_PORT=$(free_port)
 API=http://127.0.0.1:$SG_PORT
 "$SG" --listen "127.0.0.1:$SG_PORT" --store memory --auth header --admin-token "$ADMIN" \
-    --grant-key "$WORK/grant.pem" --lease-ttl "${LEASE}s" --default-limit 1 \
+    --grant-key "$WORK/grant.pem" --lease-ttl "${LEASE}s" --default-limit 1 --edge-renew-every 3s \
     >"$WORK/streamguard.log" 2>&1 &
 PIDS+=($!)
 wait_for "$API/healthz"
@@ -203,11 +203,16 @@ for case in "stopped:$GS" "evicted:$GE" "revoked:$GR"; do
     expect "${case%%:*} stream, online" 403 "online:$ONLINE_PORT" "/media/movie-1/seg2.ts?grant=${case#*:}"
 done
 ONLINE_LAG=$(python3 -c "import time; print(f'{time.time() - $ENDED:.2f}')")
+for spec in "${OFFLINE[@]}"; do # both edges polled at once
+    refused_after "$spec" "/media/movie-1/seg2.ts?grant=$GS" "$ENDED" >"$WORK/lag.${spec%%:*}" &
+done
+wait_lags() { local name; for name in "${OFFLINE[@]}"; do while [[ ! -s $WORK/lag.${name%%:*} ]]; do sleep 0.1; done; done; }
+wait_lags
+exp_in=$(python3 -c "print(f'{$(b64url_decode "$(cut -d. -f2 <<<"$GS")" | jq .exp) - $ENDED:.2f}')")
 for spec in "${OFFLINE[@]}"; do
-    lag=$(refused_after "$spec" "/media/movie-1/seg2.ts?grant=$GS" "$ENDED")
+    lag=$(<"$WORK/lag.${spec%%:*}")
     reason=$(fetch "${spec#*:}" "/media/movie-1/seg2.ts?grant=$GS")
     if [[ $lag == never ]]; then fail "${spec%%:*}: a stopped stream's grant still opens segments"; else
-        exp_in=$(python3 -c "print(f'{$(b64url_decode "$(cut -d. -f2 <<<"$GS")" | jq .exp) - $ENDED:.2f}')")
         ok "${spec%%:*}: a stopped stream's last grant refused $lag s after the stop ($reason)"
         echo "measure: offline revocation lag ${spec%%:*} ${lag}s after the stop; the grant's exp was ${exp_in}s after it (lease ${LEASE}s)"
     fi
@@ -222,16 +227,51 @@ for spec in "${EDGES[@]}"; do
     done
 done
 
+# --- a native player: a grant cookie, segments, no heartbeat -------------------
+# With --edge-renew-every, the online check renews the lease (at most every
+# 3 s) and nginx hands the renewed grant back as the cookie.
+GN=$(grant_of frank f-1 movie-1 tv)
+JAR=$WORK/cookies
+printf '127.0.0.1\tFALSE\t/media/\tFALSE\t0\tstreamguard_grant\t%s\n' "$GN" >"$JAR"
+misses=0
+end=$(($(date +%s) + 2 * LEASE))
+while [[ $(date +%s) -lt $end ]]; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -b "$JAR" -c "$JAR" \
+        "http://127.0.0.1:$ONLINE_PORT/media/movie-1/seg1.ts")
+    [[ $code == 200 ]] || misses=$((misses + 1))
+    sleep 0.5
+done
+[[ $misses == 0 ]] && ok "online: a cookie-only player kept getting segments for $((2 * LEASE)) s (two leases)" ||
+    fail "online: a cookie-only player was refused $misses times"
+grep -q "$GN" "$JAR" && fail "online: the grant cookie was never renewed" || ok "online: the grant cookie was renewed"
+live=$(curl -s "$API/streams" -H 'x-id: frank' | jq -r '[.streams[].id] | join(",")')
+[[ $live == f-1 ]] && ok "its stream is still live after two leases" || fail "frank's live streams: $live"
+sleep $((LEASE + 1)) # it stops fetching: the slot frees itself one lease later
+start frank f-2 movie-1 phone >/dev/null
+STATUS=$(<"$WORK/status")
+[[ $STATUS == 201 ]] && ok "one lease after its last segment its slot is free" ||
+    fail "a new stream after the native player stopped answered $STATUS"
+
 # --- key rotation: new grants pass, old ones until they expire -----------------
-OLD=$(grant_of erin e-1 movie-1 tv)
+heartbeat_grant() { # user stream → a fresh grant of the stream
+    local answer
+    answer=$(curl -s -X POST "$API/streams/$2/heartbeat" -H "x-id: $1")
+    jq -er .grant <<<"$answer" || die "heartbeat $1/$2: $answer"
+}
+# 1. Publish the new key; the old one still signs.
 cat "$WORK/key1.pem" "$WORK/key2.pem" >"$WORK/next" && mv "$WORK/next" "$WORK/grant.pem"
+for _ in $(seq 100); do
+    [[ $(curl -s "$API/.well-known/jwks.json" | jq '.keys | length') == 2 ]] && break
+    sleep 0.1
+done
+OLD=$(grant_of erin e-1 movie-1 tv)
+OLD_KID=$(kid_of "$OLD")
+# 2. The new key signs.
 cat "$WORK/key2.pem" "$WORK/key1.pem" >"$WORK/next" && mv "$WORK/next" "$WORK/grant.pem"
-NEW_KID=""
-for _ in $(seq 50); do # the service re-reads its key file every second
-    NEW=$(curl -s -X POST "$API/streams/e-1/heartbeat" -H 'x-id: erin' | jq -r .grant)
-    NEW_KID=$(kid_of "$NEW")
-    OLD_KID=$(kid_of "$OLD")
-    [[ -n $NEW_KID && $NEW_KID != "$OLD_KID" ]] && break
+NEW_KID=$OLD_KID
+for _ in $(seq 100); do # the service re-reads its key file every second
+    NEW_KID=$(kid_of "$(heartbeat_grant erin e-1)")
+    [[ $NEW_KID != "$OLD_KID" ]] && break
     sleep 0.2
 done
 [[ $NEW_KID != "$OLD_KID" ]] || die "the service did not sign with the new key"
@@ -242,6 +282,8 @@ for spec in "${EDGES[@]}"; do
     since=$(now)
     got=""
     for _ in $(seq 50); do # the edges re-read the JWKS every second
+        # A fresh grant each time, so a slow edge does not see it expire.
+        NEW=$(heartbeat_grant erin e-1)
         got=$(fetch "${spec#*:}" "/media/movie-1/seg0.ts?grant=$NEW")
         [[ $got == 200* ]] && break
         sleep 0.2
@@ -249,8 +291,9 @@ for spec in "${EDGES[@]}"; do
     lag=$(python3 -c "import time; print(f'{time.time() - $since:.1f}')")
     if [[ $got == 200* ]]; then ok "${spec%%:*}: a grant of the new key passes (waited ${lag}s)"; else fail "${spec%%:*}: a grant of the new key is refused: $got"; fi
 done
-# The old grant's lease was renewed under the new key: it expires at its exp.
-sleep $((LEASE + 1))
+# 3. The old grant passes until its exp, then is refused as expired.
+OLD_EXP=$(b64url_decode "$(cut -d. -f2 <<<"$OLD")" | jq .exp)
+sleep "$(python3 -c "import time; print(max(0, $OLD_EXP - time.time() + 1.2))")"
 for spec in "${OFFLINE[@]}"; do
     [[ $(fetch "${spec#*:}" "/media/movie-1/seg0.ts?grant=$OLD") == "403 expired" ]] &&
         ok "${spec%%:*}: the old key's grant refused once expired" ||

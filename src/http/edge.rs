@@ -9,15 +9,23 @@
 //! account). It is not throttled per stream like the player routes: the
 //! edge calls it at segment rate and is expected to cache its answers for
 //! a few seconds (deploy/edge/README.md).
+//!
+//! With `--edge-renew-every`, an accepted grant also renews its lease when
+//! the last renewal (the lease's `expires_at - lease_ttl`) is at least that
+//! old — a heartbeat on the player's behalf, so the store sees one renewal
+//! per interval per stream whatever the segment rate — and the 204 carries
+//! the renewed grant in `Streamguard-Grant` for the edge to hand back as a
+//! cookie.
 
 use axum::extract::Query;
 use axum::extract::State;
 use axum::extract::rejection::QueryRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::domain::{AccountView, ContentId};
+use crate::domain::{AccountView, ContentId, EndReason, HeartbeatDecision, Lease};
 use crate::grant::{GrantClaims, GrantRefusal};
 
 /// Where the grant and the content may come from.
@@ -41,12 +49,11 @@ pub enum EdgeRefusal {
     /// The grant names another content, or none.
     ContentMismatch,
     /// The grant's stream is no longer live although the grant has not
-    /// expired, and a live stream of the same device replaced it.
-    Replaced,
-    /// The grant's stream is no longer live although the grant has not
-    /// expired: stopped, evicted or revoked. The one store read this
-    /// check makes (the account's live streams) does not say which.
-    Ended,
+    /// expired. From the live streams alone: `replaced` when a live stream
+    /// of the same device took its place, else `revoked` (stopped, evicted
+    /// or revoked: the one store read does not say which). A renewal that
+    /// finds the stream ended in the meantime says why.
+    Ended(EndReason),
 }
 
 impl EdgeRefusal {
@@ -55,8 +62,7 @@ impl EdgeRefusal {
             EdgeRefusal::Expired => "expired",
             EdgeRefusal::Invalid => "invalid",
             EdgeRefusal::ContentMismatch => "content-mismatch",
-            EdgeRefusal::Replaced => "replaced",
-            EdgeRefusal::Ended => "revoked",
+            EdgeRefusal::Ended(reason) => reason.as_str(),
         }
     }
 }
@@ -70,7 +76,7 @@ impl EdgeRefusal {
         ("X-Content-Id" = Option<String>, Header, description = "The content asked for"),
     ),
     responses(
-        (status = 204, description = "The grant verifies, names this content and its stream is live"),
+        (status = 204, description = "The grant verifies, names this content and its stream is live; with --edge-renew-every, a renewal's new grant is in Streamguard-Grant", headers(("Streamguard-Grant" = Option<String>, description = "The renewed grant, when this check renewed the lease"))),
         (status = 400, description = "invalid-request: no content id, or a malformed one", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "missing-grant: no grant in the query, header or cookie", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "grant-refused, with `reason` (also in the Streamguard-Reason header): expired, invalid, content-mismatch (a grant without cid is refused too), replaced, or revoked (the stream ended before its grant expired: stopped, evicted or revoked)", body = super::openapi::EdgeProblem, content_type = "application/problem+json"),
@@ -81,7 +87,7 @@ pub async fn verify(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<EdgeQuery>, QueryRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let signer = state.grants.as_ref().ok_or(ApiError::RouteNotFound)?;
     let token = query
@@ -112,15 +118,48 @@ pub async fn verify(
         return Err(ApiError::GrantRefused(EdgeRefusal::ContentMismatch));
     }
     let view = state.call("view", state.store.view(&claims.user)).await?;
-    match still_live(&claims, &view) {
-        None => Ok(StatusCode::NO_CONTENT),
-        Some(refusal) => Err(ApiError::GrantRefused(refusal)),
+    let lease = still_live(&claims, &view).map_err(ApiError::GrantRefused)?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(grant) = renew(&state, &claims, lease).await? {
+        if let Ok(value) = HeaderValue::from_str(&grant) {
+            response.headers_mut().insert(GRANT_HEADER, value);
+        }
+    }
+    Ok(response)
+}
+
+/// With `--edge-renew-every`, renews the lease when its last renewal is
+/// that old; returns the renewed grant.
+async fn renew(
+    state: &AppState,
+    claims: &GrantClaims,
+    lease: &Lease,
+) -> Result<Option<String>, ApiError> {
+    let Some(every) = state.ops.edge_renew_every else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let renewed_at = lease.expires_at.as_millis() - state.policy.lease_ttl.as_millis() as i64;
+    if now.as_millis() - renewed_at < every.as_millis() as i64 {
+        return Ok(None);
+    }
+    let heartbeat = state.store.heartbeat(&claims.user, &claims.stream);
+    match state.call("heartbeat", heartbeat).await? {
+        HeartbeatDecision::Renewed(lease) => {
+            crate::telemetry::record_decision("renewed", 1);
+            let signer = state.grants.as_ref().ok_or(ApiError::RouteNotFound)?;
+            Ok(signer.sign(&claims.user, &lease, now).ok())
+        }
+        HeartbeatDecision::Ended(reason) => Err(ApiError::GrantRefused(EdgeRefusal::Ended(reason))),
+        HeartbeatDecision::Unknown => Err(ApiError::GrantRefused(EdgeRefusal::Ended(
+            EndReason::Revoked,
+        ))),
     }
 }
 
-/// `None` when the lease the grant was issued for is live in `view`.
-fn still_live(claims: &GrantClaims, view: &AccountView) -> Option<EdgeRefusal> {
-    let same_lease = view.live.iter().any(|lease| {
+/// The lease the grant was issued for, when it is live in `view`.
+fn still_live<'v>(claims: &GrantClaims, view: &'v AccountView) -> Result<&'v Lease, EdgeRefusal> {
+    let same_lease = view.live.iter().find(|lease| {
         lease.id == claims.stream
             && lease.device_id == claims.device
             && lease.content_id == claims.content
@@ -128,19 +167,19 @@ fn still_live(claims: &GrantClaims, view: &AccountView) -> Option<EdgeRefusal> {
             // a grant of the earlier one was issued before it began.
             && lease.started_at.as_millis().div_euclid(1000) <= claims.issued_at
     });
-    if same_lease {
-        return None;
+    if let Some(lease) = same_lease {
+        return Ok(lease);
     }
     let replaced = claims.device.is_some()
         && view
             .live
             .iter()
             .any(|lease| lease.device_id == claims.device && lease.id != claims.stream);
-    Some(if replaced {
-        EdgeRefusal::Replaced
+    Err(EdgeRefusal::Ended(if replaced {
+        EndReason::Replaced
     } else {
-        EdgeRefusal::Ended
-    })
+        EndReason::Revoked
+    }))
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {

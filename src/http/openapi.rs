@@ -65,6 +65,8 @@ pub enum EdgeReasonSchema {
     ContentMismatch,
     Replaced,
     Revoked,
+    Stopped,
+    Evicted,
 }
 
 /// 403 `grant-refused`, with the `reason` (also in `Streamguard-Reason`).

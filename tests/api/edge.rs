@@ -245,3 +245,55 @@ fn edge_keys_writes_the_edge_key_files_from_a_served_jwks() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("P-256"));
     ed_served.terminate();
 }
+
+/// `--edge-renew-every`: a check renews the lease when its last renewal
+/// is that old (not on every segment), and hands back the renewed grant.
+#[tokio::test]
+async fn with_edge_renewal_a_check_renews_the_lease_at_most_once_per_interval() {
+    let app = edge_app(&["--lease-ttl", "30s", "--edge-renew-every", "10s"]).await;
+    let grant = start(&app, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    let fresh = check(&app, &grant, "movie-42").await;
+    assert_eq!(fresh.status, 204);
+    assert!(
+        fresh.headers.get("streamguard-grant").is_none(),
+        "just started"
+    );
+
+    app.clock.advance(Duration::from_secs(11));
+    let due = check(&app, &grant, "movie-42").await;
+    assert_eq!(due.status, 204);
+    let renewed = due.headers["streamguard-grant"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(renewed, grant);
+    let again = check(&app, &renewed, "movie-42").await;
+    assert!(
+        again.headers.get("streamguard-grant").is_none(),
+        "once per interval"
+    );
+
+    // Only these checks kept it alive: past the first lease, the first grant
+    // has expired and the renewed one still opens the content.
+    app.clock.advance(Duration::from_secs(25));
+    refused(&check(&app, &grant, "movie-42").await, "expired");
+    let later = check(&app, &renewed, "movie-42").await;
+    assert_eq!(later.status, 204);
+    assert_eq!(app.live("alice").await, vec!["tv".to_string()]);
+
+    // Without checks the slot frees itself one lease later.
+    app.clock.advance(Duration::from_secs(31));
+    assert!(app.live("alice").await.is_empty());
+}
+
+#[tokio::test]
+async fn without_edge_renewal_a_check_never_renews() {
+    let app = edge_app(&["--lease-ttl", "30s"]).await;
+    let grant = start(&app, json!({"stream_id": "tv", "content_id": "movie-42"})).await;
+    app.clock.advance(Duration::from_secs(20));
+    let reply = check(&app, &grant, "movie-42").await;
+    assert_eq!(reply.status, 204);
+    assert!(reply.headers.get("streamguard-grant").is_none());
+    app.clock.advance(Duration::from_secs(11));
+    assert!(app.live("alice").await.is_empty(), "the lease ran out");
+}

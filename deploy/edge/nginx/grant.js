@@ -13,7 +13,9 @@
 //
 // Online (when $edge_verify_online is "1"): after the offline check passes,
 // one cached subrequest to streamguard's GET /edge/verify says whether the
-// grant's stream is still live.
+// grant's stream is still live. When streamguard renewed the lease
+// (--edge-renew-every), the renewed grant goes back to the player as the
+// streamguard_grant cookie.
 
 import fs from 'fs';
 
@@ -105,6 +107,12 @@ async function check(r) {
                 + '&content_id=' + encodeURIComponent(content);
             const reply = await r.subrequest('/_edge_online', { args: args });
             if (reply.status === 204) {
+                // streamguard --edge-renew-every: the lease was renewed; the
+                // player gets the new grant as its cookie.
+                const renewed = reply.headersOut['Streamguard-Grant'];
+                if (renewed) {
+                    r.variables.edge_new_grant = renewed;
+                }
                 return r.return(204);
             }
             if (reply.status === 401 || reply.status === 403) {
