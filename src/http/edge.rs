@@ -120,10 +120,9 @@ pub async fn verify(
     let view = state.call("view", state.store.view(&claims.user)).await?;
     let lease = still_live(&claims, &view).map_err(ApiError::GrantRefused)?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Some(grant) = renew(&state, &claims, lease).await? {
-        if let Ok(value) = HeaderValue::from_str(&grant) {
-            response.headers_mut().insert(GRANT_HEADER, value);
-        }
+    let renewed = renew(&state, &claims, lease).await?;
+    if let Some(value) = renewed.and_then(|g| HeaderValue::from_str(&g).ok()) {
+        response.headers_mut().insert(GRANT_HEADER, value);
     }
     Ok(response)
 }

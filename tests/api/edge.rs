@@ -8,9 +8,6 @@ use serde_json::{Value, json};
 
 use crate::support::{ADMIN_TOKEN, Reply, TestApp, app};
 
-#[allow(dead_code)]
-#[path = "../common/server.rs"]
-mod server;
 use crate::tokens::key_path;
 
 async fn edge_app(extra: &[&str]) -> TestApp {
@@ -198,25 +195,31 @@ async fn the_openapi_document_describes_the_edge_check() {
     );
 }
 
-/// `streamguard edge-keys` against a running server's JWKS: a PEM per
-/// P-256 key for HAProxy and the JWK Set for njs; an Ed25519-only server
-/// is refused with the reason.
-#[test]
-fn edge_keys_writes_the_edge_key_files_from_a_served_jwks() {
-    let p256 = key_path("grant-p256.pem");
-    let served = server::Server::start(
-        &["--store", "memory", "--grant-key", p256.to_str().unwrap()],
-        &[],
-    );
+/// `streamguard edge-keys` against a served JWKS: a PEM per P-256 key
+/// for HAProxy and njs, and the JWK Set; an Ed25519-only service is refused
+/// with the reason.
+#[tokio::test]
+async fn edge_keys_writes_the_edge_key_files_from_a_served_jwks() {
+    async fn serve(key: &str) -> String {
+        let path = key_path(key);
+        let app = app(&["--grant-key", path.to_str().unwrap()]).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app.router).await.unwrap() });
+        format!("http://{addr}/.well-known/jwks.json")
+    }
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("keys");
-    let run = |jwks: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_streamguard"))
-            .args(["edge-keys", "--jwks", jwks, "--out", dir.to_str().unwrap()])
-            .output()
-            .unwrap()
+    let run = |jwks: String| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_streamguard"))
+                .args(["edge-keys", "--jwks", &jwks, "--out", dir.to_str().unwrap()])
+                .output()
+                .unwrap()
+        })
     };
-    let written = run(&served.url("/.well-known/jwks.json"));
+    let written = run(serve("grant-p256.pem").await).await.unwrap();
     let said = String::from_utf8_lossy(&written.stderr);
     assert!(written.status.success(), "{said}");
     let pems: Vec<_> = std::fs::read_dir(&dir)
@@ -233,17 +236,10 @@ fn edge_keys_writes_the_edge_key_files_from_a_served_jwks() {
         format!("{}.pem", jwks["keys"][0]["kid"].as_str().unwrap()),
         pems[0]
     );
-    served.terminate();
 
-    let ed = key_path("grant-ed25519.pem");
-    let ed_served = server::Server::start(
-        &["--store", "memory", "--grant-key", ed.to_str().unwrap()],
-        &[],
-    );
-    let refused = run(&ed_served.url("/.well-known/jwks.json"));
+    let refused = run(serve("grant-ed25519.pem").await).await.unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("P-256"));
-    ed_served.terminate();
 }
 
 /// `--edge-renew-every`: a check renews the lease when its last renewal
