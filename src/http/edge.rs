@@ -71,15 +71,14 @@ impl EdgeRefusal {
 #[utoipa::path(get, path = "/edge/verify", tag = "edge", operation_id = "edge_verify",
     params(
         ("grant" = Option<String>, Query, description = "The grant (or the Streamguard-Grant header, or the streamguard_grant cookie)"),
-        ("content_id" = Option<String>, Query, description = "The content asked for (or the X-Content-Id header)"),
+        ("content_id" = Option<String>, Query, description = "The content asked for (or the X-Content-Id header); without one, every grant is refused as content-mismatch"),
         ("Streamguard-Grant" = Option<String>, Header, description = "The grant"),
         ("X-Content-Id" = Option<String>, Header, description = "The content asked for"),
     ),
     responses(
         (status = 204, description = "The grant verifies, names this content and its stream is live; with --edge-renew-every, a renewal's new grant is in Streamguard-Grant", headers(("Streamguard-Grant" = Option<String>, description = "The renewed grant, when this check renewed the lease"))),
-        (status = 400, description = "invalid-request: no content id, or a malformed one", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "missing-grant: no grant in the query, header or cookie", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "grant-refused, with `reason` (also in the Streamguard-Reason header): expired, invalid, content-mismatch (a grant without cid is refused too), replaced, or revoked (the stream ended before its grant expired: stopped, evicted or revoked)", body = super::openapi::EdgeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "grant-refused, with `reason` (also in the Streamguard-Reason header): expired, invalid, content-mismatch (also a grant without cid, and a request without a valid content id), replaced, or revoked (the stream ended before its grant expired: stopped, evicted or revoked)", body = super::openapi::EdgeProblem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "edge_verify")]
@@ -96,14 +95,6 @@ pub async fn verify(
         .or_else(|| cookie(&headers, GRANT_COOKIE))
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::MissingGrant)?;
-    let content = query
-        .content_id
-        .or_else(|| header_text(&headers, CONTENT_HEADER))
-        .ok_or_else(|| {
-            ApiError::InvalidRequest("name the content: ?content_id= or X-Content-Id".into())
-        })?;
-    let content = ContentId::parse(&content)
-        .map_err(|e| ApiError::InvalidRequest(format!("content id: {e}")))?;
     let claims = signer
         .verify(&token, state.clock.now())
         .map_err(|refusal| {
@@ -112,6 +103,13 @@ pub async fn verify(
                 GrantRefusal::Invalid(_) => EdgeRefusal::Invalid,
             })
         })?;
+    // No content id, or one that is not an id, matches no grant: the edge
+    // gets a 403 like any other refusal (auth_request turns a 400 into a 500).
+    let content = query
+        .content_id
+        .or_else(|| header_text(&headers, CONTENT_HEADER))
+        .and_then(|c| ContentId::parse(&c).ok())
+        .ok_or(ApiError::GrantRefused(EdgeRefusal::ContentMismatch))?;
     // A grant without `cid` opens no content: a start that named no
     // content must not play whatever the edge serves.
     if claims.content.as_ref() != Some(&content) {
