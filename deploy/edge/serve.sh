@@ -108,8 +108,11 @@ render() { # template output
 }
 
 PIDS=()
+LOOPS=()
 cleanup() {
     local pid
+    # The key refresh loops first, with the sleep each one is waiting in.
+    for pid in "${LOOPS[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
@@ -124,7 +127,7 @@ if [[ $EDGE == nginx ]]; then
     PIDS+=("$EDGE_PID")
     # njs reads the key files on every check: new keys need no reload.
     (while sleep "$KEYS_EVERY"; do refresh_keys || true; done) &
-    PIDS+=($!)
+    LOOPS+=($!)
 else
     if [[ -z $ORIGIN ]]; then
         render "$HERE/haproxy/origin.conf.in" "$RUN/origin.conf"
@@ -150,7 +153,7 @@ else
             fi
         done
     ) &
-    PIDS+=($!)
+    LOOPS+=($!)
 fi
 echo "serve.sh: $EDGE edge on $LISTEN serving $MEDIA (run dir $RUN)" >&2
 wait "$EDGE_PID"
