@@ -5,6 +5,7 @@
 
 /** Problem `type` suffixes the SDK reacts to. */
 const LIMIT_REACHED = 'stream-limit-reached';
+const MISSING_ATTRIBUTE = 'missing-attribute';
 
 /** Longest wait between two retries when the server names no Retry-After. */
 const MAX_BACKOFF_MS = 8000;
@@ -45,10 +46,34 @@ export class LimitReachedError extends StreamguardError {
   constructor(problem) {
     super(problem.detail ?? 'stream limit reached', 409, problem);
     this.name = 'LimitReachedError';
+    /** The first refusing limit: `account` for the account-wide one, else the plan rule's name. */
+    this.rule = problem.rule ?? 'account';
     this.limit = problem.limit;
     this.active = problem.active;
-    /** The account's live streams: offer to stop one, then `start({ terminate: [id] })`. */
+    /**
+     * The live streams in that limit's scope, oldest first: offer to stop
+     * one, then `start({ terminate: [id] })`.
+     */
     this.streams = problem.streams ?? [];
+    /** Every refusing limit, each `{ rule, limit, active, streams }`. */
+    this.conflicts = problem.conflicts ?? [
+      { rule: this.rule, limit: this.limit, active: this.active, streams: this.streams },
+    ];
+  }
+}
+
+/**
+ * 400 `missing-attribute`: a rule of the account's plan requires an
+ * attribute (a tag, or `content_id`) that the start did not carry.
+ */
+export class MissingAttributeError extends StreamguardError {
+  constructor(problem) {
+    super(problem.detail ?? 'missing attribute', 400, problem);
+    this.name = 'MissingAttributeError';
+    /** The plan rule that requires the attribute. */
+    this.rule = problem.rule;
+    /** The tag name (or `content_id`) to send. */
+    this.attribute = problem.attribute;
   }
 }
 
@@ -150,6 +175,9 @@ function parseJson(text) {
 }
 
 function problemError(status, problem) {
+  const type = String(problem?.type ?? '');
+  if (status === 409 && type.endsWith(LIMIT_REACHED)) return new LimitReachedError(problem);
+  if (status === 400 && type.endsWith(MISSING_ATTRIBUTE)) return new MissingAttributeError(problem);
   const message = problem?.detail ?? problem?.title ?? `HTTP ${status}`;
   return new StreamguardError(message, status, problem);
 }
@@ -208,12 +236,15 @@ export class StreamguardClient extends Emitter {
 
   /**
    * Starts playback. Resolves with a live {@link Session} that heartbeats by
-   * itself; rejects with {@link LimitReachedError} when the account is full.
+   * itself; rejects with {@link LimitReachedError} when the account or a rule
+   * of its plan is full, {@link MissingAttributeError} when a rule requires a
+   * tag the start lacks.
    */
-  async start({ streamId, deviceId, contentId, terminate } = {}) {
+  async start({ streamId, deviceId, contentId, tags, terminate } = {}) {
     const body = { stream_id: streamId ?? newStreamId() };
     if (deviceId !== undefined) body.device_id = deviceId;
     if (contentId !== undefined) body.content_id = contentId;
+    if (tags !== undefined && tags !== null) body.tags = { ...tags };
     if (terminate?.length) body.terminate = [...terminate];
     const reply = await this.request('POST', '/streams', { body, retries: this.#maxRetries });
     const answer = reply.json;
@@ -231,9 +262,6 @@ export class StreamguardClient extends Emitter {
       this.#sessions.add(session);
       session.on('ended', () => this.#sessions.delete(session));
       return session;
-    }
-    if (reply.status === 409 && String(answer?.type ?? '').endsWith(LIMIT_REACHED)) {
-      throw new LimitReachedError(answer);
     }
     throw problemError(reply.status, answer);
   }
