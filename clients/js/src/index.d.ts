@@ -58,6 +58,7 @@ export type EndReason =
   | 'replaced'
   | 'revoked'
   | 'unknown'
+  | 'limit-reached'
   | 'detached'
   | 'error'
   | (string & {});
@@ -82,12 +83,22 @@ interface EmitterOf<Events> {
 export interface SessionEvents {
   /** The lease was renewed; `expires_at` moved. */
   heartbeat: Stream;
+  /**
+   * The server had forgotten the stream (a store that lost its data) and
+   * re-admitted it from the grant the heartbeat carried. A renewal for
+   * playback: `heartbeat` follows.
+   */
+  resumed: Stream;
   /** The signed grant changed (undefined when the server stopped sending one). */
   grant: string | undefined;
   /** A heartbeat was answered 429/500/502/503/504 (or not at all) and will be retried. */
   retry: RetryDetail;
-  /** Playback must stop. */
-  ended: { reason: EndReason };
+  /**
+   * Playback must stop. `error` is set for reasons `limit-reached` (a
+   * LimitReachedError: a resume found the account full; offer to stop one
+   * of its streams) and `error`.
+   */
+  ended: { reason: EndReason; error?: StreamguardError };
   /**
    * A heartbeat failed: the token callback threw (the loop tries again at
    * the next beat), or the answer was one retrying cannot fix (a
@@ -143,6 +154,13 @@ export interface StartOptions {
   tags?: Tags;
   /** Streams of this account to end in the same step ("watch here, stop the TV"). */
   terminate?: string[];
+  /**
+   * The lease secret to start with (22–128 characters of `A-Z a-z 0-9 - _`).
+   * The SDK makes one (128 random bits) when omitted; give the one a
+   * previous session had (`session.leaseSecret`) with its `streamId` to take
+   * that stream over, e.g. after a page reload.
+   */
+  leaseSecret?: string;
 }
 
 export class StreamguardError extends Error {
@@ -212,6 +230,10 @@ export class Session implements EmitterOf<SessionEvents> {
   readonly grant: string | undefined;
   readonly ended: boolean;
   readonly endReason: EndReason | undefined;
+  /** The error that ended the session (reasons `limit-reached` and `error`). */
+  readonly endError: StreamguardError | undefined;
+  /** The secret the lease was started with; sent on every heartbeat, never shown by the server. */
+  readonly leaseSecret: string;
   readonly heartbeatIntervalS: number;
   /** DELETE the stream and end the heartbeat loop; emits `ended` with `stopped`. */
   stop(): Promise<void>;

@@ -43,6 +43,12 @@ async function main(): Promise<void> {
   });
   session.on('heartbeat', (stream) => stream.expires_at.toUpperCase());
   session.on('grant', (grant) => grant?.split('.'));
+  session.on('resumed', (stream) => stream.expires_at.toUpperCase());
+  session.on('ended', ({ reason, error }) => {
+    if (reason === 'limit-reached' && error instanceof LimitReachedError) void error.streams;
+  });
+  const secret: string = session.leaseSecret;
+  await byHeader.start({ streamId: session.id, leaseSecret: secret });
   const grant: string | undefined = session.grant;
   void grant;
   off();
