@@ -121,7 +121,7 @@ test('a start retried after a 502, or started again, sends the same secret', asy
   assert.deepEqual(new Set(sentSecrets), new Set([session.leaseSecret]));
 });
 
-test('a stream started with a given secret sends that one; a new session after the end gets a new one', async () => {
+test('a stream started with a given secret sends that one; starting the id again after its end makes a new one', async () => {
   const recorder = recordingFetch();
   const user = account('given');
   const client = new StreamguardClient({ baseUrl: server.base, userId: user, fetch: recorder.fetch });
@@ -131,8 +131,11 @@ test('a stream started with a given secret sends that one; a new session after t
   await waitFor(session, 'heartbeat', { ms: 3_000 });
   assert.equal(heartbeats(recorder.sent, 'kept')[0].headers['streamguard-lease-secret'], secret);
   await session.stop();
-  const next = track(await client.start({ deviceId: 'tv' }));
+  const next = track(await client.start({ streamId: 'kept' }));
+  assert.equal(next.id, 'kept');
   assert.notEqual(next.leaseSecret, secret);
+  assert.match(next.leaseSecret, SECRET);
+  assert.equal(starts(recorder.sent).at(-1).body.lease_secret, next.leaseSecret);
 });
 
 test('a heartbeat answered resumed is a renewal: resumed, then heartbeat, and the loop goes on', async () => {
