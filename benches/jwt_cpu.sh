@@ -10,7 +10,7 @@ cargo build --release --quiet --bin streamguard --example mint_token --example h
 BIN=target/release/streamguard MINT=target/release/examples/mint_token
 KEYS=tests/fixtures/keys TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-SECRET=bench-secret-0123456789abcdef
+SECRET=bench-secret-0123456789abcdef-0123456789
 "$MINT" jwks "$KEYS/idp-p256.pem" bench-key >"$TMP/jwks.json"
 HS=$("$MINT" hs256 "$SECRET" bench-user)
 ES=$("$MINT" es256 "$KEYS/idp-p256.pem" bench-key bench-user)

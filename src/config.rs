@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthSetupError, JwtSettings};
 use crate::domain::{Limit, OnLimit, Policy};
-use crate::store::StoreUrl;
+use crate::store::{StoreOptions, StoreUrl};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -272,13 +272,26 @@ pub enum AccessLog {
 }
 
 impl Config {
-    /// Reads the secrets given as files (`--admin-token-file`).
-    pub fn load_secret_files(&mut self) -> Result<(), String> {
-        if let Some(path) = &self.admin_token_file {
-            self.admin_token =
-                Some(read_secret_file(path).map_err(|e| format!("--admin-token-file {e}"))?);
+    /// The admin token: `--admin-token`, or read from `--admin-token-file`;
+    /// refused when shorter than [`MIN_ADMIN_TOKEN_LEN`]. Checked here
+    /// rather than in the flag's parser: clap's error would show the
+    /// refused value.
+    pub fn admin_token(&self) -> Result<Option<Secret>, String> {
+        let token = secret(&self.admin_token, &self.admin_token_file)
+            .map_err(|e| format!("--admin-token-file {e}"))?;
+        if let Some(token) = &token
+            && token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN
+        {
+            let flag = if self.admin_token_file.is_some() {
+                "--admin-token-file"
+            } else {
+                "--admin-token"
+            };
+            return Err(format!(
+                "{flag}: the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (it opens every account): use a random one, e.g. `openssl rand -base64 24`"
+            ));
         }
-        Ok(())
+        Ok(token)
     }
 
     /// The admission policy these flags describe.
@@ -314,15 +327,11 @@ impl Config {
             .map_err(|_| format!("--plan-header {name:?} is not a header name"))
     }
 
-    /// The store URL with the flags that belong to it applied.
-    pub fn store_url(&self) -> StoreUrl {
-        #[allow(unused_mut)]
-        let mut url = self.store.clone();
-        #[cfg(feature = "redis")]
-        if let StoreUrl::Redis(target) = &mut url {
-            target.strict = self.redis_strict;
+    /// The flags that belong to the store, beside its URL.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            redis_strict: self.redis_strict,
         }
-        url
     }
 
     /// What JWT identity needs, or `None` in header mode.
@@ -344,17 +353,12 @@ impl Config {
                 None => Ok(None),
             };
         }
-        let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
-            (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
-            (None, Some(path)) => {
-                let secret = read_secret_file(path).map_err(|reason| AuthSetupError::Keys {
-                    what: "--jwt-secret-file".into(),
-                    reason,
-                })?;
-                Some(secret.expose().as_bytes().to_vec())
-            }
-            (None, None) => None,
-        };
+        let secret = secret(&self.jwt_secret, &self.jwt_secret_file)
+            .map_err(|reason| AuthSetupError::Keys {
+                what: "--jwt-secret-file".into(),
+                reason,
+            })?
+            .map(|secret| secret.expose().as_bytes().to_vec());
         Ok(Some(JwtSettings {
             secret,
             jwks: self.jwt_jwks.clone(),
@@ -418,6 +422,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret given by its flag, or else read from its `--…-file` flag: the
+/// one way secret files are read.
+fn secret(given: &Option<Secret>, file: &Option<PathBuf>) -> Result<Option<Secret>, String> {
+    match (given, file) {
+        (Some(secret), _) => Ok(Some(secret.clone())),
+        (None, Some(path)) => read_secret_file(path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
 /// A secret kept in a file, for `--…-file` flags: one trailing newline
 /// (`\n` or `\r\n`) is not part of it.
 fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
@@ -426,6 +440,9 @@ fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
     let secret = secret.strip_suffix('\r').unwrap_or(secret);
     parse_secret(secret).map_err(|e| format!("{}: the secret {e}", path.display()))
 }
+
+/// Shortest admin token accepted: it opens every account.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
     if s.trim().is_empty() {
@@ -603,7 +620,37 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = parse(&["--admin-token", "hunter2"]).unwrap().config;
+        let c = parse(&["--admin-token", "hunter2-hunter2-hunter2"])
+            .unwrap()
+            .config;
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_without_showing_it() {
+        let c = parse(&["--admin-token", "hunter2-secret"]).unwrap().config;
+        let err = c.admin_token().unwrap_err();
+        assert!(
+            err.starts_with("--admin-token:") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        let c = parse(&["--admin-token", "0123456789abcdef"])
+            .unwrap()
+            .config;
+        assert!(c.admin_token().is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "short-token\n").unwrap();
+        let c = parse(&["--admin-token-file", path.to_str().unwrap()])
+            .unwrap()
+            .config;
+        let err = c.admin_token().unwrap_err();
+        assert!(
+            err.starts_with("--admin-token-file:") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert!(!err.contains("short-token"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! `streamguard healthcheck`: asks the server on this host for `/healthz`
-//! and succeeds on 200. Container images without a shell or curl (scratch,
+//! (on `--metrics-listen` when set, whose connection slots API clients
+//! cannot take, else on `--listen`) and succeeds on 200. Container images without a shell or curl (scratch,
 //! distroless) run it as their health check.
 //!
 //! One request to our own server over loopback, so plain HTTP/1.1 on a

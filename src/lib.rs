@@ -23,6 +23,7 @@ mod refresh;
 mod server;
 pub mod store;
 pub mod telemetry;
+mod ticks;
 
 pub use config::Config;
 pub use http::{AppState, router};
@@ -44,6 +45,9 @@ pub enum StartError {
     Plans(#[from] plans::PlansError),
     #[error("{0}")]
     Flags(String),
+    /// A secret file (`--admin-token-file`) could not be read.
+    #[error("{0}")]
+    SecretFile(String),
 }
 
 /// Connects the configured store, loads identity and grant keys, and
@@ -72,7 +76,13 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         }
         None => None,
     };
-    let store = store::connect(&config.store_url(), policy.clone(), clock.clone()).await?;
+    let store = store::connect_with(
+        &config.store,
+        config.store_options(),
+        policy.clone(),
+        clock.clone(),
+    )
+    .await?;
     let state = AppState::new(http::Shared {
         store,
         policy,
@@ -81,7 +91,7 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         auth,
         grants,
         clock,
-        admin_token: config.admin_token.clone(),
+        admin_token: config.admin_token().map_err(StartError::SecretFile)?,
         store_timeout: config.store_timeout,
         on_store_error: config.on_store_error,
         metrics: telemetry::metrics_handle(),
@@ -95,12 +105,9 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
 /// the state is in use.
 pub fn forget_idle_throttle_keys(state: &AppState) {
     let weak = state.downgrade();
+    let mut ticks = ticks::Ticks::new(http::throttle::FORGET_IDLE_EVERY, move || weak.upgrade());
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(http::throttle::FORGET_IDLE_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let Some(state) = weak.upgrade() else { return };
+        while let Some(state) = ticks.next().await {
             state.ops.throttle.forget_idle();
         }
     });

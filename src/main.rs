@@ -15,14 +15,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.command() == Command::Healthcheck {
-        return Ok(streamguard::healthcheck::check(cli.config.listen)?);
+        let probed = cli.config.ops.metrics_listen.unwrap_or(cli.config.listen);
+        return Ok(streamguard::healthcheck::check(probed)?);
     }
-    let mut config = cli.config.clone();
-    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let config = cli.config.clone();
+    #[cfg(feature = "lambda")]
+    let in_lambda = streamguard::lambda::is_lambda();
+    #[cfg(not(feature = "lambda"))]
+    let in_lambda = false;
     let _logs = telemetry::init_logging(&LogSettings::new(config.ops.log_format, in_lambda));
-    config.load_secret_files().map_err(anyhow::Error::msg)?;
     if cli.command() == Command::Init {
-        streamguard::store::init(&config.store).await?;
+        streamguard::store::init(&config.store, config.store_options()).await?;
         tracing::info!(store = %config.store, "store is ready");
         return Ok(());
     }

@@ -20,13 +20,10 @@ pub trait Refresh: Send + Sync + 'static {
 /// ends.
 pub fn every<T: Refresh>(period: Duration, target: &Arc<T>) {
     let weak = Arc::downgrade(target);
+    let mut ticks = crate::ticks::Ticks::new(period, move || weak.upgrade());
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.tick().await;
         let mut failing: Option<String> = None;
-        loop {
-            tick.tick().await;
-            let Some(target) = weak.upgrade() else { return };
+        while let Some(target) = ticks.next().await {
             match target.refresh().await {
                 Ok(()) => {
                     if failing.take().is_some() {

@@ -33,6 +33,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// How many checks of a connection's silence make [`IDLE_TIMEOUT`].
 const IDLE_CHECKS: u32 = 3;
+/// After a failed accept (out of file descriptors), the first wait before
+/// the next try; it doubles while accepts keep failing, up to the most.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy)]
 pub struct Limits {
@@ -67,6 +71,8 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
+    // Accepts failing in a row, and how long to wait before the next try.
+    let mut failing: Option<(u64, Duration)> = None;
 
     loop {
         // Past the cap, new connections wait in the kernel's backlog.
@@ -76,11 +82,29 @@ pub async fn run(
         };
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    if let Some((failures, _)) = failing.take() {
+                        tracing::info!(failures, "accepting connections again");
+                    }
+                    accepted
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: logged once
+                    // per run of failures, then tried again less and less
+                    // often (the waiting connection keeps the listener
+                    // ready, so a retry at once would spin).
+                    let wait = match failing {
+                        None => {
+                            tracing::warn!(error = %e, "accept failed; retrying quietly until it works");
+                            ACCEPT_BACKOFF_MIN
+                        }
+                        Some((_, wait)) => (wait * 2).min(ACCEPT_BACKOFF_MAX),
+                    };
+                    failing = Some((failing.map_or(1, |(n, _)| n + 1), wait));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stopped(&mut stopping) => break,
+                    }
                     continue;
                 }
             },

@@ -31,9 +31,27 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 /// One verification key.
 pub struct Key {
     pub kid: Option<String>,
-    pub alg: Algorithm,
+    /// The algorithms it verifies: the key's `alg`, or when the key names
+    /// none, every one its type allows (RSA: RS* and PS*).
+    pub algs: &'static [Algorithm],
     pub key: DecodingKey,
 }
+
+impl Key {
+    pub fn verifies(&self, alg: Algorithm) -> bool {
+        self.algs.contains(&alg)
+    }
+}
+
+/// What an RSA key without `alg` verifies (RFC 7517 makes `alg` optional).
+const RSA: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
 
 /// The keys of one version of the document.
 pub struct KeySet {
@@ -49,7 +67,7 @@ impl KeySet {
         match kid {
             Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
             None => {
-                let mut of_alg = self.keys.iter().filter(|k| k.alg == alg);
+                let mut of_alg = self.keys.iter().filter(|k| k.verifies(alg));
                 let only = of_alg.next()?;
                 of_alg.next().is_none().then_some(only)
             }
@@ -264,42 +282,38 @@ fn key(value: serde_json::Value) -> Result<Key, String> {
     {
         return Err("not a signature key".into());
     }
-    let implied = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+    // What the key's type allows; `alg` may narrow it, never widen it.
+    let allowed: &'static [Algorithm] = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => &RSA,
         AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => Algorithm::ES256,
-            EllipticCurve::P384 => Algorithm::ES384,
+            EllipticCurve::P256 => &[Algorithm::ES256],
+            EllipticCurve::P384 => &[Algorithm::ES384],
             _ => return Err("unsupported curve".into()),
         },
-        AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+        AlgorithmParameters::OctetKeyPair(_) => &[Algorithm::EdDSA],
         AlgorithmParameters::OctetKey(_) => {
             return Err("symmetric keys are not taken from a JWKS".into());
         }
         _ => return Err("unsupported key type".into()),
     };
-    let alg = match jwk.common.key_algorithm {
-        Some(declared) => declared
-            .to_string()
-            .parse::<Algorithm>()
-            .map_err(|_| format!("alg {declared} is not a signature algorithm"))?,
-        None => implied,
+    let algs = match jwk.common.key_algorithm {
+        Some(declared) => {
+            let alg = declared
+                .to_string()
+                .parse::<Algorithm>()
+                .map_err(|_| format!("alg {declared} is not a signature algorithm"))?;
+            let at = allowed
+                .iter()
+                .position(|a| *a == alg)
+                .ok_or_else(|| format!("alg {alg:?} does not fit the key type"))?;
+            &allowed[at..=at]
+        }
+        None => allowed,
     };
-    if !compatible(alg, implied) {
-        return Err(format!("alg {alg:?} does not fit the key type"));
-    }
     let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
     Ok(Key {
         kid: jwk.common.key_id,
-        alg,
+        algs,
         key,
     })
-}
-
-/// Whether a key of the type that implies `implied` may verify `alg`.
-fn compatible(alg: Algorithm, implied: Algorithm) -> bool {
-    use Algorithm::*;
-    match implied {
-        RS256 => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
-        other => alg == other,
-    }
 }

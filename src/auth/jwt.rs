@@ -23,6 +23,10 @@ use crate::domain::{Limit, PlanName, Timestamp, UserId};
 /// Largest bearer token accepted.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// Shortest HS256 secret accepted: a key as long as the hash (RFC 7518
+/// §3.2); a shorter one can be guessed offline from any token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// Asymmetric algorithms a JWKS key may verify.
 const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::RS256,
@@ -67,6 +71,15 @@ impl JwtVerifier {
             return Err(AuthSetupError::NoKeys);
         }
         let secret = match &settings.secret {
+            Some(bytes) if bytes.len() < MIN_SECRET_BYTES => {
+                return Err(AuthSetupError::Keys {
+                    what: "--jwt-secret".into(),
+                    reason: format!(
+                        "the secret has {} bytes; HS256 needs at least {MIN_SECRET_BYTES} (RFC 7518 §3.2), e.g. `openssl rand -base64 32`",
+                        bytes.len()
+                    ),
+                });
+            }
             Some(bytes) => {
                 Some(
                     DecodingKey::from_secret(bytes).map_err(|e| AuthSetupError::Keys {
@@ -137,7 +150,7 @@ impl JwtVerifier {
                 let key = keys
                     .find(header.kid.as_deref(), alg)
                     .ok_or_else(|| TokenError::invalid("the token's key id is unknown"))?;
-                if key.alg != alg {
+                if !key.verifies(alg) {
                     return Err(TokenError::invalid(
                         "the token's algorithm is not the one its key is for",
                     ));
@@ -163,8 +176,8 @@ impl JwtVerifier {
         alg: Algorithm,
     ) -> Result<Map<String, Value>, TokenError> {
         let validation = &self.validations[&alg];
-        decode::<Map<String, Value>>(token, key, validation)
-            .map(|data| data.claims)
+        decode::<Claims>(token, key, validation)
+            .map(|data| data.claims.0)
             .map_err(|e| TokenError::invalid(describe(e.kind())))
     }
 
@@ -185,6 +198,10 @@ impl JwtVerifier {
         let from = seconds(claims, "nbf")?.map(|nbf| nbf.saturating_sub(self.leeway_ms));
         if from.is_some_and(|f| now.as_millis() < f) {
             return Err(TokenError::invalid("the token is not valid yet"));
+        }
+        // RFC 7519: one issuer, a string (the library takes any of a list).
+        if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
+            return Err(TokenError::invalid("the token's iss is not a string"));
         }
         let sub = claims
             .get("sub")
@@ -247,7 +264,8 @@ fn seconds(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Token
 
 fn plan_limit(claims: &Map<String, Value>, name: &str) -> Result<Option<Limit>, TokenError> {
     match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
+        // `null` too: a claim that is there but no whole number.
         Some(v) => v
             .as_number()
             .and_then(crate::http::dto::whole_limit)
@@ -275,6 +293,38 @@ fn plan_name(claims: &Map<String, Value>, name: &str) -> Result<Option<PlanName>
     }
 }
 
+/// A token's claims, refused when one is named twice: RFC 7519 lets a
+/// parser take the last or refuse, and two verifiers of one token must not
+/// read it differently. One rule for every claim (the library's own
+/// struct refuses duplicates only of the claims it knows).
+struct Claims(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Claims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Unique;
+        impl<'de> serde::de::Visitor<'de> for Unique {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claims, A::Error> {
+                let mut claims = Map::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    if claims.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!("duplicate claim {name}")));
+                    }
+                    claims.insert(name, value);
+                }
+                Ok(Claims(claims))
+            }
+        }
+        deserializer.deserialize_map(Unique)
+    }
+}
+
 /// A client-safe reason for a library refusal.
 fn describe(kind: &ErrorKind) -> &'static str {
     match kind {
@@ -285,6 +335,9 @@ fn describe(kind: &ErrorKind) -> &'static str {
         ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
         ErrorKind::InvalidAudience => "the token's audience is not accepted",
         ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+        ErrorKind::Json(e) if e.to_string().starts_with("duplicate") => {
+            "the token names a claim twice"
+        }
         _ => "the token is malformed",
     }
 }

@@ -10,7 +10,7 @@ pub mod tags;
 
 pub use account::{Account, AccountView, EndReason, ExactVec, Lease, LimitSource, Tombstone};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use ids::{ContentId, DeviceId, InvalidId, PlanName, StreamId, TagValue, UserId};
+pub use ids::{ContentId, DeviceId, InvalidId, MAX_ID_LEN, PlanName, StreamId, TagValue, UserId};
 pub use plan::{ACCOUNT_RULE, Attr, Plan, PlanBook, PlanSource, Plans, Rule, Scope};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};
 pub use rules::{Conflict, Grant, HeartbeatDecision, Refusal, StartDecision, StartRequest};

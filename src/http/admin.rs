@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
 use super::bearer::{Bearer, bearer};
-use super::dto::{LimitBody, LimitResponse, LimitSource, StreamDto, StreamsResponse};
+use super::dto::{LimitBody, LimitResponse, LimitSource, StreamsResponse};
 use super::extract::{JsonBody, UserPath, UserStreamPath};
 use super::{ApiError, AppState};
 use crate::domain::{EndReason, StreamId};
@@ -26,9 +26,11 @@ impl FromRequestParts<AppState> for Admin {
         let Bearer::Token(presented) = bearer(&parts.headers) else {
             return Err(ApiError::MissingAdminToken);
         };
+        state.ops.throttle.check_admin()?;
         if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
             Ok(Admin)
         } else {
+            state.ops.throttle.admin_failed()?;
             Err(ApiError::WrongAdminToken)
         }
     }
@@ -40,11 +42,7 @@ impl FromRequestParts<AppState> for Admin {
     params(super::openapi::UserParam),
     responses(
         (status = 200, description = "The account's live streams", body = StreamsResponse),
-        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_list")]
 pub async fn list(
@@ -53,12 +51,7 @@ pub async fn list(
     UserPath(user): UserPath,
 ) -> Result<Json<StreamsResponse>, ApiError> {
     let view = state.call("view", state.store.view(&user)).await?;
-    Ok(Json(StreamsResponse {
-        user_id: user.to_string(),
-        limit: view.limit.get(),
-        active: view.live.len(),
-        streams: StreamDto::list(&user, &view.live, &state.policy),
-    }))
+    Ok(Json(StreamsResponse::new(&user, &view, &state.policy)))
 }
 
 /// End a stream; its heartbeat then answers 410 `revoked`.
@@ -67,11 +60,7 @@ pub async fn list(
     params(super::openapi::UserParam, super::openapi::StreamParam),
     responses(
         (status = 204, description = "Revoked (its heartbeat answers 410 revoked), or already gone"),
-        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_revoke")]
 pub async fn revoke(
@@ -92,11 +81,7 @@ pub async fn revoke(
     params(super::openapi::UserParam),
     responses(
         (status = 200, description = "The limit in force and where it comes from", body = LimitResponse),
-        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_get_limit")]
 pub async fn get_limit(
@@ -120,13 +105,9 @@ pub async fn get_limit(
     params(super::openapi::UserParam),
     responses(
         (status = 200, description = "Set; streams above a lowered limit are revoked", body = LimitResponse),
-        (status = 400, description = "invalid-request (limit out of 0..=1000, no body) or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
+        super::openapi::BodyFailures,
+        (status = 400, description = "invalid-request (limit out of 0..=1000, no body) or malformed-json", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_set_limit")]
 pub async fn set_limit(
@@ -155,11 +136,7 @@ pub async fn set_limit(
     params(super::openapi::UserParam),
     responses(
         (status = 204, description = "The default limit applies again"),
-        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_clear_limit")]
 pub async fn clear_limit(

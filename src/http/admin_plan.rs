@@ -78,11 +78,7 @@ fn answer(user: &UserId, view: &AccountView, revoked: Vec<String>) -> PlanRespon
     params(super::openapi::UserParam),
     responses(
         (status = 200, description = "The plan in force", body = PlanResponse),
-        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_get_plan")]
 pub async fn get_plan(
@@ -102,13 +98,9 @@ pub async fn get_plan(
     params(super::openapi::UserParam),
     responses(
         (status = 200, description = "Assigned; streams above the new plan's limit or rules are revoked", body = PlanResponse),
-        (status = 400, description = "invalid-request (no such plan, no body) or malformed-json", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
+        super::openapi::BodyFailures,
+        (status = 400, description = "invalid-request (no such plan, no body) or malformed-json", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_set_plan")]
 pub async fn set_plan(
@@ -143,11 +135,7 @@ pub async fn set_plan(
     params(super::openapi::UserParam),
     responses(
         (status = 204, description = "The claimed or default plan applies again"),
-        (status = 400, description = "invalid-request: a malformed path id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong-admin-token", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not-found: no --admin-token is configured", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "admin_clear_plan")]
 pub async fn clear_plan(

@@ -3,13 +3,11 @@
 //! the admin API it calls). The page itself holds no secret; the operator
 //! types the admin token, which stays in the browser's session storage.
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 
-use super::{ApiError, AppState};
+use super::ApiError;
 
 /// `(file name, content type, bytes)` of every console file.
 const ASSETS: &[(&str, &str, &[u8])] = &[
@@ -51,23 +49,17 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// server that serves it and nothing else.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The console's routes; the router mounts them only with `--admin-token`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/console", get(root))
-        .route("/console/", get(index))
-        .route("/console/{file}", get(asset))
-}
+// `super::routes` mounts these only with `--admin-token`.
 
-async fn root() -> Redirect {
+pub(super) async fn root() -> Redirect {
     Redirect::permanent("/console/")
 }
 
-async fn index() -> Result<Response, ApiError> {
+pub(super) async fn index() -> Result<Response, ApiError> {
     serve("index.html")
 }
 
-async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
     serve(&file)
 }
 

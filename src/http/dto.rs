@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::domain::{
-    ContentId, DeviceId, InvalidId, Lease, Limit, Policy, StartRequest, StreamId, Tags, UserId,
+    AccountView, ContentId, DeviceId, EndReason, InvalidId, Lease, Limit, MAX_ID_LEN, Policy,
+    StartRequest, StreamId, Tags, UserId,
 };
 
 /// A live stream as players see it. Its strings are inline up to 24 bytes
@@ -61,24 +62,12 @@ impl StreamDto {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StartBody {
     /// Name the stream to make retries idempotent; generated when absent.
-    #[schema(
-        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
-        min_length = 1,
-        max_length = 128
-    )]
+    #[schema(inline, value_type = Option<IdSchema>)]
     pub stream_id: Option<String>,
     /// A device holds one slot: a new start from it replaces its old stream.
-    #[schema(
-        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
-        min_length = 1,
-        max_length = 128
-    )]
+    #[schema(inline, value_type = Option<IdSchema>)]
     pub device_id: Option<String>,
-    #[schema(
-        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
-        min_length = 1,
-        max_length = 128
-    )]
+    #[schema(inline, value_type = Option<IdSchema>)]
     pub content_id: Option<String>,
     /// Streams of this account to end in the same step.
     #[serde(default)]
@@ -189,7 +178,44 @@ pub struct StreamsResponse {
     pub streams: Vec<StreamDto>,
 }
 
-/// An id in the schema: 1–128 characters of `A-Z a-z 0-9 . _ : @ -`.
+impl StreamsResponse {
+    /// The answer of `GET /streams` and of its admin twin.
+    pub fn new(user: &UserId, view: &AccountView, policy: &Policy) -> Self {
+        Self {
+            user_id: user.to_string(),
+            limit: view.limit.get(),
+            active: view.live.len(),
+            streams: StreamDto::list(user, &view.live, policy),
+        }
+    }
+}
+
+/// Why a stream ended (410 `stream-ended`).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReasonDto {
+    Stopped,
+    Expired,
+    Evicted,
+    Replaced,
+    Revoked,
+}
+
+impl From<EndReason> for EndReasonDto {
+    fn from(reason: EndReason) -> Self {
+        match reason {
+            EndReason::Stopped => Self::Stopped,
+            EndReason::Expired => Self::Expired,
+            EndReason::Evicted => Self::Evicted,
+            EndReason::Replaced => Self::Replaced,
+            EndReason::Revoked => Self::Revoked,
+        }
+    }
+}
+
+/// An id in the schema: 1 to [`MAX_ID_LEN`] characters of
+/// `A-Z a-z 0-9 . _ : @ -`, as `domain::ids` parses them. The one place the
+/// document spells the id rule; every id body field and parameter uses it.
 pub struct IdSchema;
 
 impl utoipa::PartialSchema for IdSchema {
@@ -197,9 +223,9 @@ impl utoipa::PartialSchema for IdSchema {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .pattern(Some("^[A-Za-z0-9._:@-]{1,128}$"))
+            .pattern(Some(format!("^[A-Za-z0-9._:@-]{{1,{MAX_ID_LEN}}}$")))
             .min_length(Some(1))
-            .max_length(Some(crate::domain::ids::MAX_ID_LEN))
+            .max_length(Some(MAX_ID_LEN))
             .into()
     }
 }

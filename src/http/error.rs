@@ -2,9 +2,10 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::dto::{ConflictDto, StreamDto};
+use super::dto::{ConflictDto, EndReasonDto, StreamDto};
 use crate::auth::TokenError;
 use crate::domain::EndReason;
 
@@ -12,6 +13,46 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "1";
+
+/// An RFC 9457 problem: the body of every error answer, and the schema
+/// the OpenAPI document gives it. The members after `detail` appear only on
+/// the answers they name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:streamguard:problem:<slug>`, e.g. `…:invalid-request`.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: String,
+    #[schema(value_type = String)]
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// 409 `stream-limit-reached`: the first refusing rule of the account's
+    /// plan (`account` for the account-wide limit); 400
+    /// `missing-attribute`: the rule that requires the attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// 409 `stream-limit-reached`: that rule's limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// 409 `stream-limit-reached`: how many live streams count against it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<usize>,
+    /// 409 `stream-limit-reached`: those streams, oldest first, so the
+    /// player can offer to stop one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<Vec<StreamDto>>,
+    /// 409 `stream-limit-reached`: every refusing limit, the account's
+    /// first, then the plan's rules in their order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<ConflictDto>>,
+    /// 400 `missing-attribute`: the tag (or `content_id`) the rule requires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    /// 410 `stream-ended`: why the stream ended; the player must stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReasonDto>,
+}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -46,6 +87,8 @@ pub enum ApiError {
     StreamIdConflict,
     StreamEnded(EndReason),
     PayloadTooLarge,
+    /// The body had not fully arrived [`super::BODY_TIMEOUT`] after the headers.
+    BodyTimeout,
     UnsupportedMediaType,
     /// The store failed or timed out; the cause was logged where it happened.
     StoreUnavailable,
@@ -124,6 +167,7 @@ impl ApiError {
                 "payload-too-large",
                 "Body too large",
             ),
+            BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body too slow"),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -184,6 +228,10 @@ impl ApiError {
             }
             StreamEnded(reason) => format!("the stream ended ({}); stop playback", reason.as_str()),
             PayloadTooLarge => "the body is larger than 16 KiB".into(),
+            BodyTimeout => format!(
+                "the body had not arrived {} s after the headers",
+                super::BODY_TIMEOUT.as_secs()
+            ),
             UnsupportedMediaType => "send Content-Type: application/json".into(),
             StoreUnavailable => "the limiter's store did not answer in time; retry shortly".into(),
             Draining => "this instance is shutting down; use another one".into(),
@@ -202,8 +250,23 @@ impl ApiError {
         }
     }
 
-    fn extensions(self) -> Map<String, Value> {
-        let mut ext = Map::new();
+    /// The body of this answer.
+    fn problem(self) -> Problem {
+        let (status, slug, title) = self.parts();
+        let detail = self.detail();
+        let mut problem = Problem {
+            kind: format!("urn:streamguard:problem:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            rule: None,
+            limit: None,
+            active: None,
+            streams: None,
+            conflicts: None,
+            attribute: None,
+            reason: None,
+        };
         match self {
             ApiError::LimitReached {
                 rule,
@@ -212,28 +275,26 @@ impl ApiError {
                 streams,
                 conflicts,
             } => {
-                ext.insert("rule".into(), json!(rule));
-                ext.insert("limit".into(), json!(limit));
-                ext.insert("active".into(), json!(active));
-                ext.insert("streams".into(), json!(streams));
-                ext.insert("conflicts".into(), json!(conflicts));
+                problem.rule = Some(rule);
+                problem.limit = Some(limit);
+                problem.active = Some(active);
+                problem.streams = Some(streams);
+                problem.conflicts = Some(conflicts);
             }
             ApiError::MissingAttribute { rule, attribute } => {
-                ext.insert("rule".into(), json!(rule));
-                ext.insert("attribute".into(), json!(attribute));
+                problem.rule = Some(rule);
+                problem.attribute = Some(attribute);
             }
-            ApiError::StreamEnded(reason) => {
-                ext.insert("reason".into(), json!(reason.as_str()));
-            }
+            ApiError::StreamEnded(reason) => problem.reason = Some(reason.into()),
             _ => {}
         }
-        ext
+        problem
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, slug, title) = self.parts();
+        let status = self.parts().0;
         let retry_after = self.retry_after();
         let challenge = match &self {
             ApiError::Unauthenticated(TokenError::Missing) => Some("Bearer"),
@@ -242,16 +303,8 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
-        let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            json!(format!("urn:streamguard:problem:{slug}")),
-        );
-        body.insert("title".into(), json!(title));
-        body.insert("status".into(), json!(status.as_u16()));
-        body.insert("detail".into(), json!(self.detail()));
-        body.extend(self.extensions());
-        let mut response = (status, Value::Object(body).to_string()).into_response();
+        let body = serde_json::to_string(&self.problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(challenge) = challenge {

@@ -137,7 +137,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-fn is_json_content_type(value: &str) -> bool {
+pub(super) fn is_json_content_type(value: &str) -> bool {
     let essence = value
         .split(';')
         .next()

@@ -10,12 +10,13 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
-use super::{ApiError, MAX_BODY_BYTES};
+use super::extract::is_json_content_type;
+use super::{ApiError, BODY_TIMEOUT, MAX_BODY_BYTES};
 use crate::config::AccessLog;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -85,28 +86,49 @@ fn logged(mode: AccessLog, method: &str, route: &str, status: StatusCode) -> boo
     }
 }
 
+/// Refuses, on a route that changes state (any method but GET, HEAD,
+/// OPTIONS), a `Content-Type` other than JSON, even with an empty body:
+/// an HTML form of another site can send `x-www-form-urlencoded`,
+/// `multipart/form-data` or `text/plain` without a preflight, and behind a
+/// gateway that sets `X-ID` from a cookie it would act for the victim. A
+/// request with no `Content-Type` stays fine (a form always sends one).
+fn form_safe(req: &Request) -> Result<(), ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    match req.headers().get(header::CONTENT_TYPE) {
+        None => Ok(()),
+        Some(value) if value.to_str().is_ok_and(is_json_content_type) => Ok(()),
+        Some(_) => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
 /// Refuses a body over [`MAX_BODY_BYTES`] on every route, whether or not
-/// the route reads one: by its `Content-Length` before reading it, and a
-/// body of unknown length (chunked) by reading at most that much of it.
-/// A body that fits goes on to the handler, buffered when it was chunked.
+/// the route reads one: by its `Content-Length` before reading it, else by
+/// reading at most that much of it. Reads every body that is not known to
+/// be empty here, within [`BODY_TIMEOUT`] of the headers, so that a client
+/// trickling its body cannot hold a connection for longer (hyper bounds
+/// only the headers' time). A request without a body — a heartbeat —
+/// passes with no timer. What fits goes on to the handler, buffered.
 async fn bounded_body(req: Request) -> Result<Request, ApiError> {
     let hint = req.body().size_hint();
     if hint.lower() > MAX_BODY_BYTES as u64 {
         return Err(ApiError::PayloadTooLarge);
     }
-    if hint.upper().is_some_and(|n| n <= MAX_BODY_BYTES as u64) {
+    if req.body().is_end_stream() {
         return Ok(req);
     }
     let (parts, body) = req.into_parts();
-    match http_body_util::Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
-        Err(e) => Err(ApiError::InvalidRequest(format!(
+    let read = http_body_util::Limited::new(body, MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(collected)) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Ok(Err(e)) => Err(ApiError::InvalidRequest(format!(
             "reading the body failed: {e}"
         ))),
+        // hyper closes a connection whose request body was not read to
+        // its end once the answer is written.
+        Err(_) => Err(ApiError::BodyTimeout),
     }
 }
 
@@ -129,7 +151,11 @@ async fn handle(req: Request, next: Next, access_log: AccessLog) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
     let matched = req.extensions().get::<MatchedPath>().cloned();
-    let response = match bounded_body(req).await {
+    let checked = match form_safe(&req) {
+        Ok(()) => bounded_body(req).await,
+        Err(refused) => Err(refused),
+    };
+    let response = match checked {
         Ok(req) => next.run(req).await,
         Err(refused) => refused.into_response(),
     };

@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Authenticator;
@@ -27,15 +26,19 @@ mod extract;
 mod middleware;
 mod openapi;
 mod ops;
+pub mod routes;
 mod streams;
 pub mod throttle;
 
-pub use error::ApiError;
+pub use error::{ApiError, Problem};
 pub use middleware::acceptable_request_id;
-pub use openapi::ApiDoc;
+pub use routes::document;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// A request's body must have arrived whole this long after its headers;
+/// a slower one gets 408 and its connection is closed.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -155,47 +158,17 @@ impl AppState {
     }
 }
 
-/// The whole API.
+/// The whole API: the routes of `routes::surface` that this configuration
+/// serves, with the answers for unknown routes and methods, CORS, and the
+/// request-id, body-limit, logging and metrics layer.
 pub fn router(state: AppState) -> Router {
-    let mut routes = Router::new()
-        .route("/", get(ops::legacy_health))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/openapi.json", get(ops::openapi))
-        .route("/streams", get(streams::list).post(streams::start))
-        .route("/streams/{id}", delete(streams::stop))
-        .route("/streams/{id}/heartbeat", post(streams::heartbeat))
+    crate::telemetry::name_routes(routes::every_path);
+    let routes = routes::routes(&state)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed);
-    // Switched-off routes are not there at all: 404 for every method, with
-    // no `Allow` listing what they would take.
-    if state.grants.is_some() {
-        routes = routes.route("/.well-known/jwks.json", get(ops::jwks));
-    }
-    if state.admin_token.is_some() {
-        routes = routes
-            .route("/admin/metrics", get(ops::admin_metrics))
-            .route("/admin/users/{user}/streams", get(admin::list))
-            .route("/admin/users/{user}/streams/{id}", delete(admin::revoke))
-            .route(
-                "/admin/users/{user}/limit",
-                get(admin::get_limit)
-                    .put(admin::set_limit)
-                    .delete(admin::clear_limit),
-            )
-            .route(
-                "/admin/users/{user}/plan",
-                get(admin_plan::get_plan)
-                    .put(admin_plan::set_plan)
-                    .delete(admin_plan::clear_plan),
-            )
-            .merge(console::routes());
-    }
-    if state.ops.metrics_on_api {
-        routes = routes.route("/metrics", get(ops::metrics));
-    }
     let access_log = state.ops.access_log;
-    let mut routes = routes.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // The body limit is enforced once, for every route, by `middleware`.
+    let mut routes = routes;
     // Last, so that it also wraps the method fallbacks a preflight meets.
     if let Some(cors) = cors::layer(&state.ops.cors_origins) {
         routes = routes.layer(cors);
@@ -203,10 +176,14 @@ pub fn router(state: AppState) -> Router {
     middleware::around(routes, access_log).with_state(state)
 }
 
-/// `/metrics` alone, for `--metrics-listen`.
+/// `/metrics`, `/healthz` and `/readyz` for `--metrics-listen`: a listener
+/// with connection slots of its own, so probes are answered even while
+/// clients hold every connection of the API's port.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .with_state(state)
 }

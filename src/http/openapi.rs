@@ -1,152 +1,183 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations.
-//! Every status a route can answer is listed, with the problem body's type.
+//! The OpenAPI 3.1 document: its frame (title, schemas, security schemes),
+//! the response sets and parameters the handlers' `#[utoipa::path]`
+//! annotations share, and the adjustments made once the served routes are
+//! known. Which paths it lists comes from `super::routes`, with the router.
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use std::collections::BTreeMap;
 
-use super::dto;
-use super::{admin, admin_plan, ops, streams};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema};
 
-/// An RFC 9457 problem.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Problem {
-    /// `urn:streamguard:problem:<slug>`, e.g. `…:invalid-request`.
-    r#type: String,
-    title: String,
-    status: u16,
-    detail: String,
-}
+use super::{admin_plan, dto};
+use super::error::{PROBLEM_JSON, Problem};
 
-/// 409: `stream-limit-reached` (with `limit`, `active` and the live
-/// `streams`, so the player can offer to stop one) or `stream-id-conflict`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ConflictProblem {
-    r#type: String,
-    title: String,
-    status: u16,
-    detail: String,
-    /// The first refusing rule of the account's plan; `account` for the
-    /// account-wide limit.
-    rule: Option<String>,
-    limit: Option<u32>,
-    active: Option<usize>,
-    streams: Option<Vec<dto::StreamDto>>,
-    /// Every refusing limit, the account's first, then the plan's rules.
-    conflicts: Option<Vec<dto::ConflictDto>>,
-}
-
-/// Why a stream ended.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum EndReasonSchema {
-    Stopped,
-    Expired,
-    Evicted,
-    Replaced,
-    Revoked,
-}
-
-/// 410 `stream-ended`, with the `reason`: the player must stop.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct EndedProblem {
-    r#type: String,
-    title: String,
-    status: u16,
-    detail: String,
-    reason: EndReasonSchema,
-}
-
-/// The calling account (header mode: the gateway sets it).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct AccountHeader {
-    /// Account id.
-    #[param(
-        rename = "X-ID",
-        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
-        min_length = 1,
-        max_length = 128
-    )]
-    x_id: String,
-}
-
-/// `{id}`: one of the calling account's streams.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct StreamParam {
-    /// Stream id.
-    #[param(
-        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
-        min_length = 1,
-        max_length = 128
-    )]
-    id: String,
-}
-
-/// `{user}`: the account an admin route acts on.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct UserParam {
-    /// Account id.
-    #[param(
-        pattern = "^[A-Za-z0-9._:@-]{1,128}$",
-        min_length = 1,
-        max_length = 128
-    )]
-    user: String,
-}
-
+/// The document's frame; `super::routes::document` adds the paths.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "streamguard", description = "Concurrent-stream limiter"),
-    paths(
-        ops::legacy_health, ops::healthz, ops::readyz, ops::metrics, ops::admin_metrics, ops::openapi, ops::jwks,
-        streams::list, streams::start, streams::heartbeat, streams::stop,
-        admin::list, admin::revoke, admin::get_limit, admin::set_limit, admin::clear_limit,
-        admin_plan::get_plan, admin_plan::set_plan, admin_plan::clear_plan,
-    ),
     components(schemas(
         dto::StreamDto, dto::StartBody, dto::StartResponse, dto::HeartbeatResponse,
-        dto::StreamsResponse, dto::LimitBody, dto::LimitResponse, dto::LimitSource, Problem,
-        ConflictProblem, EndedProblem, EndReasonSchema, dto::ConflictDto,
+        dto::StreamsResponse, dto::LimitBody, dto::LimitResponse, dto::LimitSource,
+        dto::EndReasonDto, Problem, dto::ConflictDto,
         admin_plan::PlanBody, admin_plan::PlanResponse, admin_plan::RuleUsage,
     )),
-    modifiers(&SecuritySchemes, &OptionalStartBody),
+    modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;
 
-/// The body of `POST /streams` may be left out (utoipa marks a body
-/// required unless its type is nullable, and `null` is not a body we take).
-struct OptionalStartBody;
+/// Problem answers, by status, with what each means on the routes that
+/// list the set.
+fn problems(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    list.iter()
+        .map(|(status, description)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(PROBLEM_JSON, content)
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
 
-impl Modify for OptionalStartBody {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let start = openapi
-            .paths
-            .paths
-            .get_mut("/streams")
-            .and_then(|item| item.post.as_mut())
-            .and_then(|op| op.request_body.as_mut());
-        if let Some(body) = start {
-            body.required = Some(utoipa::openapi::Required::False);
-        }
+const STORE_DOWN: (u16, &str) = (
+    503,
+    "store-unavailable: the store failed or did not answer; see Retry-After",
+);
+
+/// What every player route may answer besides its own outcomes. A route
+/// lists its own answer after the set to say more of one status.
+pub struct PlayerFailures;
+
+impl IntoResponses for PlayerFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[
+            (
+                400,
+                "invalid-request: a malformed X-ID or path id, or two X-ID headers",
+            ),
+            (
+                401,
+                "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)",
+            ),
+            (
+                429,
+                "rate-limited: too many requests for this stream or account; see Retry-After",
+            ),
+            STORE_DOWN,
+        ])
     }
 }
 
-/// The document as this instance serves it: with `--auth jwt`, the
+/// The admin token's answers: what every admin route may answer.
+pub struct AdminAuthFailures;
+
+impl IntoResponses for AdminAuthFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[
+            (401, "missing-admin-token"),
+            (403, "wrong-admin-token"),
+            (404, "not-found: no --admin-token is configured"),
+        ])
+    }
+}
+
+/// What every admin route on an account may answer.
+pub struct AdminFailures;
+
+impl IntoResponses for AdminFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut set = AdminAuthFailures::responses();
+        set.extend(problems(&[
+            (400, "invalid-request: a malformed path id"),
+            STORE_DOWN,
+        ]));
+        set
+    }
+}
+
+/// What a route that reads a JSON body may also answer.
+pub struct BodyFailures;
+
+impl IntoResponses for BodyFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[
+            (413, "payload-too-large: body over 16 KiB"),
+            (415, "unsupported-media-type: a body that is not JSON"),
+        ])
+    }
+}
+
+/// The store's readiness failures.
+pub struct NotReady;
+
+impl IntoResponses for NotReady {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[(503, "store-unavailable, or draining: shutdown has started")])
+    }
+}
+
+/// A required id parameter, with the id schema of `dto::IdSchema`.
+fn id_param(name: &str, place: ParameterIn, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(place)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(dto::IdSchema::schema()))
+        .build()
+}
+
+/// The calling account (header mode: the gateway sets it).
+pub struct AccountHeader;
+
+impl IntoParams for AccountHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_param("X-ID", ParameterIn::Header, "Account id")]
+    }
+}
+
+/// `{id}`: one of the calling account's streams.
+pub struct StreamParam;
+
+impl IntoParams for StreamParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_param("id", ParameterIn::Path, "Stream id")]
+    }
+}
+
+/// `{user}`: the account an admin route acts on.
+pub struct UserParam;
+
+impl IntoParams for UserParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_param("user", ParameterIn::Path, "Account id")]
+    }
+}
+
+/// Adjusts the document of the served routes: the body of `POST /streams`
+/// may be left out (utoipa marks a body required unless its type is
+/// nullable, and `null` is not a body we take); with `--auth jwt`, the
 /// player routes take a bearer token instead of `X-ID`.
-pub fn document(jwt: bool) -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::security::SecurityRequirement;
-    let mut doc = ApiDoc::openapi();
+pub fn finish(doc: &mut utoipa::openapi::OpenApi, jwt: bool) {
+    let start = doc
+        .paths
+        .paths
+        .get_mut("/streams")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.request_body.as_mut());
+    if let Some(body) = start {
+        body.required = Some(Required::False);
+    }
     if !jwt {
-        return doc;
+        return;
     }
     for item in doc.paths.paths.values_mut() {
         let operations = [
@@ -170,7 +201,6 @@ pub fn document(jwt: bool) -> utoipa::openapi::OpenApi {
             }
         }
     }
-    doc
 }
 
 struct SecuritySchemes;
@@ -199,41 +229,5 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use super::*;
-
-    #[test]
-    fn in_jwt_mode_player_routes_take_a_bearer_token() {
-        let doc = serde_json::to_value(document(true)).unwrap();
-        let start = &doc["paths"]["/streams"]["post"];
-        assert_eq!(start["security"], serde_json::json!([{"bearer_jwt": []}]));
-        assert!(!start["parameters"].to_string().contains("X-ID"), "{start}");
-        let admin = &doc["paths"]["/admin/users/{user}/limit"]["put"];
-        assert_eq!(admin["security"], serde_json::json!([{"admin_token": []}]));
-        let header = serde_json::to_value(document(false)).unwrap();
-        assert_eq!(
-            header["paths"]["/streams"]["post"]["security"],
-            serde_json::json!([{"x_id": []}])
-        );
-    }
-
-    #[test]
-    fn operation_ids_are_unique() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let mut seen = HashSet::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for (method, op) in item.as_object().unwrap() {
-                let id = op["operationId"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{method} {path}"));
-                assert!(seen.insert(id.to_owned()), "{id} twice");
-            }
-        }
     }
 }

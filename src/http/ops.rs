@@ -26,7 +26,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// Readiness: 200 when the store answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz", responses(
     (status = 200, description = "The store answers"),
-    (status = 503, description = "store-unavailable, or draining: shutdown has started", body = super::openapi::Problem, content_type = "application/problem+json"),
+    super::openapi::NotReady,
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     if state.ops.is_draining() {
@@ -56,9 +56,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
-        (status = 401, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No admin token configured", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::AdminAuthFailures,
     ))]
 pub async fn admin_metrics(_: Admin, state: State<AppState>) -> impl IntoResponse {
     metrics(state).await
@@ -68,7 +66,6 @@ pub async fn admin_metrics(_: Admin, state: State<AppState>) -> impl IntoRespons
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
     responses(
         (status = 200, description = "JWK Set: every key in the --grant-key file, the signing key first", content_type = "application/jwk-set+json"),
-        (status = 404, description = "No --grant-key configured", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let grants = state.grants.as_ref().ok_or(ApiError::RouteNotFound)?;
@@ -85,8 +82,7 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
-    let jwt = matches!(state.auth, crate::auth::Authenticator::Jwt(_));
-    Json(super::openapi::document(jwt))
+    Json(super::routes::document(&state))
 }
 
 pub async fn not_found() -> ApiError {

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::dto::{
     ConflictDto, HeartbeatResponse, StartBody, StartResponse, StreamDto, StreamsResponse,
 };
+use super::error::Problem;
 use super::extract::{Identity, JsonBody, StreamPath};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
@@ -23,10 +24,7 @@ use crate::telemetry;
     params(super::openapi::AccountHeader),
     responses(
         (status = 200, description = "The account's live streams", body = StreamsResponse),
-        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::PlayerFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "list_streams")]
 pub async fn list(
@@ -35,12 +33,7 @@ pub async fn list(
 ) -> Result<Json<StreamsResponse>, ApiError> {
     state.ops.throttle.check_account(&user)?;
     let view = state.call("view", state.store.view(&user)).await?;
-    Ok(Json(StreamsResponse {
-        user_id: user.to_string(),
-        limit: view.limit.get(),
-        active: view.live.len(),
-        streams: StreamDto::list(&user, &view.live, &state.policy),
-    }))
+    Ok(Json(StreamsResponse::new(&user, &view, &state.policy)))
 }
 
 /// Start playback: takes a slot, or says why not.
@@ -51,13 +44,10 @@ pub async fn list(
     responses(
         (status = 201, description = "Granted; Location names the stream", body = StartResponse, headers(("Location" = String, description = "/streams/{id}"))),
         (status = 200, description = "The named stream is already live (idempotent retry)", body = StartResponse),
-        (status = 400, description = "invalid-request, malformed-json, or missing-attribute (a rule of the account's plan requires a tag or content_id; with rule and attribute)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "stream-limit-reached (with rule, limit, active, streams and conflicts) or stream-id-conflict", body = super::openapi::ConflictProblem, content_type = "application/problem+json"),
-        (status = 413, description = "payload-too-large: body over 16 KiB", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported-media-type: a body that is not JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::PlayerFailures,
+        super::openapi::BodyFailures,
+        (status = 400, description = "invalid-request, malformed-json, or missing-attribute (a rule of the account's plan requires a tag or content_id; with rule and attribute)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stream-limit-reached (with rule, limit, active, streams and conflicts) or stream-id-conflict", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "start_stream")]
 pub async fn start(
@@ -153,12 +143,9 @@ fn created(location: String, body: StartResponse) -> Response {
     params(super::openapi::AccountHeader, super::openapi::StreamParam),
     responses(
         (status = 200, description = "Renewed: the lease runs to the new expires_at", body = HeartbeatResponse),
-        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "stream-not-found: this account has no such stream (the player should stop)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "stream-ended, with reason: the player must stop", body = super::openapi::EndedProblem, content_type = "application/problem+json"),
-        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::PlayerFailures,
+        (status = 404, description = "stream-not-found: this account has no such stream (the player should stop)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "stream-ended, with reason: the player must stop", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "heartbeat")]
 pub async fn heartbeat(
@@ -178,7 +165,7 @@ pub async fn heartbeat(
             decision
         }
         Err(error) => {
-            let lease = unenforced(&state, "heartbeat", error, StartRequest::new(id))?;
+            let lease = unenforced(&state, "heartbeat", &user, error, StartRequest::new(id))?;
             HeartbeatDecision::Renewed(lease)
         }
     };
@@ -198,10 +185,7 @@ pub async fn heartbeat(
     params(super::openapi::AccountHeader, super::openapi::StreamParam),
     responses(
         (status = 204, description = "Stopped, or already gone"),
-        (status = 400, description = "invalid-request: a malformed X-ID or path id, or two X-ID headers", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing-identity: no X-ID; with --auth jwt, missing-token or invalid-token (WWW-Authenticate: Bearer)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "rate-limited: too many requests for this stream or account; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::openapi::Problem, content_type = "application/problem+json"),
+        super::openapi::PlayerFailures,
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "stop_stream")]
 pub async fn stop(
@@ -240,7 +224,7 @@ fn unenforced_start(
     req: StartRequest,
     error: ApiError,
 ) -> Result<Response, ApiError> {
-    let lease = unenforced(state, "start", error, req)?;
+    let lease = unenforced(state, "start", user, error, req)?;
     let location = format!("/streams/{}", lease.id);
     let body = StartResponse {
         stream: StreamDto::new(user, &lease, &state.policy),
@@ -256,6 +240,7 @@ fn unenforced_start(
 fn unenforced(
     state: &AppState,
     op: &'static str,
+    user: &UserId,
     error: ApiError,
     req: StartRequest,
 ) -> Result<Lease, ApiError> {
@@ -263,7 +248,7 @@ fn unenforced(
         return Err(error);
     }
     metrics::counter!("streamguard_unenforced_total", "op" => op).increment(1);
-    tracing::warn!(op, stream_id = %req.stream_id, "store unavailable: allowing playback unenforced");
+    tracing::warn!(op, user_id = %user, stream_id = %req.stream_id, "store unavailable: allowing playback unenforced");
     let now = state.clock.now();
     Ok(Lease {
         id: req.stream_id,

@@ -11,10 +11,11 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::Clock;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::ApiError;
 use crate::domain::{StreamId, UserId};
@@ -29,9 +30,17 @@ pub const DEFAULT_PER_ACCOUNT: u32 = 200;
 /// How often idle keys are dropped.
 pub const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
 
+/// Wrong admin tokens accepted in a burst before every admin request is
+/// answered 429; then one more a second.
+pub const ADMIN_FAILURE_BURST: u32 = 20;
+
 pub struct Throttle {
     per_stream: Option<DefaultKeyedRateLimiter<u64>>,
     per_account: Option<DefaultKeyedRateLimiter<u64>>,
+    /// Failed admin authentications, all clients together.
+    admin_failures: DefaultDirectRateLimiter,
+    /// While set and ahead, admin requests are refused unchecked.
+    admin_blocked_until: Mutex<Option<Instant>>,
     /// Keyed with a per-process secret, so a client cannot choose ids whose
     /// keys collide with another account's.
     keys: RandomState,
@@ -47,8 +56,46 @@ impl Throttle {
         Self {
             per_stream: limiter(per_stream),
             per_account: limiter(per_account),
+            admin_failures: RateLimiter::direct(
+                Quota::per_second(NonZeroU32::MIN)
+                    .allow_burst(NonZeroU32::new(ADMIN_FAILURE_BURST).expect("not 0")),
+            ),
+            admin_blocked_until: Mutex::new(None),
             keys: RandomState::new(),
         }
+    }
+
+    /// Before an admin token is compared: refused while failures are over
+    /// their budget, whatever the token, so that a guess learns nothing
+    /// until the budget refills (the operator waits as long).
+    pub fn check_admin(&self) -> Result<(), ApiError> {
+        let until = *self
+            .admin_blocked_until
+            .lock()
+            .expect("admin throttle lock");
+        match until.map(|u| u.saturating_duration_since(Instant::now())) {
+            Some(wait) if !wait.is_zero() => {
+                crate::telemetry::throttled("admin");
+                Err(throttled(wait))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong admin token; once over the budget, refuses with 429
+    /// and blocks admin requests until the budget has room again.
+    pub fn admin_failed(&self) -> Result<(), ApiError> {
+        let limiter = &self.admin_failures;
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            *self
+                .admin_blocked_until
+                .lock()
+                .expect("admin throttle lock") = Some(Instant::now() + wait);
+            crate::telemetry::throttled("admin");
+            tracing::warn!("wrong admin tokens over their budget: admin requests answer 429");
+            throttled(wait)
+        })
     }
 
     /// A request that acts for `user`.
@@ -101,12 +148,16 @@ fn check(
         // The limiter's own clock: making a new one calibrates it, which
         // cost a 429 three times a whole heartbeat.
         let wait = not_until.wait_time_from(limiter.clock().now());
-        // Whole seconds, rounded up: a client that waits that long passes.
-        let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        ApiError::Throttled {
-            retry_after_s: retry_after_s.max(1),
-        }
+        throttled(wait)
     })
+}
+
+fn throttled(wait: Duration) -> ApiError {
+    // Whole seconds, rounded up: a client that waits that long passes.
+    let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError::Throttled {
+        retry_after_s: retry_after_s.max(1),
+    }
 }
 
 #[cfg(test)]

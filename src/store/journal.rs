@@ -161,8 +161,7 @@ pub(crate) struct SqliteJournal {
 /// Opens (creating if needed) the database in `dir`, takes its exclusive
 /// lock and returns every stored account.
 pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StoreError::unavailable("creating the data directory", e))?;
+    private_files(dir)?;
     let conn = Connection::open(dir.join(DB_FILE))
         .map_err(|e| StoreError::unavailable("opening the database", e))?;
     conn.execute_batch(
@@ -197,6 +196,28 @@ pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
     let mut restored = load_renewals(&conn)?;
     restored.accounts = load(&conn)?;
     Ok((conn, restored))
+}
+
+/// Creates the data directory (0700) and the database file (0600) when
+/// they are not there: they hold every account's streams. SQLite gives its
+/// WAL and shared-memory files the database file's mode. What exists
+/// already keeps the mode its operator gave it.
+fn private_files(dir: &Path) -> Result<(), StoreError> {
+    let mut dirs = std::fs::DirBuilder::new();
+    dirs.recursive(true);
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        dirs.mode(0o700);
+        file.mode(0o600);
+    }
+    dirs.create(dir)
+        .map_err(|e| StoreError::unavailable("creating the data directory", e))?;
+    file.open(dir.join(DB_FILE))
+        .map_err(|e| StoreError::unavailable("creating the database", e))?;
+    Ok(())
 }
 
 fn load_renewals(conn: &Connection) -> Result<Restored, StoreError> {
@@ -607,5 +628,24 @@ mod tests {
             "close drains the background queue"
         );
         assert_eq!((limit(7), limit(8), limit(9)), (2, 3, 1));
+    }
+}
+
+#[cfg(all(test, unix))]
+mod permissions {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_directory_and_database_are_private() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data/streams");
+        drop(super::open(&dir).unwrap());
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&parent.path().join("data")), 0o700);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
     }
 }

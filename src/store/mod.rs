@@ -121,8 +121,27 @@ pub trait StreamStore: Send + Sync + 'static {
 }
 
 /// Opens the store a URL names.
+/// How a store is used, beside where it is: the flags that belong to the
+/// store and not to its URL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// `--redis-strict`: refuse a Redis that may forget keys.
+    pub redis_strict: bool,
+}
+
+/// Opens the store at `url` with the default [`StoreOptions`].
 pub async fn connect(
     url: &StoreUrl,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn StreamStore>, StoreError> {
+    connect_with(url, StoreOptions::default(), policy, clock).await
+}
+
+/// Opens the store at `url`, used as `options` say.
+pub async fn connect_with(
+    url: &StoreUrl,
+    #[allow(unused_variables)] options: StoreOptions,
     policy: Policy,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn StreamStore>, StoreError> {
@@ -131,7 +150,12 @@ pub async fn connect(
         #[cfg(feature = "embedded")]
         StoreUrl::File(path) => Ok(EmbeddedStore::open(path, policy, clock).await?),
         #[cfg(feature = "redis")]
-        StoreUrl::Redis(target) => Ok(RedisStore::open(target, policy, RedisTime::Server).await?),
+        StoreUrl::Redis(target) => {
+            Ok(
+                RedisStore::open_checked(target, policy, RedisTime::Server, options.redis_strict)
+                    .await?,
+            )
+        }
         #[cfg(feature = "dynamodb")]
         StoreUrl::DynamoDb(url) => Ok(DynamoDbStore::connect(url, policy, clock).await?),
     }
@@ -140,14 +164,25 @@ pub async fn connect(
 /// Creates what a store needs before first use; idempotent. Redis needs
 /// nothing created, but is connected to and checked (its function library
 /// loaded, its settings read), so a wrong URL fails here too.
-pub async fn init(url: &StoreUrl) -> Result<(), StoreError> {
+/// `options` are the ones `serve` would use, so that `init --redis-strict`
+/// refuses what `serve --redis-strict` would.
+pub async fn init(
+    url: &StoreUrl,
+    #[allow(unused_variables)] options: StoreOptions,
+) -> Result<(), StoreError> {
     match url {
         StoreUrl::Memory => Ok(()),
         #[cfg(feature = "embedded")]
         StoreUrl::File(path) => EmbeddedStore::init(path).await,
         #[cfg(feature = "redis")]
         StoreUrl::Redis(target) => {
-            let store = RedisStore::open(target, Policy::default(), RedisTime::Server).await?;
+            let store = RedisStore::open_checked(
+                target,
+                Policy::default(),
+                RedisTime::Server,
+                options.redis_strict,
+            )
+            .await?;
             store.ping().await?;
             store.close().await
         }

@@ -57,8 +57,6 @@ pub struct RedisTarget {
     pub cluster: bool,
     /// Keys are `<prefix>:{<account>}`; `?prefix=` sets it.
     pub prefix: String,
-    /// Refuse a server that may forget keys (`--redis-strict`, not in the URL).
-    pub strict: bool,
 }
 
 #[cfg(feature = "redis")]
@@ -69,7 +67,6 @@ impl fmt::Debug for RedisTarget {
             .field("nodes", &nodes)
             .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
-            .field("strict", &self.strict)
             .finish()
     }
 }
@@ -197,7 +194,6 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
         nodes,
         cluster,
         prefix,
-        strict: false,
     })
 }
 
@@ -315,7 +311,6 @@ mod tests {
                 nodes: vec!["rediss://:pw@cache:6380/2".into()],
                 cluster: false,
                 prefix: "tv".into(),
-                strict: false,
             })
         );
         assert!(!single.to_string().contains("pw"), "{single}");
@@ -327,7 +322,6 @@ mod tests {
                 nodes: vec!["redis://h1:7000".into(), "redis://h2:7001".into()],
                 cluster: true,
                 prefix: DEFAULT_REDIS_PREFIX.into(),
-                strict: false,
             })
         );
         let tls: StoreUrl = "rediss://h:6380/?prefix=p&protocol=resp3#insecure"

@@ -20,7 +20,7 @@ use crate::config::LogFormat;
 use crate::domain::StartDecision;
 
 mod series;
-pub use series::{http_request, store_call, throttled};
+pub use series::{http_request, name_routes, store_call, throttled};
 
 /// Seconds buckets for request and store latency.
 const LATENCY_BUCKETS: &[f64] = &[

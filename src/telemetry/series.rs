@@ -4,35 +4,46 @@
 //! time builds a key, hashes it and finds it in the recorder's registry at
 //! every call, four times for a heartbeat. Here every series whose labels
 //! come from a known set has a slot that is filled on first use; a value
-//! outside the sets (a route added later, an unusual status) still counts,
-//! the slow way.
+//! outside the sets (an unusual status or method) still counts, the slow
+//! way. The routes are the HTTP layer's own list, named once by
+//! [`name_routes`] when the first router is built.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
-/// The router's paths (see `http::router`), and `unmatched`.
-const ROUTES: [&str; 18] = [
-    "/",
-    "/healthz",
-    "/readyz",
-    "/openapi.json",
-    "/.well-known/jwks.json",
-    "/streams",
-    "/streams/{id}",
-    "/streams/{id}/heartbeat",
-    "/admin/metrics",
-    "/admin/users/{user}/streams",
-    "/admin/users/{user}/streams/{id}",
-    "/admin/users/{user}/limit",
-    "/admin/users/{user}/plan",
-    "/console",
-    "/console/",
-    "/console/{file}",
-    "/metrics",
-    "unmatched",
-];
+/// The label of a request no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// The routes' labels, and the slots of their series.
+struct Routes {
+    /// Every path the router may match (see `http::routes`), and `unmatched`.
+    paths: Vec<&'static str>,
+    /// `paths × METHODS × STATUSES` request counters.
+    requests: Box<[OnceLock<Counter>]>,
+    durations: Box<[OnceLock<Histogram>]>,
+}
+
+static ROUTES: OnceLock<Routes> = OnceLock::new();
+
+/// Names the routes whose requests get slots: every path the router may
+/// match. The first call wins (the list does not depend on configuration).
+pub fn name_routes(paths: impl FnOnce() -> Vec<String>) {
+    ROUTES.get_or_init(|| {
+        let mut paths: Vec<&'static str> = paths()
+            .into_iter()
+            .map(|path| &*Box::leak(path.into_boxed_str()))
+            .collect();
+        paths.push(UNMATCHED);
+        let slots = paths.len() * METHODS.len() * STATUSES.len();
+        Routes {
+            requests: (0..slots).map(|_| OnceLock::new()).collect(),
+            durations: (0..paths.len()).map(|_| OnceLock::new()).collect(),
+            paths,
+        }
+    });
+}
 
 /// The method labels the HTTP layer uses (a fixed set; see `method_label`).
 const METHODS: [&str; 8] = [
@@ -56,11 +67,6 @@ const SCOPES: [&str; 2] = ["stream", "account"];
 /// The store operations timed by `AppState::call`.
 const STORE_OPS: [&str; 6] = ["start", "heartbeat", "end", "view", "set_limit", "ping"];
 
-const REQUEST_SLOTS: usize = ROUTES.len() * METHODS.len() * STATUSES.len();
-
-static REQUESTS: [OnceLock<Counter>; REQUEST_SLOTS] = [const { OnceLock::new() }; REQUEST_SLOTS];
-static REQUEST_DURATIONS: [OnceLock<Histogram>; ROUTES.len()] =
-    [const { OnceLock::new() }; ROUTES.len()];
 static DECISIONS: [OnceLock<Counter>; OUTCOMES.len()] = [const { OnceLock::new() }; OUTCOMES.len()];
 static THROTTLED: [OnceLock<Counter>; SCOPES.len()] = [const { OnceLock::new() }; SCOPES.len()];
 static STORE_CALLS: [OnceLock<Histogram>; STORE_OPS.len()] =
@@ -83,7 +89,10 @@ fn slot<H>(slot: &OnceLock<H>, make: impl FnOnce() -> H) -> &H {
 /// `streamguard_http_request_duration_seconds`.
 pub fn http_request(method: &'static str, route: &str, status: &str, latency: Duration) {
     let seconds = latency.as_secs_f64();
-    let Some(r) = position(&ROUTES, route) else {
+    let known = ROUTES
+        .get()
+        .and_then(|routes| Some((routes, position(&routes.paths, route)?)));
+    let Some((routes, r)) = known else {
         let route = route.to_owned();
         metrics::counter!("streamguard_http_requests_total",
             "method" => method, "route" => route.clone(), "status" => status.to_owned())
@@ -92,11 +101,11 @@ pub fn http_request(method: &'static str, route: &str, status: &str, latency: Du
             .record(seconds);
         return;
     };
-    let route = ROUTES[r];
+    let route = routes.paths[r];
     match (position(&METHODS, method), position(&STATUSES, status)) {
         (Some(m), Some(s)) => {
             let index = (r * METHODS.len() + m) * STATUSES.len() + s;
-            slot(&REQUESTS[index], || {
+            slot(&routes.requests[index], || {
                 metrics::counter!("streamguard_http_requests_total",
                     "method" => METHODS[m], "route" => route, "status" => STATUSES[s])
             })
@@ -107,7 +116,7 @@ pub fn http_request(method: &'static str, route: &str, status: &str, latency: Du
         .increment(1),
     }
     slot(
-        &REQUEST_DURATIONS[r],
+        &routes.durations[r],
         || metrics::histogram!("streamguard_http_request_duration_seconds", "route" => route),
     )
     .record(seconds);
@@ -175,6 +184,7 @@ mod tests {
 
     #[test]
     fn requests_count_under_their_labels_whether_or_not_they_have_a_slot() {
+        name_routes(|| vec!["/admin/users/{user}/limit".into(), "/streams".into()]);
         let slotted = [
             r#"method="PATCH""#,
             r#"route="/admin/users/{user}/limit""#,

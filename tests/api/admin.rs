@@ -56,6 +56,38 @@ async fn admin_routes_need_the_right_bearer_token() {
     );
 }
 
+/// Guessing the admin token: a burst of wrong ones gets 403, then every
+/// admin request gets 429 (the right token too, so a guess learns nothing)
+/// until the budget refills, one failure a second.
+#[tokio::test]
+async fn wrong_admin_tokens_are_throttled_after_a_burst() {
+    let app = app(WITH_TOKEN).await;
+    let wrong = |n: usize| format!("Bearer guess-{n}");
+    for n in 0..20 {
+        app.get("/admin/users/u/limit")
+            .header("authorization", &wrong(n))
+            .send()
+            .await
+            .problem(403, "wrong-admin-token");
+    }
+    let throttled = app
+        .get("/admin/users/u/limit")
+        .header("authorization", &wrong(20))
+        .send()
+        .await;
+    throttled.problem(429, "rate-limited");
+    assert_eq!(throttled.headers["retry-after"], "1");
+    let right_meanwhile = app.get("/admin/users/u/limit").admin().send().await;
+    right_meanwhile.problem(429, "rate-limited");
+    // Player routes are not affected.
+    let start = app.post("/streams").user("u").send().await;
+    assert_eq!(start.status, 201);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let right = app.get("/admin/users/u/limit").admin().send().await;
+    assert_eq!(right.status, 200, "{}", right.text);
+}
+
 #[tokio::test]
 async fn admins_list_and_revoke_any_accounts_streams() {
     let app = app(WITH_TOKEN).await;

@@ -121,6 +121,63 @@ async fn invalid_ids_in_the_path_are_400() {
     assert_unchanged(&app).await;
 }
 
+/// The content types an HTML form of another site sends without a
+/// preflight: refused on every route that changes state, even with no
+/// body, so a cross-site form cannot start, stop or renew anything behind
+/// a gateway that sets `X-ID` from a cookie.
+#[tokio::test]
+async fn form_content_types_are_415_on_state_changing_routes_even_without_a_body() {
+    let app = crate::support::app(&["--admin-token", crate::support::ADMIN_TOKEN]).await;
+    let started = app
+        .post("/streams")
+        .user("u")
+        .json(json!({"stream_id": "keep"}))
+        .send()
+        .await;
+    assert_eq!(started.status, 201);
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+        "TEXT/PLAIN; charset=utf-8",
+    ] {
+        for (method, path) in [
+            (Method::POST, "/streams"),
+            (Method::POST, "/streams/keep/heartbeat"),
+            (Method::DELETE, "/streams/keep"),
+            (Method::PUT, "/admin/users/u/limit"),
+            (Method::DELETE, "/admin/users/u/streams/keep"),
+        ] {
+            let reply = app
+                .call(method.clone(), path)
+                .user("u")
+                .admin()
+                .raw(content_type, "")
+                .send()
+                .await;
+            reply.problem(415, "unsupported-media-type");
+        }
+    }
+    assert_eq!(app.live("u").await, ["keep"], "nothing changed");
+    // No content type, or JSON's, with no body: as before.
+    let bare = app.post("/streams").user("v").send().await;
+    assert_eq!(bare.status, 201, "{}", bare.text);
+    let json_empty = app
+        .post("/streams")
+        .user("v")
+        .raw("application/json", "")
+        .send()
+        .await;
+    assert_eq!(json_empty.status, 201, "{}", json_empty.text);
+    let read = app
+        .get("/streams")
+        .user("u")
+        .raw("text/plain", "")
+        .send()
+        .await;
+    assert_eq!(read.status, 200, "reads change nothing: {}", read.text);
+}
+
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415() {
     let app = app_with_one_stream().await;

@@ -217,6 +217,174 @@ fn connections_beyond_the_cap_wait() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
 
+/// A request whose body trickles (a byte every 2 s of 16 000 announced) is
+/// answered 408 and its connection closed 30 s after its headers; before,
+/// each byte kept it open, and a few thousand such clients held every slot.
+#[test]
+fn a_body_trickling_in_is_cut_30_s_after_the_headers() {
+    let server = Server::start(&["--store", "memory"], &[]);
+    let mut tcp = TcpStream::connect(host(&server)).unwrap();
+    tcp.write_all(
+        b"POST /streams HTTP/1.1\r\nHost: x\r\nX-ID: u\r\nContent-Type: application/json\r\nContent-Length: 16000\r\n\r\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut out = Vec::new();
+    while started.elapsed() < Duration::from_secs(45) {
+        let _ = tcp.write_all(b" ");
+        let mut buf = [0u8; 1024];
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    let held = started.elapsed();
+    let reply = String::from_utf8_lossy(&out);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    assert!(
+        held >= Duration::from_secs(29) && held < Duration::from_secs(36),
+        "closed after {held:?}"
+    );
+}
+
+/// Reads the API's and the metrics listener's addresses from the log.
+fn api_and_metrics(child: &mut std::process::Child) -> (String, String) {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut metrics = String::new();
+    let api = loop {
+        let line = lines.next().unwrap().unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if log["message"] == "serving /metrics" {
+            metrics = log["addr"].as_str().unwrap().to_owned();
+        }
+        if log["message"] == "listening" {
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (api, metrics)
+}
+
+/// Clients holding every API connection (slow bodies) do not make the
+/// health check fail: `/healthz` and `/readyz` are also served on
+/// `--metrics-listen`, whose connections are counted apart, and
+/// `streamguard healthcheck` asks there when it is set.
+#[test]
+fn health_is_answered_on_the_metrics_port_while_api_connections_are_exhausted() {
+    let mut child = binary()
+        .args(["--listen", "127.0.0.1:0", "--store", "memory"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--max-connections", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (api, metrics) = api_and_metrics(&mut child);
+    let slow = b"POST /streams HTTP/1.1\r\nHost: x\r\nX-ID: u\r\nContent-Length: 100\r\n\r\n{";
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut tcp = TcpStream::connect(&api).unwrap();
+            tcp.write_all(slow).unwrap();
+            tcp
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let on_api = raw(&api, get("/healthz").as_bytes(), Duration::from_secs(1));
+    let healthz = raw(&metrics, get("/healthz").as_bytes(), Duration::from_secs(5));
+    let readyz = raw(&metrics, get("/readyz").as_bytes(), Duration::from_secs(5));
+    let check = binary()
+        .arg("healthcheck")
+        .env("STREAMGUARD_LISTEN", &api)
+        .env("STREAMGUARD_METRICS_LISTEN", &metrics)
+        .output()
+        .unwrap();
+    drop(held);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(on_api, "", "the API's slots are all held");
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+    assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// Out of file descriptors, the accept loop says so once and backs off
+/// (it logged "accept failed" about 20 times a second), and serves again
+/// once descriptors are free.
+#[cfg(target_os = "linux")]
+#[test]
+fn running_out_of_file_descriptors_is_logged_once_and_backed_off() {
+    use std::os::unix::process::CommandExt;
+    const NOFILE: u64 = 64;
+    let mut command = binary();
+    command
+        .args(["--listen", "127.0.0.1:0", "--store", "memory"])
+        .stdout(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: NOFILE,
+                rlim_max: NOFILE,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let api = loop {
+        let log = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        if log["message"] == "listening" {
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // More connections than the process may hold descriptors.
+    let held: Vec<TcpStream> = (0..NOFILE + 8)
+        .map(|_| TcpStream::connect(&api).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let failed = rx
+        .try_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("accept failed"))
+        })
+        .count();
+    drop(held);
+    std::thread::sleep(Duration::from_millis(1500));
+    let reply = raw(
+        &api,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let again = rx
+        .try_iter()
+        .any(|l| l["message"] == "accepting connections again");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(failed, 1, "one line for the whole run of failures");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(again, "the recovery is logged");
+}
+
 #[test]
 fn metrics_can_have_their_own_port() {
     let mut child = binary()

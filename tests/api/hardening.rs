@@ -420,6 +420,49 @@ async fn every_line_logged_for_a_request_carries_its_id() {
     assert!(outside.get("request_id").is_none(), "{outside}");
 }
 
+/// With `--on-store-error allow`, each "unenforced" line names the
+/// account and the stream, so an operator can tell who played unchecked.
+#[tokio::test]
+async fn unenforced_lines_name_the_account_and_the_stream() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .event_format(streamguard::telemetry::WithRequestId::json())
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let broken = Arc::new(crate::store_failure::BrokenStore { hangs: false });
+    let app = app_with_store(broken, &["--on-store-error", "allow"]);
+    let start = app
+        .post("/streams")
+        .user("acct-9")
+        .json(json!({"stream_id": "tv"}))
+        .send()
+        .await;
+    assert_eq!(start.status, 201, "{}", start.text);
+    let beat = app
+        .post("/streams/tv/heartbeat")
+        .user("acct-9")
+        .send()
+        .await;
+    assert_eq!(beat.status, 200, "{}", beat.text);
+
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let unenforced: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["message"] == "store unavailable: allowing playback unenforced")
+        .collect();
+    assert_eq!(unenforced.len(), 2, "{text}");
+    for (line, op) in unenforced.iter().zip(["start", "heartbeat"]) {
+        assert_eq!(line["op"], op, "{line}");
+        assert_eq!(line["user_id"], "acct-9", "{line}");
+        assert_eq!(line["stream_id"], "tv", "{line}");
+    }
+}
+
 #[tokio::test]
 async fn in_jwt_mode_the_throttle_counts_the_tokens_account() {
     use crate::tokens::{SECRET, claims, hs256};

@@ -125,6 +125,19 @@ fn reheader(h: Value) -> String {
     format!("{}.{}.{}", header_b64(h), parts[1], parts[2])
 }
 
+/// An RS256 token of the test IdP over `payload` exactly as written.
+fn signed_payload(payload: &str) -> String {
+    let head = header_b64(json!({"alg": "RS256", "kid": Idp::Rsa.kid()}));
+    let message = format!("{head}.{}", b64(payload.as_bytes()));
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &rsa_encoding_key(),
+        jsonwebtoken::Algorithm::RS256,
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
 fn rsa_encoding_key() -> jsonwebtoken::EncodingKey {
     jsonwebtoken::EncodingKey::from_rsa_pem(
         &std::fs::read(tokens::key_path("idp-rsa.pem")).unwrap(),
@@ -202,6 +215,13 @@ refusals! {
     refuses_a_token_not_yet_valid => rs256(json!({"nbf": NOW + 31}));
     refuses_a_wrong_issuer => rs256(json!({"iss": "https://evil.example"}));
     refuses_a_missing_issuer => rs256(json!({"iss": null}));
+    refuses_an_issuer_array_even_with_the_issuer_in_it => rs256(json!({"iss": [ISSUER]}));
+    refuses_a_duplicate_sub => signed_payload(&format!(
+        r#"{{"sub":"alice","sub":"bob","exp":{},"iss":"{ISSUER}","aud":"player-api"}}"#, NOW + 600
+    ));
+    refuses_a_duplicate_claim_the_service_does_not_read => signed_payload(&format!(
+        r#"{{"sub":"alice","exp":{},"iss":"{ISSUER}","aud":"player-api","x":1,"x":2}}"#, NOW + 600
+    ));
     refuses_a_wrong_audience => rs256(json!({"aud": "someone-else"}));
     refuses_a_missing_audience => rs256(json!({"aud": null}));
     refuses_a_missing_sub => rs256(json!({"sub": null}));
@@ -306,9 +326,27 @@ async fn the_limit_claim_sets_the_plan_and_an_override_wins() {
         "the admin override wins over the claim"
     );
 
-    for bad in [json!(-1), json!(1001), json!("two"), json!(1.5)] {
+    for bad in [
+        json!(-1),
+        json!(1001),
+        json!("two"),
+        json!(1.5),
+        json!(null),
+    ] {
         refused(&start_with(&app, &with(bad)).await);
     }
+    // The limit claim twice: refused, as any claim named twice is.
+    let twice = format!(
+        r#"{{"sub":"family","exp":{},"screens":1,"screens":9}}"#,
+        NOW + 3600
+    );
+    let message = format!("{}.{}", b64(br#"{"alg":"HS256"}"#), b64(twice.as_bytes()));
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+            .unwrap();
+    let body = refused(&start_with(&app, &format!("{message}.{signature}")).await);
+    assert_eq!(body["detail"], "the token names a claim twice");
     // `2.0` is a whole number, as the admin API takes it.
     let whole = app.get("/streams").bearer(&with(json!(2.0))).send().await;
     assert_eq!(whole.status, 200, "{}", whole.text);
@@ -429,6 +467,28 @@ async fn jwt_flags_without_jwt_mode_do_not_start_a_header_mode_service() {
     }
 }
 
+/// RFC 7518 §3.2: an HS256 key at least as long as the hash. A shorter one
+/// stops the start, saying why, without showing it.
+#[tokio::test]
+async fn an_hs256_secret_shorter_than_32_bytes_does_not_start() {
+    let short = "0123456789abcdef0123456789abcde";
+    let config = crate::support::config(&["--auth", "jwt", "--jwt-secret", short]);
+    let clock = std::sync::Arc::new(crate::support::clock());
+    let error = streamguard::app_state(&config, clock.clone())
+        .await
+        .err()
+        .unwrap();
+    let text = error.to_string();
+    assert!(
+        text.contains("--jwt-secret") && text.contains("at least 32"),
+        "{text}"
+    );
+    assert!(!text.contains(short), "{text}");
+    let enough = format!("{short}f");
+    let config = crate::support::config(&["--auth", "jwt", "--jwt-secret", &enough]);
+    assert!(streamguard::app_state(&config, clock).await.is_ok());
+}
+
 #[tokio::test]
 async fn a_jwks_url_over_plain_http_must_be_on_this_machine() {
     let config = crate::support::config(&[
@@ -474,4 +534,39 @@ where
         assert!(Instant::now() < deadline, "condition not met within 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// RFC 7517 makes a key's `alg` optional: an RSA key without one verifies
+/// every RSA algorithm (RS256/384/512, PS256/384/512), and still nothing
+/// of another key type.
+#[tokio::test]
+async fn an_rsa_key_without_alg_verifies_every_rsa_algorithm_and_no_other() {
+    use jsonwebtoken::Algorithm::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let mut rsa = Idp::Rsa.jwk();
+    rsa.common.key_algorithm = None;
+    let set = jsonwebtoken::jwk::JwkSet {
+        keys: vec![rsa, Idp::P256.jwk()],
+    };
+    std::fs::write(&path, serde_json::to_vec(&set).unwrap()).unwrap();
+    let app = app(&["--auth", "jwt", "--jwt-jwks", path.to_str().unwrap()]).await;
+    let signed = |alg, kid: Option<&str>| {
+        let mut h = jsonwebtoken::Header::new(alg);
+        h.kid = kid.map(Into::into);
+        jsonwebtoken::encode(&h, &claims("alice"), &rsa_encoding_key()).unwrap()
+    };
+    for alg in [RS256, RS384, RS512, PS256, PS384, PS512] {
+        for kid in [Some("rsa-1"), None] {
+            let reply = app.get("/streams").bearer(&signed(alg, kid)).send().await;
+            assert_eq!(reply.status, 200, "{alg:?} kid {kid:?}: {}", reply.text);
+        }
+    }
+    // The EC key keeps its own algorithm; the RSA key verifies no ES256.
+    refused(&start_with(&app, &reheader(json!({"alg": "ES256", "kid": "rsa-1"}))).await);
+    let mut h = jsonwebtoken::Header::new(RS256);
+    h.kid = Some(Idp::P256.kid().into());
+    let across = jsonwebtoken::encode(&h, &claims("alice"), &rsa_encoding_key()).unwrap();
+    refused(&start_with(&app, &across).await);
+    assert!(app.live("alice").await.is_empty());
 }

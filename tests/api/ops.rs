@@ -92,9 +92,22 @@ async fn unknown_methods_share_one_metric_label() {
     assert!(!text.contains("FROBNICATE"));
 }
 
+/// `--admin-token` and `--grant-key`: every route is served.
+fn everything() -> Vec<String> {
+    let key = crate::tokens::key_path("grant-ed25519.pem");
+    vec![
+        "--admin-token".into(),
+        crate::support::ADMIN_TOKEN.into(),
+        "--grant-key".into(),
+        key.to_str().unwrap().into(),
+    ]
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
-    let app = app(&[]).await;
+    let args = everything();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let app = app(&args).await;
     let doc: Value = app.get("/openapi.json").send().await.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
@@ -126,4 +139,82 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert_eq!(paths.len(), 14, "no undocumented or stale paths");
     assert!(doc["components"]["schemas"]["StartResponse"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+#[tokio::test]
+async fn the_document_lists_only_the_routes_this_configuration_serves() {
+    let doc: Value = app(&[]).await.get("/openapi.json").send().await.json();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.get("/streams").is_some());
+    for absent in [
+        "/.well-known/jwks.json",
+        "/admin/metrics",
+        "/admin/users/{user}/limit",
+    ] {
+        assert!(paths.get(absent).is_none(), "{absent} is not served");
+    }
+    let doc: Value = app(&["--metrics-listen", "127.0.0.1:0"])
+        .await
+        .get("/openapi.json")
+        .send()
+        .await
+        .json();
+    assert!(doc["paths"].get("/metrics").is_none());
+}
+
+/// The router and the document cannot disagree: in every configuration,
+/// every documented operation reaches a handler (no 404 `not-found`, no
+/// 405), and every path of the surface left out of the document answers
+/// 404 to every method, as a path that does not exist.
+#[tokio::test]
+async fn the_router_serves_exactly_what_the_document_lists() {
+    use axum::http::Method;
+    let everything = everything();
+    let configurations: Vec<Vec<&str>> = vec![
+        vec![],
+        everything.iter().map(String::as_str).collect(),
+        vec![
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            crate::support::ADMIN_TOKEN,
+        ],
+    ];
+    let pages = ["/console", "/console/", "/console/{file}"];
+    for args in configurations {
+        let app = app(&args).await;
+        let doc: Value = app.get("/openapi.json").send().await.json();
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, item) in paths {
+            let uri = path.replace("{id}", "s1").replace("{user}", "u1");
+            for method in item.as_object().unwrap().keys() {
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let reply = app
+                    .call(method.clone(), &uri)
+                    .user("u1")
+                    .admin()
+                    .send()
+                    .await;
+                let routed = !reply.text.contains("urn:streamguard:problem:not-found")
+                    && !reply
+                        .text
+                        .contains("urn:streamguard:problem:method-not-allowed");
+                assert!(routed, "{args:?}: {method} {path}: {}", reply.text);
+            }
+        }
+        for path in streamguard::http::routes::every_path() {
+            if paths.contains_key(&path) || pages.contains(&path.as_str()) {
+                continue;
+            }
+            let uri = path.replace("{id}", "s1").replace("{user}", "u1");
+            for method in [Method::GET, Method::POST, Method::TRACE] {
+                app.call(method, &uri)
+                    .admin()
+                    .send()
+                    .await
+                    .problem(404, "not-found");
+            }
+        }
+    }
 }

@@ -84,8 +84,12 @@ async fn a_second_process_cannot_open_the_same_directory() {
 async fn init_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let url = StoreUrl::File(dir.path().join("new"));
-    store::init(&url).await.unwrap();
-    store::init(&url).await.unwrap();
+    store::init(&url, store::StoreOptions::default())
+        .await
+        .unwrap();
+    store::init(&url, store::StoreOptions::default())
+        .await
+        .unwrap();
     assert!(dir.path().join("new").is_dir());
 }
 

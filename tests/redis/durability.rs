@@ -10,17 +10,17 @@ use streamguard::store::{Durability, RedisStore, RedisTarget, RedisTime, StoreEr
 
 use crate::support::OwnRedis;
 
-fn target(redis: &OwnRedis, strict: bool) -> RedisTarget {
-    let StoreUrl::Redis(mut target) = redis.url().parse().unwrap() else {
+fn target(redis: &OwnRedis) -> RedisTarget {
+    let StoreUrl::Redis(target) = redis.url().parse().unwrap() else {
         unreachable!()
     };
-    target.strict = strict;
     target
 }
 
 async fn open(redis: &OwnRedis, strict: bool) -> Result<Durability, StoreError> {
     let store =
-        RedisStore::open(&target(redis, strict), Policy::default(), RedisTime::Server).await?;
+        RedisStore::open_checked(&target(redis), Policy::default(), RedisTime::Server, strict)
+            .await?;
     Ok(store.durability().clone())
 }
 
@@ -110,4 +110,28 @@ fn init_connects_and_checks_a_redis_and_fails_on_one_it_cannot_reach() {
     drop(redis);
     let unreachable = init(&format!("redis://127.0.0.1:{port}"));
     assert!(!unreachable.status.success());
+}
+
+#[test]
+fn init_with_redis_strict_refuses_an_unsafe_redis_and_accepts_a_safe_one() {
+    let init = |store: &str| {
+        Command::new(env!("CARGO_BIN_EXE_streamguard"))
+            .args(["init", "--store", store, "--redis-strict"])
+            .output()
+            .unwrap()
+    };
+    let redis = OwnRedis::start(); // appendonly no
+    let refused = init(&redis.url());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("appendonly yes"), "{said}");
+
+    config_set(&redis, "appendonly", "yes");
+    let ready = init(&redis.url());
+    let said = String::from_utf8_lossy(&ready.stdout);
+    assert!(ready.status.success(), "{said}");
 }

@@ -65,7 +65,18 @@ impl RedisStore {
         policy: Policy,
         time: RedisTime,
     ) -> Result<Arc<Self>, StoreError> {
-        Self::open_with(target, policy, time, ScriptCalls::Auto).await
+        Self::open_checked(target, policy, time, false).await
+    }
+
+    /// As [`Self::open`]; with `strict` (`--redis-strict`), refuses a
+    /// server that may forget keys instead of logging it.
+    pub async fn open_checked(
+        target: &RedisTarget,
+        policy: Policy,
+        time: RedisTime,
+        strict: bool,
+    ) -> Result<Arc<Self>, StoreError> {
+        Self::open_inner(target, policy, time, ScriptCalls::Auto, strict).await
     }
 
     /// As [`Self::open`], choosing how scripts are called.
@@ -74,6 +85,16 @@ impl RedisStore {
         policy: Policy,
         time: RedisTime,
         calls: ScriptCalls,
+    ) -> Result<Arc<Self>, StoreError> {
+        Self::open_inner(target, policy, time, calls, false).await
+    }
+
+    async fn open_inner(
+        target: &RedisTarget,
+        policy: Policy,
+        time: RedisTime,
+        calls: ScriptCalls,
+        strict: bool,
     ) -> Result<Arc<Self>, StoreError> {
         let connection = Connection::open(target).await?;
         let mut store = Self {
@@ -88,7 +109,7 @@ impl RedisStore {
             time,
         };
         store.ping().await?;
-        store.durability = durability::check(&store.connection, target.strict).await?;
+        store.durability = durability::check(&store.connection, strict).await?;
         if calls == ScriptCalls::Auto
             && let Err(e) = store.load_library().await
         {
