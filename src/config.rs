@@ -102,6 +102,11 @@ pub struct Config {
     #[arg(long, env = "STREAMGUARD_LEASE_TTL", default_value = "90s", value_parser = parse_lease_ttl, global = true)]
     pub lease_ttl: Duration,
 
+    /// Refuse starts without a `lease_secret` (400): every lease is then
+    /// bound to the player that started it.
+    #[arg(long, env = "STREAMGUARD_REQUIRE_LEASE_SECRET", global = true)]
+    pub require_lease_secret: bool,
+
     /// What a start does when the account is full.
     #[arg(long, env = "STREAMGUARD_ON_LIMIT", value_enum, default_value_t = OnLimitArg::Reject, global = true)]
     pub on_limit: OnLimitArg,

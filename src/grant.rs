@@ -86,6 +86,10 @@ struct Claims<'a> {
     /// The stream's tags, so an edge can check a live channel's path.
     #[serde(skip_serializing_if = "Tags::is_empty")]
     tags: &'a Tags,
+    /// The hash of the lease secret, when the lease has one: a resume from
+    /// this grant keeps the lease bound to its player.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sh: Option<String>,
     iat: i64,
     exp: i64,
 }
@@ -128,6 +132,7 @@ impl GrantSigner {
             did: lease.device_id.as_ref().map(|d| d.as_str()),
             cid: lease.content_id.as_ref().map(|c| c.as_str()),
             tags: &lease.tags,
+            sh: lease.secret.as_ref().map(|s| s.to_hex()),
             iat: now.as_millis().div_euclid(1000),
             exp: lease.expires_at.as_millis().div_euclid(1000),
         })
@@ -201,6 +206,7 @@ impl KeyRing {
             did: None,
             cid: None,
             tags: &Tags::default(),
+            sh: None,
             iat: 0,
             exp: 0,
         })?;
@@ -280,6 +286,7 @@ mod tests {
             device_id: None,
             content_id: None,
             tags: Default::default(),
+            secret: None,
             started_at: now,
             expires_at: now + Duration::from_secs(90),
             seq: 0,

@@ -88,6 +88,7 @@ pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppStat
         policy,
         plans_file,
         plan_header,
+        require_lease_secret: config.require_lease_secret,
         auth,
         grants,
         clock,

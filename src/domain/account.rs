@@ -12,6 +12,7 @@ use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, PlanName, StreamId};
 use super::plan::{Plan, PlanSource};
 use super::policy::{Limit, Policy};
+use super::secret::SecretHash;
 use super::tags::Tags;
 
 /// A stream that holds a slot until `expires_at` unless renewed.
@@ -25,6 +26,11 @@ pub struct Lease {
     /// Attributes plan rules count by; fixed for the life of the stream.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
+    /// The hash of the secret the starting player chose, if it chose one:
+    /// heartbeats and retries must present the secret. Boxed: a pointer
+    /// while absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Box<SecretHash>>,
     pub started_at: Timestamp,
     pub expires_at: Timestamp,
     /// Grant order within the account; breaks `started_at` ties.

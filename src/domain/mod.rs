@@ -6,6 +6,7 @@ pub mod ids;
 pub mod plan;
 pub mod policy;
 pub mod rules;
+pub mod secret;
 pub mod tags;
 
 pub use account::{Account, AccountView, EndReason, ExactVec, Lease, LimitSource, Tombstone};
@@ -13,7 +14,10 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ContentId, DeviceId, InvalidId, MAX_ID_LEN, PlanName, StreamId, TagValue, UserId};
 pub use plan::{ACCOUNT_RULE, Attr, Plan, PlanBook, PlanSource, Plans, Rule, Scope};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};
-pub use rules::{Conflict, Grant, HeartbeatDecision, Refusal, StartDecision, StartRequest};
+pub use rules::{
+    Conflict, Grant, HeartbeatDecision, Refusal, ResumeDecision, StartDecision, StartRequest,
+};
+pub use secret::{InvalidSecret, SecretHash};
 pub use tags::{InvalidTags, TagName, Tags};
 
 #[cfg(test)]

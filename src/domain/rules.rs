@@ -18,6 +18,7 @@ use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, PlanName, StreamId};
 use super::plan::{ACCOUNT_RULE, Attrs, Group, Rule};
 use super::policy::{Limit, OnLimit, Policy};
+use super::secret::SecretHash;
 use super::tags::Tags;
 
 /// Ended streams remembered per account at most; past this, the oldest
@@ -32,6 +33,9 @@ pub struct StartRequest {
     pub content_id: Option<ContentId>,
     /// Attributes for plan rules; fixed for the life of the stream.
     pub tags: Tags,
+    /// The hash of the player's lease secret: heartbeats and retries of
+    /// the new lease must present the secret.
+    pub secret: Option<SecretHash>,
     /// Streams of the same account to end in the same step ("stop the TV").
     pub terminate: Vec<StreamId>,
     /// The account's limit as the caller's identity token states it
@@ -50,6 +54,7 @@ impl StartRequest {
             device_id: None,
             content_id: None,
             tags: Tags::default(),
+            secret: None,
             terminate: Vec::new(),
             limit_claim: None,
             plan: None,
@@ -131,6 +136,14 @@ pub enum StartDecision {
     /// A rule of the account's plan requires an attribute the start lacks.
     /// Nothing changed.
     MissingAttribute { rule: Arc<str>, attribute: String },
+}
+
+/// What a resume did: the stream was known after all (renewed, or ended),
+/// or it was started again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeDecision {
+    Heartbeat(HeartbeatDecision),
+    Start(StartDecision),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,6 +272,7 @@ impl Account {
             if stream.device_id != req.device_id
                 || stream.content_id != req.content_id
                 || stream.tags != req.tags
+                || stream.secret.as_deref() != req.secret.as_ref()
             {
                 return StartDecision::StreamIdConflict;
             }
@@ -345,6 +359,7 @@ impl Account {
             device_id: req.device_id,
             content_id: req.content_id,
             tags: req.tags,
+            secret: req.secret.map(Box::new),
             started_at: now,
             expires_at: now + policy.lease_ttl,
             seq: self.next_seq,
@@ -406,15 +421,32 @@ impl Account {
         }
     }
 
-    /// Renews a live lease; an ended stream is never revived here.
+    /// Renews a live lease started without a secret; see
+    /// [`Account::heartbeat_with`].
     pub fn heartbeat(
         &mut self,
         id: &StreamId,
         now: Timestamp,
         policy: &Policy,
     ) -> HeartbeatDecision {
+        self.heartbeat_with(id, None, now, policy)
+    }
+
+    /// Renews a live lease if `secret` opens it (a lease started with a
+    /// secret answers `Unknown` to any other, as if it did not exist); an
+    /// ended stream is never revived here.
+    pub fn heartbeat_with(
+        &mut self,
+        id: &StreamId,
+        secret: Option<&SecretHash>,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> HeartbeatDecision {
         self.expire(now, policy);
         if let Some(lease) = self.live.iter_mut().find(|s| &s.id == id) {
+            if !SecretHash::opens(lease.secret.as_deref(), secret) {
+                return HeartbeatDecision::Unknown;
+            }
             lease.expires_at = now + policy.lease_ttl;
             return HeartbeatDecision::Renewed(lease.clone());
         }
@@ -422,6 +454,28 @@ impl Account {
             Some(t) => HeartbeatDecision::Ended(t.reason),
             None => HeartbeatDecision::Unknown,
         }
+    }
+
+    /// Resumes a stream the store forgot, in one step: a heartbeat of the
+    /// stream if it is live after all (the secret must open it), its end
+    /// if a tombstone remembers it, else a start of `req` (the signed
+    /// grant's device, content, tags and secret), which must fit the limit
+    /// and every rule like any start.
+    pub fn resume(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> ResumeDecision {
+        self.expire(now, policy);
+        if self.live.iter().any(|s| s.id == req.stream_id) {
+            let id = req.stream_id.clone();
+            return ResumeDecision::Heartbeat(self.heartbeat_with(
+                &id,
+                req.secret.as_ref(),
+                now,
+                policy,
+            ));
+        }
+        if let Some(t) = self.ended.iter().find(|t| t.id == req.stream_id) {
+            return ResumeDecision::Heartbeat(HeartbeatDecision::Ended(t.reason));
+        }
+        ResumeDecision::Start(self.start(req, now, policy))
     }
 
     /// Ends a live stream with `reason` (`stopped` or `revoked`). Returns
@@ -1026,6 +1080,7 @@ mod tests {
                             device_id: walk.device(),
                             content_id: None,
                             tags: Tags::default(),
+                            secret: None,
                             terminate: (0..walk.below(3)).map(|_| walk.stream()).collect(),
                             plan: None,
                             limit_claim: if walk.below(4) == 0 {

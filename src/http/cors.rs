@@ -39,6 +39,8 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-id"),
                 REQUEST_ID,
+                HeaderName::from_static("streamguard-lease-secret"),
+                HeaderName::from_static("streamguard-grant"),
             ])
             // What the SDK reads: where a new stream lives, when to retry,
             // and the id to quote in a support ticket.

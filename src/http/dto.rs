@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use crate::domain::{
     AccountView, ContentId, DeviceId, EndReason, InvalidId, Lease, Limit, MAX_ID_LEN, Policy,
-    StartRequest, StreamId, Tags, UserId,
+    SecretHash, StartRequest, StreamId, Tags, UserId,
 };
 
 /// A live stream as players see it. Its strings are inline up to 24 bytes
@@ -78,6 +78,11 @@ pub struct StartBody {
     /// the life of the stream.
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub tags: Option<serde_json::Value>,
+    /// A secret only this player knows (22-128 characters of A-Z a-z 0-9 -
+    /// _, at least 128 random bits): heartbeats must then send it in
+    /// `Streamguard-Lease-Secret`, and a retry must repeat it. Never shown.
+    #[schema(pattern = "^[A-Za-z0-9_-]{22,128}$", min_length = 22, max_length = 128)]
+    pub lease_secret: Option<String>,
 }
 
 /// One limit a refused start would break.
@@ -137,6 +142,13 @@ impl StartBody {
                 .map(|s| field("terminate", StreamId::try_from(s)))
                 .collect::<Result<_, _>>()?,
             tags: tags(self.tags)?,
+            secret: self
+                .lease_secret
+                .map(|s| {
+                    SecretHash::of(&s)
+                        .map_err(|e| ApiError::InvalidRequest(format!("lease_secret: {e}")))
+                })
+                .transpose()?,
             limit_claim: None,
             plan: None,
         })

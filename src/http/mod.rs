@@ -51,6 +51,8 @@ pub struct Shared {
     pub plans_file: Option<Arc<crate::plans::PlansFile>>,
     /// `--plan-header`: where a gateway names the account's plan.
     pub plan_header: Option<axum::http::HeaderName>,
+    /// `--require-lease-secret`: starts without a lease secret are 400.
+    pub require_lease_secret: bool,
     pub auth: Authenticator,
     /// Signs playback grants when `--grant-key` is set.
     pub grants: Option<Arc<GrantSigner>>,

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::dto::{
@@ -14,7 +14,7 @@ use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::config::OnStoreError;
 use crate::domain::{
-    EndReason, HeartbeatDecision, Lease, StartDecision, StartRequest, StreamId, UserId,
+    EndReason, HeartbeatDecision, Lease, SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
 
@@ -65,6 +65,12 @@ pub async fn start(
         plan,
         ..body.unwrap_or_default().into_request()?
     };
+    if state.require_lease_secret && req.secret.is_none() {
+        return Err(ApiError::InvalidRequest(
+            "lease_secret: this service binds every stream to its player; send a random lease_secret"
+                .into(),
+        ));
+    }
     let decision = match state
         .call("start", state.store.start(&user, req.clone()))
         .await
@@ -152,10 +158,15 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     Identity(Caller { user, .. }): Identity,
     StreamPath(id): StreamPath,
+    headers: HeaderMap,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     state.ops.throttle.check_stream(&user, &id)?;
+    let secret = lease_secret(&headers);
     let decision = match state
-        .call("heartbeat", state.store.heartbeat(&user, &id))
+        .call(
+            "heartbeat",
+            state.store.heartbeat_with(&user, &id, secret.as_ref()),
+        )
         .await
     {
         Ok(decision) => {
@@ -178,6 +189,16 @@ pub async fn heartbeat(
         HeartbeatDecision::Unknown => Err(ApiError::StreamNotFound),
     }
 }
+
+/// The lease secret a heartbeat presents. One that is not a well-formed
+/// secret opens no lease that has one (and is not needed by one without).
+fn lease_secret(headers: &HeaderMap) -> Option<SecretHash> {
+    let value = headers.get(LEASE_SECRET_HEADER)?.to_str().ok()?;
+    SecretHash::of(value).ok()
+}
+
+/// The header in which a heartbeat presents its lease secret.
+pub const LEASE_SECRET_HEADER: &str = "streamguard-lease-secret";
 
 /// Stop playback; succeeds also when the stream is already gone.
 #[utoipa::path(delete, path = "/streams/{id}", tag = "streams", operation_id = "stop_stream",
@@ -255,6 +276,7 @@ fn unenforced(
         device_id: req.device_id,
         content_id: req.content_id,
         tags: req.tags,
+        secret: req.secret.map(Box::new),
         started_at: now,
         expires_at: now + state.policy.lease_ttl,
         seq: 0,

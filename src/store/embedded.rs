@@ -16,8 +16,8 @@ use super::sweeper;
 use super::table::{AccountTable, Applied, Journal};
 use super::{StoreError, StreamStore};
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
-    StartRequest, StreamId, Timestamp, UserId,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy,
+    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, Timestamp, UserId,
 };
 
 /// Restored accounts queued for the journal ahead of what it has written,
@@ -137,15 +137,27 @@ impl StreamStore for EmbeddedStore {
         self.durable(self.table.start(user, req)).await
     }
 
-    async fn heartbeat(
+    async fn heartbeat_with(
         &self,
         user: &UserId,
         stream: &StreamId,
+        secret: Option<&SecretHash>,
     ) -> Result<HeartbeatDecision, StoreError> {
         self.writable()?;
-        let applied = self.table.heartbeat(user, stream);
+        let applied = self.table.heartbeat(user, stream, secret);
         if let HeartbeatDecision::Renewed(lease) = &applied.value {
             // Written behind: the answer does not wait for it.
+            self.table
+                .journal()
+                .renewed(user, &lease.id, lease.expires_at);
+        }
+        self.durable(applied).await
+    }
+
+    async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError> {
+        self.writable()?;
+        let applied = self.table.resume(user, req);
+        if let ResumeDecision::Heartbeat(HeartbeatDecision::Renewed(lease)) = &applied.value {
             self.table
                 .journal()
                 .renewed(user, &lease.id, lease.expires_at);
@@ -222,6 +234,7 @@ mod tests {
             device_id: None,
             content_id: None,
             tags: Default::default(),
+            secret: None,
             started_at: T0,
             expires_at,
             seq: 0,

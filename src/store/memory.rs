@@ -8,8 +8,8 @@ use super::sweeper;
 use super::table::AccountTable;
 use super::{StoreError, StreamStore};
 use crate::domain::{
-    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
-    StartRequest,
+    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, ResumeDecision,
+    SecretHash, StartDecision, StartRequest,
     StreamId, UserId,
 };
 
@@ -33,12 +33,17 @@ impl StreamStore for MemoryStore {
         Ok(self.table.start(user, req).value)
     }
 
-    async fn heartbeat(
+    async fn heartbeat_with(
         &self,
         user: &UserId,
         stream: &StreamId,
+        secret: Option<&SecretHash>,
     ) -> Result<HeartbeatDecision, StoreError> {
-        Ok(self.table.heartbeat(user, stream).value)
+        Ok(self.table.heartbeat(user, stream, secret).value)
+    }
+
+    async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError> {
+        Ok(self.table.resume(user, req).value)
     }
 
     async fn end(

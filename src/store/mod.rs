@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
-    StartRequest,
+    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, ResumeDecision,
+    SecretHash, StartDecision, StartRequest,
     StreamId, UserId,
 };
 
@@ -82,11 +82,27 @@ impl StoreError {
 pub trait StreamStore: Send + Sync + 'static {
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError>;
 
+    /// Renews a lease started without a secret.
     async fn heartbeat(
         &self,
         user: &UserId,
         stream: &StreamId,
+    ) -> Result<HeartbeatDecision, StoreError> {
+        self.heartbeat_with(user, stream, None).await
+    }
+
+    /// Renews a live lease that `secret` opens (a lease started with a
+    /// secret is `Unknown` to any other).
+    async fn heartbeat_with(
+        &self,
+        user: &UserId,
+        stream: &StreamId,
+        secret: Option<&SecretHash>,
     ) -> Result<HeartbeatDecision, StoreError>;
+
+    /// Re-admits a stream the store forgot, as `req` (built from a signed
+    /// grant), in one atomic step: see `Account::resume`.
+    async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError>;
 
     /// Ends a live stream (`stopped` or `revoked`); `false` if it was not live.
     async fn end(

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy,
+    ResumeDecision, SecretHash, StartDecision,
     StartRequest, StreamId, Timestamp, UserId,
 };
 use crate::telemetry;
@@ -123,9 +124,29 @@ impl<J: Journal> AccountTable<J> {
         })
     }
 
-    pub fn heartbeat(&self, user: &UserId, id: &StreamId) -> Applied<HeartbeatDecision> {
+    pub fn heartbeat(
+        &self,
+        user: &UserId,
+        id: &StreamId,
+        secret: Option<&SecretHash>,
+    ) -> Applied<HeartbeatDecision> {
         self.update_existing(user, HeartbeatDecision::Unknown, |acc, now, policy| {
-            (acc.heartbeat(id, now, policy), Change::Volatile)
+            (acc.heartbeat_with(id, secret, now, policy), Change::Volatile)
+        })
+    }
+
+    pub fn resume(&self, user: &UserId, req: StartRequest) -> Applied<ResumeDecision> {
+        self.update(user, |acc, now, policy| {
+            let before = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
+            let decision = acc.resume(req, now, policy);
+            let after = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
+            let granted = matches!(decision, ResumeDecision::Start(StartDecision::Granted(_)));
+            let change = if granted || after != before {
+                Change::Recorded
+            } else {
+                Change::Volatile
+            };
+            (decision, change)
         })
     }
 
@@ -300,7 +321,7 @@ mod tests {
         let (table, _) = table();
         let applied = table.start(&user("u"), req("a"));
         assert_eq!(applied.lsn, 1);
-        let beat = table.heartbeat(&user("u"), &StreamId::parse("a").unwrap());
+        let beat = table.heartbeat(&user("u"), &StreamId::parse("a").unwrap(), None);
         assert!(matches!(beat.value, HeartbeatDecision::Renewed(_)));
         assert_eq!(beat.lsn, 1, "a heartbeat waits for the grant it renews");
         assert_eq!(table.journal().0.lock().unwrap().len(), 1);
@@ -336,7 +357,7 @@ mod tests {
     fn reads_of_unknown_accounts_create_nothing() {
         let (table, _) = table();
         assert!(table.view(&user("nobody")).value.live.is_empty());
-        let beat = table.heartbeat(&user("nobody"), &StreamId::parse("x").unwrap());
+        let beat = table.heartbeat(&user("nobody"), &StreamId::parse("x").unwrap(), None);
         assert_eq!(beat.value, HeartbeatDecision::Unknown);
         assert!(
             !table

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use axum::http::Method;
 use serde_json::json;
-use streamguard::domain::{PlanName, 
+use streamguard::domain::{ResumeDecision, SecretHash, PlanName, 
     AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
@@ -36,9 +36,18 @@ impl StreamStore for Counting {
         self.count();
         self.inner.start(u, r).await
     }
-    async fn heartbeat(&self, u: &UserId, s: &StreamId) -> Result<HeartbeatDecision, StoreError> {
+    async fn heartbeat_with(
+        &self,
+        u: &UserId,
+        s: &StreamId,
+        k: Option<&SecretHash>,
+    ) -> Result<HeartbeatDecision, StoreError> {
         self.count();
-        self.inner.heartbeat(u, s).await
+        self.inner.heartbeat_with(u, s, k).await
+    }
+    async fn resume(&self, u: &UserId, r: StartRequest) -> Result<ResumeDecision, StoreError> {
+        self.count();
+        self.inner.resume(u, r).await
     }
     async fn end(&self, u: &UserId, s: &StreamId, r: EndReason) -> Result<bool, StoreError> {
         self.count();

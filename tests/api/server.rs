@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use streamguard::domain::{PlanName, 
+use streamguard::domain::{ResumeDecision, SecretHash, PlanName, 
     AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
@@ -89,8 +89,16 @@ impl StreamStore for SlowStore {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.0.start(u, r).await
     }
-    async fn heartbeat(&self, u: &UserId, s: &StreamId) -> Result<HeartbeatDecision, StoreError> {
-        self.0.heartbeat(u, s).await
+    async fn heartbeat_with(
+        &self,
+        u: &UserId,
+        s: &StreamId,
+        k: Option<&SecretHash>,
+    ) -> Result<HeartbeatDecision, StoreError> {
+        self.0.heartbeat_with(u, s, k).await
+    }
+    async fn resume(&self, u: &UserId, r: StartRequest) -> Result<ResumeDecision, StoreError> {
+        self.0.resume(u, r).await
     }
     async fn end(&self, u: &UserId, s: &StreamId, r: EndReason) -> Result<bool, StoreError> {
         self.0.end(u, s, r).await

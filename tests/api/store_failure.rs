@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
-use streamguard::domain::{PlanName, 
+use streamguard::domain::{ResumeDecision, SecretHash, PlanName, 
     AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
@@ -32,7 +32,15 @@ impl StreamStore for BrokenStore {
     async fn start(&self, _: &UserId, _: StartRequest) -> Result<StartDecision, StoreError> {
         self.fail().await
     }
-    async fn heartbeat(&self, _: &UserId, _: &StreamId) -> Result<HeartbeatDecision, StoreError> {
+    async fn heartbeat_with(
+        &self,
+        _: &UserId,
+        _: &StreamId,
+        _: Option<&SecretHash>,
+    ) -> Result<HeartbeatDecision, StoreError> {
+        self.fail().await
+    }
+    async fn resume(&self, _: &UserId, _: StartRequest) -> Result<ResumeDecision, StoreError> {
         self.fail().await
     }
     async fn end(&self, _: &UserId, _: &StreamId, _: EndReason) -> Result<bool, StoreError> {

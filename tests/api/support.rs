@@ -101,6 +101,7 @@ pub fn app_with_store(store: Arc<dyn StreamStore>, args: &[&str]) -> TestApp {
         policy: config.policy(),
         plans_file: None,
         plan_header: None,
+        require_lease_secret: config.require_lease_secret,
         auth: streamguard::auth::Authenticator::Header,
         grants: None,
         clock: Arc::new(clock.clone()),

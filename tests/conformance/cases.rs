@@ -9,6 +9,7 @@ use streamguard::domain::{
 
 use crate::harness::{Make, policy};
 pub use crate::plan_cases::*;
+pub use crate::secret_cases::*;
 
 /// A user id unique to this test run, so backends that share a server
 /// (Redis, DynamoDB) isolate tests by key.

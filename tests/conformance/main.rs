@@ -8,6 +8,7 @@ mod dynamodb_table;
 mod emulator;
 mod harness;
 mod plan_cases;
+mod secret_cases;
 
 /// Instantiates every case of the contract for one backend.
 macro_rules! conformance {
@@ -39,6 +40,8 @@ macro_rules! conformance {
                 evict_oldest_evicts_within_the_refusing_scope,
                 a_plan_change_revokes_what_the_new_plan_does_not_allow,
                 tags_are_kept_and_fixed_for_the_life_of_a_stream,
+                a_lease_with_a_secret_renews_only_for_that_secret,
+                a_forgotten_stream_resumes_from_its_grant_and_an_ended_one_never,
             );
         }
     };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use streamguard::domain::{
+use streamguard::domain::{ResumeDecision, SecretHash, 
     Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
     StartRequest, StreamId, UserId,
 };
@@ -50,13 +50,21 @@ impl StreamStore for ReadYieldWrite {
         Ok(self.decide(user, |a| a.start(req, now, &p)).await)
     }
 
-    async fn heartbeat(
+    async fn heartbeat_with(
         &self,
         user: &UserId,
         stream: &StreamId,
+        secret: Option<&SecretHash>,
     ) -> Result<HeartbeatDecision, StoreError> {
         let (now, p) = (self.clock.now(), self.policy.clone());
-        Ok(self.decide(user, |a| a.heartbeat(stream, now, &p)).await)
+        Ok(self
+            .decide(user, |a| a.heartbeat_with(stream, secret, now, &p))
+            .await)
+    }
+
+    async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError> {
+        let (now, p) = (self.clock.now(), self.policy.clone());
+        Ok(self.decide(user, |a| a.resume(req, now, &p)).await)
     }
 
     async fn end(

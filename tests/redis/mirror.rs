@@ -319,6 +319,11 @@ async fn walk_plans(on_limit: OnLimit, seed: u64) {
     let mut rng = Rng(seed);
     let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
     let plan = |n: u64| PlanName::parse(["standard", "premium", "basic", "gone"][n as usize]).unwrap();
+    // No secret, or one of two players' secrets.
+    let key = |rng: &mut Rng| match rng.below(3) {
+        0 => None,
+        n => Some(streamguard::domain::SecretHash::of(&format!("player-{n}-secret-0123456789")).unwrap()),
+    };
     let mut outcomes = std::collections::HashMap::new();
     for step in 0..800 {
         clock.advance(Duration::from_millis(rng.below(12_000)));
@@ -340,18 +345,34 @@ async fn walk_plans(on_limit: OnLimit, seed: u64) {
                     content_id: (rng.below(4) > 0)
                         .then(|| ContentId::parse(&format!("m{}", rng.below(3))).unwrap()),
                     tags: Tags::from_pairs(tags).unwrap(),
+                    secret: key(&mut rng),
                     terminate: (0..rng.below(2)).map(|_| sid(rng.below(7))).collect(),
                     plan: (rng.below(5) == 0).then(|| plan(rng.below(3))),
                     ..StartRequest::new(id)
                 };
+                if rng.below(4) == 0 {
+                    // A heartbeat that found nothing, resumed from its grant.
+                    let resume = StartRequest {
+                        terminate: Vec::new(),
+                        ..req
+                    };
+                    let expected = model.resume(resume.clone(), now, &policy);
+                    assert_eq!(redis.resume(&user, resume).await.unwrap(), expected, "{context}");
+                    continue;
+                }
                 let expected = model.start(req.clone(), now, &policy);
                 let kind = format!("{expected:?}").split(['(', ' ']).next().unwrap().to_owned();
                 *outcomes.entry(kind).or_insert(0) += 1;
                 assert_eq!(redis.start(&user, req).await.unwrap(), expected, "{context}");
             }
             5..=6 => {
-                let expected = model.heartbeat(&id, now, &policy);
-                assert_eq!(redis.heartbeat(&user, &id).await.unwrap(), expected, "{context}");
+                let presented = key(&mut rng);
+                let expected = model.heartbeat_with(&id, presented.as_ref(), now, &policy);
+                assert_eq!(
+                    redis.heartbeat_with(&user, &id, presented.as_ref()).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
             }
             7 => {
                 let expected = model.end(&id, EndReason::Stopped, now, &policy);

@@ -72,7 +72,7 @@ fn start_takes_id_device_content_then_terminate_list() {
         "start",
         &key,
         T0 + 1,
-        &["phone", "", "", "", "", "", "tv"],
+        &["phone", "", "", "", "", "", "", "tv"],
     );
     assert_eq!(phone["outcome"], "granted");
     assert_eq!(phone["evicted"], serde_json::json!(["tv"]));

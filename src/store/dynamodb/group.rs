@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Account, EndReason, Limit, PlanName, Policy, StartDecision, StartRequest, StreamId, Timestamp,
-    UserId,
+    Account, EndReason, Limit, PlanName, Policy, ResumeDecision, StartDecision, StartRequest,
+    StreamId, Timestamp, UserId,
 };
 use crate::store::StoreError;
 
@@ -23,6 +23,8 @@ pub enum Change {
     End(StreamId, EndReason),
     SetLimit(Option<Limit>),
     SetPlan(Option<PlanName>),
+    /// A heartbeat that found nothing, with the signed grant's start.
+    Resume(StartRequest),
 }
 
 #[derive(Debug)]
@@ -30,6 +32,7 @@ pub enum Outcome {
     Start(StartDecision),
     End(bool),
     SetLimit(Vec<StreamId>),
+    Resume(ResumeDecision),
 }
 
 impl Change {
@@ -57,6 +60,15 @@ impl Change {
                 let revoked = account.set_limit(*limit, now, policy);
                 let changed = before != *limit || !revoked.is_empty();
                 (Outcome::SetLimit(revoked), changed)
+            }
+            Change::Resume(req) => {
+                let before = (account.limit_claim, account.plan_names.clone(), account.live.len());
+                let decision = account.resume(req.clone(), now, policy);
+                let after = (account.limit_claim, account.plan_names.clone(), account.live.len());
+                // A stream found live after all is renewed by the caller with
+                // its own conditional write; only a start is written here.
+                let granted = matches!(decision, ResumeDecision::Start(StartDecision::Granted(_)));
+                (Outcome::Resume(decision), granted || after != before)
             }
             Change::SetPlan(plan) => {
                 let before = account.plan_names.clone();

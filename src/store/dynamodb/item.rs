@@ -3,7 +3,7 @@
 //! | `sk` | attributes |
 //! |---|---|
 //! | `#account` | `version` (N, +1 on every transaction), `limit`, `plan` (the limit claim), `next_seq` (N), `plan_names` (S: the assigned and claimed plan names as JSON), `ended` (S: the tombstones as JSON, at most 100), `ttl` |
-//! | `lease#<stream id>` | `started_at`, `expires_at`, `seq` (N), `device_id`, `content_id`, `tags` (S; tags as a JSON object), `ttl` |
+//! | `lease#<stream id>` | `started_at`, `expires_at`, `seq` (N), `device_id`, `content_id`, `tags` (S; tags as a JSON object), `secret` (S; the lease secret's hash, hex), `ttl` |
 //!
 //! A heartbeat updates its lease item alone. Everything else changes the
 //! account item (its version is what transactions are conditioned on) and
@@ -33,6 +33,7 @@ const SEQ: &str = "seq";
 const DEVICE_ID: &str = "device_id";
 const CONTENT_ID: &str = "content_id";
 const TAGS: &str = "tags";
+pub const SECRET: &str = "secret";
 const PLAN_NAMES: &str = "plan_names";
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -140,6 +141,12 @@ pub fn decode_lease(id: &str, item: &Item) -> Result<Lease, StoreError> {
         content_id: get_string(item, CONTENT_ID)
             .map(|c| crate::domain::ContentId::parse(&c).map_err(|_| parse_id("content", &c)))
             .transpose()?,
+        secret: match get_string(item, SECRET) {
+            Some(hex) => Some(Box::new(crate::domain::SecretHash::from_hex(&hex).ok_or_else(
+                || corrupt(format!("attribute `{SECRET}` is not a secret hash")),
+            )?)),
+            None => None,
+        },
         tags: match get_string(item, TAGS) {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| corrupt(format!("attribute `{TAGS}` is not tags: {e}")))?,
@@ -208,6 +215,9 @@ pub fn encode_lease(user: &str, lease: &Lease, policy: &Policy) -> Item {
     if !lease.tags.is_empty() {
         let json = serde_json::to_string(&lease.tags).expect("tags serialize");
         item.insert(TAGS.to_owned(), AttributeValue::S(json));
+    }
+    if let Some(secret) = &lease.secret {
+        item.insert(SECRET.to_owned(), s(&secret.to_hex()));
     }
     item.insert(
         TTL.to_owned(),

@@ -34,7 +34,7 @@ use aws_sdk_dynamodb::types::{
 use super::{DynamoDbUrl, StoreError, StreamStore};
 use crate::domain::{
     Account, AccountView, Clock, EndReason, HeartbeatDecision, Lease, Limit, PlanName, Policy,
-    StartDecision,
+    ResumeDecision, SecretHash, StartDecision,
     StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
@@ -367,18 +367,30 @@ impl Inner {
         }
     }
 
-    /// One `UpdateItem`: renews the lease if it exists and is live.
-    async fn renew(&self, user: &UserId, id: &StreamId) -> Result<Renewal, StoreError> {
+    /// One `UpdateItem`: renews the lease if it exists, is live and
+    /// `secret` opens it.
+    async fn renew(
+        &self,
+        user: &UserId,
+        id: &StreamId,
+        secret: Option<&SecretHash>,
+    ) -> Result<Renewal, StoreError> {
         let now = self.clock.now();
         let expires_at = now + self.policy.lease_ttl;
+        // No hash is "-": a lease with a secret never matches it.
+        let presented = secret.map_or_else(|| "-".to_owned(), |s| s.to_hex());
         let sent = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item::key(user.as_str(), &item::lease_sk(id.as_str()))))
             .update_expression("SET #e = :new, #ttl = :ttl")
-            .condition_expression("attribute_exists(#pk) AND #e > :now")
+            .condition_expression(
+                "attribute_exists(#pk) AND #e > :now AND (attribute_not_exists(#s) OR #s = :s)",
+            )
             .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_names("#s", item::SECRET)
+            .expression_attribute_values(":s", item::s(&presented))
             .expression_attribute_names("#ttl", TTL)
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":new", item::number(expires_at.as_millis()))
@@ -399,8 +411,16 @@ impl Inner {
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
                     Ok(match &failed.item {
-                        // The item is there, so nothing ended it: it ran out.
-                        Some(old) if !old.is_empty() => Renewal::Expired,
+                        Some(old) if !old.is_empty() => {
+                            let lease = item::decode_lease(id.as_str(), old)?;
+                            if lease.is_live(now) {
+                                // Live, so the secret did not open it.
+                                Renewal::Closed
+                            } else {
+                                // The item is there, so nothing ended it: it ran out.
+                                Renewal::Expired
+                            }
+                        }
                         _ => Renewal::NotLive,
                     })
                 }
@@ -413,6 +433,8 @@ impl Inner {
 enum Renewal {
     Renewed(Lease),
     Expired,
+    /// Live, but started with a secret the heartbeat did not present.
+    Closed,
     /// No such lease item (or the emulator did not say): read to know why.
     NotLive,
 }
@@ -533,22 +555,24 @@ impl StreamStore for DynamoDbStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
-    async fn heartbeat(
+    async fn heartbeat_with(
         &self,
         user: &UserId,
         stream: &StreamId,
+        secret: Option<&SecretHash>,
     ) -> Result<HeartbeatDecision, StoreError> {
         // A lease re-created between a failed renewal and the read is
         // renewed again; twice is enough for any real race.
         for _ in 0..3 {
-            match self.inner.renew(user, stream).await? {
+            match self.inner.renew(user, stream, secret).await? {
                 Renewal::Renewed(lease) => return Ok(HeartbeatDecision::Renewed(lease)),
                 Renewal::Expired => return Ok(HeartbeatDecision::Ended(EndReason::Expired)),
+                Renewal::Closed => return Ok(HeartbeatDecision::Unknown),
                 Renewal::NotLive => {}
             }
             let mut account = self.inner.read(user).await?.account;
             let now = self.inner.clock.now();
-            match account.heartbeat(stream, now, &self.inner.policy) {
+            match account.heartbeat_with(stream, secret, now, &self.inner.policy) {
                 HeartbeatDecision::Renewed(_) => continue,
                 decision => return Ok(decision),
             }
@@ -587,6 +611,19 @@ impl StreamStore for DynamoDbStore {
         match self.submit(user, Change::SetLimit(limit)).await? {
             Outcome::SetLimit(revoked) => Ok(revoked),
             other => Err(group::mismatch("set_limit", other)),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
+    async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError> {
+        let (id, secret) = (req.stream_id.clone(), req.secret);
+        match self.submit(user, Change::Resume(req)).await? {
+            // Live after all: renewed by the heartbeat's own write.
+            Outcome::Resume(ResumeDecision::Heartbeat(HeartbeatDecision::Renewed(_))) => Ok(
+                ResumeDecision::Heartbeat(self.heartbeat_with(user, &id, secret.as_ref()).await?),
+            ),
+            Outcome::Resume(decision) => Ok(decision),
+            other => Err(group::mismatch("resume", other)),
         }
     }
 

@@ -28,7 +28,8 @@ use super::{StoreError, StreamStore};
 use crate::domain::rules::MAX_TOMBSTONES;
 use crate::domain::{
     AccountView, Clock, Conflict, EndReason, Grant, HeartbeatDecision, Limit, OnLimit, PlanName,
-    Plans, Policy, Refusal, StartDecision, StartRequest, StreamId, UserId,
+    Plans, Policy, Refusal, ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId,
+    UserId,
 };
 use crate::telemetry;
 
@@ -236,6 +237,97 @@ fn packed_policy(policy: &Policy) -> Arc<str> {
     ))
 }
 
+/// A start's arguments, in the order `streamguard.lua` takes them.
+struct StartArgs<'a> {
+    req: &'a StartRequest,
+    limit_claim: String,
+    tags: String,
+    secret: String,
+}
+
+fn start_args(req: &StartRequest) -> StartArgs<'_> {
+    StartArgs {
+        req,
+        limit_claim: req.limit_claim.map_or(String::new(), |l| l.get().to_string()),
+        // Sorted by name, as the domain keeps them: the script compares a
+        // retry's tags as this string.
+        tags: req
+            .tags
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        secret: req.secret.map(|s| s.to_hex()).unwrap_or_default(),
+    }
+}
+
+impl StartArgs<'_> {
+    fn as_args(&self) -> Vec<&str> {
+        let req = self.req;
+        let mut args = vec![
+            req.stream_id.as_str(),
+            req.device_id.as_ref().map_or("", |d| d.as_str()),
+            req.content_id.as_ref().map_or("", |c| c.as_str()),
+            &self.limit_claim,
+            &self.tags,
+            req.plan.as_ref().map_or("", PlanName::as_str),
+            &self.secret,
+        ];
+        args.extend(req.terminate.iter().map(StreamId::as_str));
+        args
+    }
+}
+
+/// What a start's reply decided.
+fn start_decision(reply: Reply) -> Result<StartDecision, StoreError> {
+    Ok(match reply {
+        Reply::Granted {
+            stream,
+            evicted,
+            replaced,
+            active,
+            limit,
+            ..
+        } => StartDecision::Granted(Grant {
+            stream,
+            evicted: evicted.0,
+            replaced: replaced.0,
+            active,
+            limit,
+        }),
+        Reply::AlreadyLive {
+            stream,
+            active,
+            limit,
+            ..
+        } => StartDecision::AlreadyLive {
+            stream,
+            active,
+            limit,
+        },
+        Reply::LimitReached { conflicts, .. } if !conflicts.is_empty() => {
+            StartDecision::LimitReached(Refusal {
+                conflicts: conflicts
+                    .into_iter()
+                    .map(|c| Conflict {
+                        rule: c.rule.into(),
+                        limit: c.limit,
+                        live: c.live.0,
+                    })
+                    .collect(),
+            })
+        }
+        Reply::MissingAttribute {
+            rule, attribute, ..
+        } => StartDecision::MissingAttribute {
+            rule: rule.into(),
+            attribute,
+        },
+        Reply::StreamIdConflict { .. } => StartDecision::StreamIdConflict,
+        other => return Err(unexpected("start", other)),
+    })
+}
+
 fn unexpected(op: &'static str, reply: Reply) -> StoreError {
     StoreError::Corrupt {
         detail: format!("{op} script gave an answer of another operation: {reply:?}"),
@@ -246,80 +338,31 @@ fn unexpected(op: &'static str, reply: Reply) -> StoreError {
 impl StreamStore for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, name = "redis.start")]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
-        let plan = req.limit_claim.map_or(String::new(), |l| l.get().to_string());
-        // Sorted by name, as the domain keeps them: the script compares a
-        // retry's tags as this string.
-        let tags = req
-            .tags
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut args = vec![
-            req.stream_id.as_str(),
-            req.device_id.as_ref().map_or("", |d| d.as_str()),
-            req.content_id.as_ref().map_or("", |c| c.as_str()),
-            &plan,
-            &tags,
-            req.plan.as_ref().map_or("", PlanName::as_str),
-        ];
-        args.extend(req.terminate.iter().map(StreamId::as_str));
-        let decision = match self.run(Op::Start, user, &args).await? {
-            Reply::Granted {
-                stream,
-                evicted,
-                replaced,
-                active,
-                limit,
-                ..
-            } => StartDecision::Granted(Grant {
-                stream,
-                evicted: evicted.0,
-                replaced: replaced.0,
-                active,
-                limit,
-            }),
-            Reply::AlreadyLive {
-                stream,
-                active,
-                limit,
-                ..
-            } => StartDecision::AlreadyLive {
-                stream,
-                active,
-                limit,
-            },
-            Reply::LimitReached { conflicts, .. } if !conflicts.is_empty() => {
-                StartDecision::LimitReached(Refusal {
-                    conflicts: conflicts
-                        .into_iter()
-                        .map(|c| Conflict {
-                            rule: c.rule.into(),
-                            limit: c.limit,
-                            live: c.live.0,
-                        })
-                        .collect(),
-                })
-            }
-            Reply::MissingAttribute {
-                rule, attribute, ..
-            } => StartDecision::MissingAttribute {
-                rule: rule.into(),
-                attribute,
-            },
-            Reply::StreamIdConflict { .. } => StartDecision::StreamIdConflict,
-            other => return Err(unexpected("start", other)),
-        };
-        Ok(decision)
+        let reply = self.run(Op::Start, user, &start_args(&req).as_args()).await?;
+        start_decision(reply)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, name = "redis.resume")]
+    async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError> {
+        let reply = self.run(Op::Resume, user, &start_args(&req).as_args()).await?;
+        match reply {
+            Reply::Renewed { stream, .. } => Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Renewed(stream))),
+            Reply::Ended { reason, .. } => Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Ended(reason))),
+            Reply::Unknown { .. } => Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Unknown)),
+            other => start_decision(other).map(ResumeDecision::Start),
+        }
     }
 
     #[tracing::instrument(level = "debug", skip_all, name = "redis.heartbeat")]
-    async fn heartbeat(
+    async fn heartbeat_with(
         &self,
         user: &UserId,
         stream: &StreamId,
+        secret: Option<&SecretHash>,
     ) -> Result<HeartbeatDecision, StoreError> {
-        let reply = self.run(Op::Heartbeat, user, &[stream.as_str()]).await?;
+        let secret = secret.map(|s| s.to_hex());
+        let args = [stream.as_str(), secret.as_deref().unwrap_or("")];
+        let reply = self.run(Op::Heartbeat, user, &args).await?;
         match reply {
             Reply::Renewed { stream, .. } => Ok(HeartbeatDecision::Renewed(stream)),
             Reply::Ended { reason, .. } => Ok(HeartbeatDecision::Ended(reason)),

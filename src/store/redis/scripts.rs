@@ -35,16 +35,18 @@ pub(super) enum Op {
     View,
     SetLimit,
     SetPlan,
+    Resume,
 }
 
 impl Op {
-    const ALL: [Op; 6] = [
+    const ALL: [Op; 7] = [
         Op::Start,
         Op::Heartbeat,
         Op::End,
         Op::View,
         Op::SetLimit,
         Op::SetPlan,
+        Op::Resume,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +57,7 @@ impl Op {
             Op::View => "view",
             Op::SetLimit => "set_limit",
             Op::SetPlan => "set_plan",
+            Op::Resume => "resume",
         }
     }
 
@@ -69,7 +72,7 @@ impl Op {
 
 pub(super) struct Scripts {
     version: String,
-    evalsha: [Script; 6],
+    evalsha: [Script; 7],
 }
 
 impl Scripts {

@@ -14,8 +14,9 @@
 -- argv[4…] the operation's own arguments
 --
 -- The account's hash:
--- l:<id>  a live lease: 'expires_at|started_at|seq|device|content[|tags]'
---         (tags, when the stream has any: 'name=value,…' sorted by name)
+-- l:<id>  a live lease: 'expires_at|started_at|seq|device|content[|tags[|secret]]'
+--         (tags: 'name=value,…' sorted by name; secret: the hex hash of the
+--         lease secret; each written only when the stream has it)
 -- t:<id>  a tombstone:  'order|reason|ended_at' (order: burial order)
 -- n, tn   how many leases, how many tombstones
 -- x       no later than the earliest lease's expires_at (absent: no lease)
@@ -147,7 +148,10 @@ local function overfull_group(rule, live)
 end
 
 local function decode_lease(id, raw)
-  local e, s, q, d, c, g = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
+  local e, s, q, d, c, g, k = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  if e == nil then
+    e, s, q, d, c, g = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
+  end
   if e == nil then
     e, s, q, d, c = string.match(raw, '^(-?%d+)|(-?%d+)|(%d+)|([^|]*)|(.*)$')
   end
@@ -155,13 +159,15 @@ local function decode_lease(id, raw)
   if d ~= '' then l.device_id = d end
   if c ~= '' then l.content_id = c end
   if g ~= nil and g ~= '' then l.tags = g end
+  if k ~= nil and k ~= '' then l.secret = k end
   return l
 end
 
 local function encode_lease(l)
   local out = l.expires_at .. '|' .. l.started_at .. '|' .. l.seq .. '|'
     .. (l.device_id or '') .. '|' .. (l.content_id or '')
-  if l.tags then out = out .. '|' .. l.tags end
+  if l.tags or l.secret then out = out .. '|' .. (l.tags or '') end
+  if l.secret then out = out .. '|' .. l.secret end
   return out
 end
 
@@ -190,6 +196,7 @@ local function lease_json(l)
   if l.device_id then out = out .. ',"device_id":"' .. l.device_id .. '"' end
   if l.content_id then out = out .. ',"content_id":"' .. l.content_id .. '"' end
   if l.tags then out = out .. ',"tags":' .. tags_json(l.tags) end
+  if l.secret then out = out .. ',"secret":"' .. l.secret .. '"' end
   return out .. ',"started_at":' .. l.started_at .. ',"expires_at":' .. l.expires_at
     .. ',"seq":' .. l.seq .. '}'
 end
@@ -531,14 +538,15 @@ end
 -- Start a stream. argv[4] stream id, argv[5] device id or '', argv[6]
 -- content id or '', argv[7] the token's limit claim or '', argv[8] the tags
 -- ('name=value,…' sorted by name) or '', argv[9] the claimed plan or '',
--- argv[10…] ids to terminate. Mirrors Account::start.
+-- argv[10] the lease secret's hash or '', argv[11…] ids to terminate.
+-- Mirrors Account::start.
 -- The common start, decided from the summary fields like a heartbeat:
 -- nothing due, a new id, no device to replace, nothing to terminate, no
 -- new claim, a plan without rules, and room under the limit. Returns nil
 -- when the full path must decide.
 local function quick_start(c, argv)
-  local id, content, tags = argv[4], argv[6] or '', argv[8] or ''
-  if (argv[5] or '') ~= '' or #argv > 9 or (argv[7] or '') ~= '' or (argv[9] or '') ~= '' then
+  local id, content, tags, secret = argv[4], argv[6] or '', argv[8] or '', argv[10] or ''
+  if (argv[5] or '') ~= '' or #argv > 10 or (argv[7] or '') ~= '' or (argv[9] or '') ~= '' then
     return nil
   end
   local key, now = c.key, c.now
@@ -559,6 +567,7 @@ local function quick_start(c, argv)
   local lease = { id = id, started_at = now, expires_at = now + c.lease_ttl, seq = tonumber(h[6]) or 0 }
   if content ~= '' then lease.content_id = content end
   if tags ~= '' then lease.tags = tags end
+  if secret ~= '' then lease.secret = secret end
   local x_now = x or lease.expires_at
   redis.call('HSET', key, 'l:' .. id, encode_lease(lease), 'n', n + 1, 'q', lease.seq + 1, 'x', x_now)
   if h[9] then
@@ -596,8 +605,9 @@ local function start(keys, argv)
   if #settle(c, s) > 0 then changed = true end
   local limit = limit_of(c, s)
   local id, device, content, tags = argv[4], argv[5] or '', argv[6] or '', argv[8] or ''
+  local secret = argv[10] or ''
   local terminate = {}
-  for i = 10, #argv do terminate[argv[i]] = true end
+  for i = 11, #argv do terminate[argv[i]] = true end
 
   local function finish_refusal(answer)
     forget_plan_if_idle(s)
@@ -608,7 +618,7 @@ local function start(keys, argv)
   local _, live = find(s.live, id)
   if live then
     if (live.device_id or '') ~= device or (live.content_id or '') ~= content
-      or (live.tags or '') ~= tags then
+      or (live.tags or '') ~= tags or (live.secret or '') ~= secret then
       return finish_refusal('{"outcome":"stream_id_conflict","expired":' .. expired .. '}')
     end
     return finish_refusal('{"outcome":"already_live","stream":' .. lease_json(live) .. ',"active":'
@@ -723,6 +733,7 @@ local function start(keys, argv)
   if device ~= '' then lease.device_id = device end
   if content ~= '' then lease.content_id = content end
   if tags ~= '' then lease.tags = tags end
+  if secret ~= '' then lease.secret = secret end
   s.next_seq = s.next_seq + 1
   s.live[#s.live + 1] = lease
   save(c, s)
@@ -731,7 +742,9 @@ local function start(keys, argv)
     .. ',"expired":' .. expired .. '}'
 end
 
--- Renew a live lease. argv[4] stream id. Mirrors Account::heartbeat.
+-- Renew a live lease. argv[4] stream id, argv[5] the hash of the lease
+-- secret presented, or ''. A lease started with a secret answers
+-- 'unknown' to any other. Mirrors Account::heartbeat_with.
 -- While nothing is due (see the layout above) this reads a few small
 -- fields and rewrites one: no lease but its own is decoded, and the key's
 -- expiry needs no change (see `save`). It never evaluates plan rules.
@@ -758,6 +771,7 @@ local function heartbeat(keys, argv)
     if not due then
       if h[6] then
         local l = decode_lease(id, h[6])
+        if l.secret and l.secret ~= argv[5] then return '{"outcome":"unknown","expired":0}' end
         l.expires_at = now + tonumber(lease_ttl)
         redis.call('HSET', key, lease_field, encode_lease(l))
         return '{"outcome":"renewed","stream":' .. lease_json(l) .. ',"expired":0}'
@@ -774,6 +788,10 @@ local function heartbeat(keys, argv)
   local expired, changed = expire(c, s)
   changed = changed or s.was_string
   local _, live = find(s.live, id)
+  if live and live.secret and live.secret ~= argv[5] then
+    if changed then save(c, s) end
+    return '{"outcome":"unknown","expired":' .. expired .. '}'
+  end
   if live then
     live.expires_at = c.now + c.lease_ttl
     live.stored = nil
@@ -786,6 +804,24 @@ local function heartbeat(keys, argv)
     return '{"outcome":"ended","reason":"' .. tombstone.reason .. '","expired":' .. expired .. '}'
   end
   return '{"outcome":"unknown","expired":' .. expired .. '}'
+end
+
+-- Re-admit a stream the store forgot, in one step, with the arguments of
+-- a start (built from the signed grant): a heartbeat if the stream is live
+-- after all (with argv[10] as the secret), its end if a tombstone remembers
+-- it, else a start. Mirrors Account::resume.
+local function resume(keys, argv)
+  local c = context(keys, argv)
+  local id = argv[4]
+  -- What is known of the stream as of now (leases run out, tombstones go).
+  local s = load(c)
+  expire(c, s)
+  if find(s.live, id) or find(s.ended, id) then
+    -- The heartbeat decides (and writes) from the stored state again.
+    local beat = { argv[1], argv[2], argv[3], id, argv[10] or '' }
+    return heartbeat(keys, beat)
+  end
+  return start(keys, argv)
 end
 
 -- End a live stream. argv[4] stream id, argv[5] reason ('stopped' or
