@@ -46,7 +46,7 @@ pub static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!("{version} (stores: {}{lambda})", stores.join(", "))
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (what runs without a subcommand).
     Serve,
@@ -54,11 +54,25 @@ pub enum Command {
     Init,
     /// Exit 0 when the server on `--listen` (this host) answers /healthz.
     Healthcheck,
+    /// Write an edge's grant-checking key files from the JWKS (P-256 keys:
+    /// `<kid>.pem` for HAProxy and nginx/njs, and `jwks.json`); see deploy/edge/.
+    EdgeKeys(EdgeKeysArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct EdgeKeysArgs {
+    /// The JWK Set to read: a URL (`https://…/.well-known/jwks.json`) or a file.
+    #[arg(long)]
+    pub jwks: String,
+    /// Directory to write the key files into (created if missing; `*.pem`
+    /// files of keys no longer published are removed from it).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 impl Cli {
     pub fn command(&self) -> Command {
-        self.command.unwrap_or(Command::Serve)
+        self.command.clone().unwrap_or(Command::Serve)
     }
 }
 
@@ -252,6 +266,15 @@ pub struct Operations {
     /// except renewed heartbeats and reads that succeed), `all`, or `off`.
     #[arg(long, env = "STREAMGUARD_ACCESS_LOG", value_enum, default_value_t = AccessLog::Changes, global = true)]
     pub access_log: AccessLog,
+
+    /// With --grant-key: a grant that `GET /edge/verify` accepts also
+    /// renews its stream's lease when the last renewal is at least this old
+    /// (e.g. `30s`; keep it under --lease-ttl), and the answer carries the
+    /// renewed grant in `Streamguard-Grant`: native players that fetch
+    /// segments through the edge but run no heartbeat loop stay admitted.
+    /// Off by default.
+    #[arg(long, env = "STREAMGUARD_EDGE_RENEW_EVERY", value_parser = parse_duration, global = true)]
+    pub edge_renew_every: Option<Duration>,
 
     /// Web origins whose pages may call the player API from a browser
     /// (CORS), comma-separated, e.g. `https://www.example.com`; `*` for any.

@@ -28,6 +28,11 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{Lease, Tags, Timestamp, UserId};
 
+pub mod edge_keys;
+mod verify;
+
+pub use verify::{GrantClaims, GrantRefusal};
+
 enum SigningKey {
     Ed25519(Ed25519KeyPair),
     P256(EcdsaKeyPair, SystemRandom),
@@ -47,11 +52,14 @@ struct KeyRing {
     jwks: String,
     /// How many keys `jwks` holds.
     published: usize,
+    /// Every published key's public half, to check grants with.
+    verifiers: Vec<verify::PublicKey>,
 }
 
 /// One key of the file.
 struct ParsedKey {
     key: SigningKey,
+    public: verify::PublicKey,
     alg: &'static str,
     /// Its RFC 7638 thumbprint.
     kid: String,
@@ -185,10 +193,12 @@ impl KeyRing {
         let mut keys = keys.into_iter();
         let first = keys.next().ok_or_else(|| NOT_A_KEY.to_string())?;
         let mut published = vec![first.jwk];
+        let mut verifiers = vec![first.public];
         for other in keys {
             // The same key twice is published once.
             if !published.iter().any(|p| p["kid"] == other.kid) {
                 published.push(other.jwk);
+                verifiers.push(other.public);
             }
         }
         let header =
@@ -198,6 +208,7 @@ impl KeyRing {
             header,
             published: published.len(),
             jwks: json!({ "keys": published }).to_string(),
+            verifiers,
         };
         // A key that cannot sign fails here, not on the first grant.
         ring.sign(&Claims {
@@ -235,10 +246,12 @@ impl KeyRing {
 
 /// An Ed25519 or P-256 private key from its PKCS#8 DER.
 fn signing_key(der: &[u8]) -> Result<ParsedKey, String> {
-    let (key, alg, jwk) = if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+    let (key, alg, jwk, public) = if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+    {
         let x = B64.encode(pair.public_key().as_ref());
         let jwk = json!({"crv": "Ed25519", "kty": "OKP", "x": x});
-        (SigningKey::Ed25519(pair), "EdDSA", jwk)
+        let public = pair.public_key().as_ref().to_vec();
+        (SigningKey::Ed25519(pair), "EdDSA", jwk, public)
     } else {
         let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
@@ -247,7 +260,8 @@ fn signing_key(der: &[u8]) -> Result<ParsedKey, String> {
         let point = pair.public_key().as_ref();
         let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..65]));
         let jwk = json!({"crv": "P-256", "kty": "EC", "x": x, "y": y});
-        (SigningKey::P256(pair, rng), "ES256", jwk)
+        let public = point.to_vec();
+        (SigningKey::P256(pair, rng), "ES256", jwk, public)
     };
     // RFC 7638: the SHA-256 of the required members, written in
     // lexicographic order above, with no whitespace.
@@ -256,7 +270,14 @@ fn signing_key(der: &[u8]) -> Result<ParsedKey, String> {
     jwk["kid"] = json!(kid);
     jwk["use"] = json!("sig");
     jwk["alg"] = json!(alg);
-    Ok(ParsedKey { key, alg, kid, jwk })
+    let public = verify::PublicKey::new(kid.clone(), alg, public);
+    Ok(ParsedKey {
+        key,
+        public,
+        alg,
+        kid,
+        jwk,
+    })
 }
 
 #[cfg(test)]

@@ -14,9 +14,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.command() == Command::Healthcheck {
-        let probed = cli.config.ops.metrics_listen.unwrap_or(cli.config.listen);
-        return Ok(streamguard::healthcheck::check(probed)?);
+    match cli.command() {
+        Command::Healthcheck => {
+            let probed = cli.config.ops.metrics_listen.unwrap_or(cli.config.listen);
+            return Ok(streamguard::healthcheck::check(probed)?);
+        }
+        Command::EdgeKeys(args) => {
+            let written = streamguard::grant::edge_keys::main(&args).await;
+            return written.map_err(anyhow::Error::msg);
+        }
+        _ => {}
     }
     let config = cli.config.clone();
     #[cfg(feature = "lambda")]

@@ -5,11 +5,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::dto::{ConflictDto, EndReasonDto, StreamDto};
+use super::dto::{ConflictDto, StreamDto};
+use super::edge::EdgeRefusal;
 use crate::auth::TokenError;
 use crate::domain::EndReason;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The short reason of an `/edge/verify` refusal, for the edge to pass on.
+pub const REASON_HEADER: &str = "streamguard-reason";
 
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -49,9 +53,13 @@ pub struct Problem {
     /// 400 `missing-attribute`: the tag (or `content_id`) the rule requires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribute: Option<String>,
-    /// 410 `stream-ended`: why the stream ended; the player must stop.
+    /// 410 `stream-ended`: why the stream ended (`stopped`, `expired`,
+    /// `evicted`, `replaced`, `revoked`); the player must stop. 403
+    /// `grant-refused` (`/edge/verify`): why the grant opens nothing
+    /// (`expired`, `invalid`, `content-mismatch`, or how its stream ended).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<EndReasonDto>,
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -94,6 +102,10 @@ pub enum ApiError {
     StoreUnavailable,
     /// Shutdown has started (`/readyz`).
     Draining,
+    /// `/edge/verify` without a grant.
+    MissingGrant,
+    /// `/edge/verify`: the grant does not open the content (`reason`).
+    GrantRefused(EdgeRefusal),
     /// Too many requests for one stream or one account (`Retry-After`).
     Throttled {
         retry_after_s: u64,
@@ -179,6 +191,16 @@ impl ApiError {
                 "Store unavailable",
             ),
             Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining", "Shutting down"),
+            MissingGrant => (
+                StatusCode::UNAUTHORIZED,
+                "missing-grant",
+                "Playback grant required",
+            ),
+            GrantRefused(_) => (
+                StatusCode::FORBIDDEN,
+                "grant-refused",
+                "Playback grant refused",
+            ),
             Throttled { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -235,6 +257,11 @@ impl ApiError {
             UnsupportedMediaType => "send Content-Type: application/json".into(),
             StoreUnavailable => "the limiter's store did not answer in time; retry shortly".into(),
             Draining => "this instance is shutting down; use another one".into(),
+            MissingGrant => {
+                "send the grant as ?grant=, a Streamguard-Grant header or a streamguard_grant cookie"
+                    .into()
+            }
+            GrantRefused(reason) => format!("the grant does not open this content ({})", reason.as_str()),
             Throttled { retry_after_s } => {
                 format!("too many requests for this stream or account; retry in {retry_after_s} s")
             }
@@ -285,7 +312,8 @@ impl ApiError {
                 problem.rule = Some(rule);
                 problem.attribute = Some(attribute);
             }
-            ApiError::StreamEnded(reason) => problem.reason = Some(reason.into()),
+            ApiError::StreamEnded(reason) => problem.reason = Some(reason.as_str()),
+            ApiError::GrantRefused(reason) => problem.reason = Some(reason.as_str()),
             _ => {}
         }
         problem
@@ -296,6 +324,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.parts().0;
         let retry_after = self.retry_after();
+        let edge_reason = match &self {
+            ApiError::GrantRefused(reason) => Some(reason.as_str()),
+            ApiError::MissingGrant => Some("missing"),
+            _ => None,
+        };
         let challenge = match &self {
             ApiError::Unauthenticated(TokenError::Missing) => Some("Bearer"),
             ApiError::Unauthenticated(TokenError::Invalid(_)) => {
@@ -315,6 +348,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(value) = retry_after {
             headers.insert(header::RETRY_AFTER, value);
+        }
+        if let Some(reason) = edge_reason {
+            headers.insert(REASON_HEADER, HeaderValue::from_static(reason));
         }
         response
     }

@@ -21,6 +21,7 @@ pub mod bearer;
 mod console;
 mod cors;
 pub mod dto;
+mod edge;
 mod error;
 mod extract;
 mod middleware;
@@ -83,6 +84,8 @@ pub struct Ops {
     pub metrics_on_api: bool,
     /// `--cors-origins`: pages that may call the player API from a browser.
     pub cors_origins: Vec<String>,
+    /// `--edge-renew-every`: `/edge/verify` renews leases this often.
+    pub edge_renew_every: Option<Duration>,
     pub max_connections: u32,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -96,6 +99,7 @@ impl Ops {
             access_log: config.access_log,
             metrics_on_api: config.metrics_listen.is_none(),
             cors_origins: config.cors_origins.clone(),
+            edge_renew_every: config.edge_renew_every,
             max_connections: config.max_connections,
             shutdown_delay: config.shutdown_delay,
             shutdown_timeout: config.shutdown_timeout,

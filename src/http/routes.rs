@@ -18,7 +18,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use super::openapi::{self, ApiDoc};
-use super::{AppState, admin, admin_plan, console, ops, streams};
+use super::{AppState, admin, admin_plan, console, edge, ops, streams};
 
 /// When a route is served: routes switched off are not there at all (404
 /// for every method, and absent from the document).
@@ -73,6 +73,7 @@ pub fn surface() -> Vec<(When, Routes)> {
         (Always, api(routes!(streams::heartbeat))),
         (MetricsOnApi, api(routes!(ops::metrics))),
         (GrantKey, api(routes!(ops::jwks))),
+        (GrantKey, api(routes!(edge::verify))),
         (AdminToken, api(routes!(ops::admin_metrics))),
         (AdminToken, api(routes!(admin::list))),
         (AdminToken, api(routes!(admin::revoke))),

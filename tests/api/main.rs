@@ -5,6 +5,7 @@ mod bad_input;
 mod binary;
 mod console;
 mod cors;
+mod edge;
 mod grants;
 mod hardening;
 mod identity;

@@ -119,6 +119,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/admin/metrics", "get"),
         ("/openapi.json", "get"),
         ("/.well-known/jwks.json", "get"),
+        ("/edge/verify", "get"),
         ("/streams", "get"),
         ("/streams", "post"),
         ("/streams/{id}/heartbeat", "post"),
@@ -137,7 +138,7 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path}"
         );
     }
-    assert_eq!(paths.len(), 14, "no undocumented or stale paths");
+    assert_eq!(paths.len(), 15, "no undocumented or stale paths");
     assert!(doc["components"]["schemas"]["StartResponse"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
