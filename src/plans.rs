@@ -75,7 +75,8 @@ pub fn parse(text: &str) -> Result<Plans, String> {
     for (name, def) in &file.plans {
         let span = def.span();
         let def = def.get_ref();
-        let plan_name = PlanName::parse(name).map_err(|e| at(span.clone(), format!("plans.{name}: {e}")))?;
+        let plan_name =
+            PlanName::parse(name).map_err(|e| at(span.clone(), format!("plans.{name}: {e}")))?;
         let limit = bounded(&def.limit, &format!("plans.{name}.limit"))?;
         let mut rules: Vec<Rule> = Vec::new();
         for rule in &def.rules {
@@ -85,17 +86,23 @@ pub fn parse(text: &str) -> Result<Plans, String> {
             let field = |f: &str| format!("plans.{name}.rules[{rule_name}].{f}");
             if rule_name.is_empty()
                 || rule_name.len() > 64
-                || !rule_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || !rule_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 return Err(at(
                     rule.name.span(),
-                    format!("plans.{name}: rule name {rule_name:?} must be 1-64 characters of A-Z a-z 0-9 - _"),
+                    format!(
+                        "plans.{name}: rule name {rule_name:?} must be 1-64 characters of A-Z a-z 0-9 - _"
+                    ),
                 ));
             }
             if rule_name == crate::domain::ACCOUNT_RULE {
                 return Err(at(
                     rule.name.span(),
-                    format!("plans.{name}: `account` names the account-wide limit; pick another rule name"),
+                    format!(
+                        "plans.{name}: `account` names the account-wide limit; pick another rule name"
+                    ),
                 ));
             }
             if rules.iter().any(|r| &*r.name == rule_name) {
@@ -111,13 +118,19 @@ pub fn parse(text: &str) -> Result<Plans, String> {
                 (Some(per), None) => Scope::Per(attr(per.get_ref(), per.span(), "per")?),
                 (None, Some(m)) => {
                     if m.get_ref().is_empty() {
-                        return Err(at(m.span(), format!("{}: names no attribute", field("match"))));
+                        return Err(at(
+                            m.span(),
+                            format!("{}: names no attribute", field("match")),
+                        ));
                     }
                     let mut conds = Vec::new();
                     for (a, values) in m.get_ref() {
                         let attr = attr(a, m.span(), "match")?;
                         if values.is_empty() {
-                            return Err(at(m.span(), format!("{}.{a}: lists no value", field("match"))));
+                            return Err(at(
+                                m.span(),
+                                format!("{}.{a}: lists no value", field("match")),
+                            ));
                         }
                         let values = values
                             .iter()
@@ -134,7 +147,9 @@ pub fn parse(text: &str) -> Result<Plans, String> {
                 _ => {
                     return Err(at(
                         rule_span,
-                        format!("plans.{name}.rules[{rule_name}]: give exactly one of `per` and `match`"),
+                        format!(
+                            "plans.{name}.rules[{rule_name}]: give exactly one of `per` and `match`"
+                        ),
                     ));
                 }
             };
@@ -244,18 +259,27 @@ rules = [
         assert_eq!(premium.limit.get(), 4);
         assert_eq!(premium.rules.len(), 4);
         assert!(premium.rules[3].required);
-        assert_eq!(premium.rules[1].scope, Scope::Match(vec![(
-            Attr::parse("quality").unwrap(),
-            vec![TagValue::parse("uhd").unwrap()]
-        )]));
+        assert_eq!(
+            premium.rules[1].scope,
+            Scope::Match(vec![(
+                Attr::parse("quality").unwrap(),
+                vec![TagValue::parse("uhd").unwrap()]
+            )])
+        );
         assert!(plans.has_rules());
     }
 
     #[test]
     fn broken_files_name_the_line_and_field() {
         let cases = [
-            ("default = \"gold\"\n[plans.basic]\nlimit = 1\n", "line 1: default: default plan gold is not defined"),
-            ("default = \"basic\"\n[plans.basic]\nlimit = 1001\n", "line 3: plans.basic.limit must be from 0 to 1000"),
+            (
+                "default = \"gold\"\n[plans.basic]\nlimit = 1\n",
+                "line 1: default: default plan gold is not defined",
+            ),
+            (
+                "default = \"basic\"\n[plans.basic]\nlimit = 1001\n",
+                "line 3: plans.basic.limit must be from 0 to 1000",
+            ),
             (
                 "default = \"basic\"\n[plans.basic]\nlimit = 1\nrules = [\n { name = \"a\", per = \"channel\", max = 1 },\n { name = \"a\", per = \"x\", max = 1 },\n]\n",
                 "line 6: plans.basic: two rules are named \"a\"",
@@ -277,7 +301,10 @@ rules = [
         ];
         for (text, expected) in cases {
             let error = parse(text).unwrap_err();
-            assert!(error.contains(expected), "{text:?}: {error:?} lacks {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{text:?}: {error:?} lacks {expected:?}"
+            );
         }
     }
 

@@ -97,11 +97,7 @@ pub struct Account {
     /// The limit the account's plan grants, as the last start's identity
     /// token claimed it (`--jwt-limit-claim`); below an override, above the
     /// plan's limit. (Stored as `plan`, its name before plans existed.)
-    #[serde(
-        default,
-        rename = "plan",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "plan", skip_serializing_if = "Option::is_none")]
     pub limit_claim: Option<Limit>,
     /// Which named plan the account has (`--plans`): the admin's choice and
     /// the last start's claim. Boxed: most accounts have neither.
@@ -162,7 +158,10 @@ impl Account {
         }
         match &policy.plans {
             None => policy.default_limit,
-            Some(_) => self.plan(policy).0.map_or(policy.default_limit, |p| p.limit),
+            Some(_) => self
+                .plan(policy)
+                .0
+                .map_or(policy.default_limit, |p| p.limit),
         }
     }
 

@@ -292,7 +292,8 @@ impl Plans {
                         let conds: Vec<String> = conds
                             .iter()
                             .map(|(attr, values)| {
-                                let values: Vec<&str> = values.iter().map(TagValue::as_str).collect();
+                                let values: Vec<&str> =
+                                    values.iter().map(TagValue::as_str).collect();
                                 format!("{}={}", attr.name(), values.join(","))
                             })
                             .collect();
@@ -369,7 +370,11 @@ mod tests {
         assert_eq!(discovery.missing_attribute(at(&none)), None);
         let g = discovery.group_of(at(&tlc)).unwrap();
         assert!(g.contains(at(&dmax)));
-        assert!(discovery.group_of(at(&tags(&[("channel", "zdf")]))).is_none());
+        assert!(
+            discovery
+                .group_of(at(&tags(&[("channel", "zdf")])))
+                .is_none()
+        );
     }
 
     #[test]

@@ -106,7 +106,11 @@ fn ids(leases: &[Lease]) -> Vec<&str> {
 fn per_content_allows_two_of_a_title_and_names_the_rule_with_its_streams() {
     let p = policy(
         OnLimit::Reject,
-        vec![plan("standard", 3, vec![per("same-title", "content_id", 2)])],
+        vec![plan(
+            "standard",
+            3,
+            vec![per("same-title", "content_id", 2)],
+        )],
         "standard",
     );
     let mut acc = Account::default();
@@ -164,11 +168,7 @@ fn a_required_attribute_is_refused_before_anything_else() {
 fn evict_oldest_ends_the_oldest_in_the_refusing_scope_only() {
     let p = policy(
         OnLimit::EvictOldest,
-        vec![plan(
-            "p",
-            4,
-            vec![matching("uhd", "quality", &["uhd"], 2)],
-        )],
+        vec![plan("p", 4, vec![matching("uhd", "quality", &["uhd"], 2)])],
         "p",
     );
     let mut acc = Account::default();
@@ -210,10 +210,7 @@ fn content_and_tags_are_fixed_for_the_life_of_a_stream() {
         start("a", Some("m1"), &[("quality", "uhd")]),
         start("a", Some("m1"), &[]),
     ] {
-        assert_eq!(
-            acc.start(other, at(1), &p),
-            StartDecision::StreamIdConflict
-        );
+        assert_eq!(acc.start(other, at(1), &p), StartDecision::StreamIdConflict);
     }
     assert_eq!(acc, before);
     assert!(matches!(
@@ -226,7 +223,11 @@ fn content_and_tags_are_fixed_for_the_life_of_a_stream() {
 fn a_plan_change_revokes_the_excess_as_a_lowered_limit_does() {
     let basic = plan("basic", 1, vec![]);
     let titles = plan("titles", 3, vec![per("same-title", "content_id", 1)]);
-    let p = policy(OnLimit::Reject, vec![plan("big", 3, vec![]), basic, titles], "big");
+    let p = policy(
+        OnLimit::Reject,
+        vec![plan("big", 3, vec![]), basic, titles],
+        "big",
+    );
     let mut acc = Account::default();
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         granted(acc.start(start(id, Some("m"), &[]), at(i as u64), &p));
@@ -300,10 +301,18 @@ fn no_rule_is_ever_exceeded_under_any_sequence_of_operations() {
         }
     }
     let files = [
-        vec![premium(), plan("basic", 1, vec![]), plan("two", 2, vec![per("t", "content_id", 1)])],
+        vec![
+            premium(),
+            plan("basic", 1, vec![]),
+            plan("two", 2, vec![per("t", "content_id", 1)]),
+        ],
         vec![
             plan("premium", 3, vec![per("same-title", "content_id", 1)]),
-            plan("basic", 2, vec![matching("hd", "quality", &["uhd", "hd"], 1)]),
+            plan(
+                "basic",
+                2,
+                vec![matching("hd", "quality", &["uhd", "hd"], 1)],
+            ),
             plan("two", 2, vec![]),
         ],
     ];
@@ -327,18 +336,25 @@ fn no_rule_is_ever_exceeded_under_any_sequence_of_operations() {
                     let id = format!("s{}", walk.below(12));
                     let mut tags = Vec::new();
                     if walk.below(5) > 0 {
-                        tags.push(("channel".to_owned(), pick(&mut walk, &["dmax", "tlc", "ard", "zdf"])));
+                        tags.push((
+                            "channel".to_owned(),
+                            pick(&mut walk, &["dmax", "tlc", "ard", "zdf"]),
+                        ));
                     }
                     if walk.below(2) == 0 {
                         tags.push(("quality".to_owned(), pick(&mut walk, &["uhd", "hd"])));
                     }
                     let content = (walk.below(4) > 0).then(|| pick(&mut walk, &["m1", "m2", "m3"]));
                     let mut req = start(&id, content.as_deref(), &[]);
-                    req.tags = Tags::from_pairs(tags.iter().map(|(a, b)| (a.as_str(), b.as_str()))).unwrap();
+                    req.tags = Tags::from_pairs(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+                        .unwrap();
                     if walk.below(3) == 0 {
-                        req.device_id = Some(DeviceId::parse(&format!("d{}", walk.below(4))).unwrap());
+                        req.device_id =
+                            Some(DeviceId::parse(&format!("d{}", walk.below(4))).unwrap());
                     }
-                    req.terminate = (0..walk.below(2)).map(|_| sid(&format!("s{}", walk.below(12)))).collect();
+                    req.terminate = (0..walk.below(2))
+                        .map(|_| sid(&format!("s{}", walk.below(12))))
+                        .collect();
                     if walk.below(6) == 0 {
                         req.plan = Some(name(&pick(&mut walk, &["premium", "basic", "two"])));
                     }
@@ -370,7 +386,8 @@ fn no_rule_is_ever_exceeded_under_any_sequence_of_operations() {
                     acc.end(&id, EndReason::Stopped, now, p);
                 }
                 8 => {
-                    let plan = (walk.below(3) > 0).then(|| name(&pick(&mut walk, &["premium", "basic", "two"])));
+                    let plan = (walk.below(3) > 0)
+                        .then(|| name(&pick(&mut walk, &["premium", "basic", "two"])));
                     acc.set_plan(plan, now, p);
                 }
                 _ => {
@@ -378,7 +395,8 @@ fn no_rule_is_ever_exceeded_under_any_sequence_of_operations() {
                         file = 1 - file;
                         checked = false;
                     } else {
-                        let limit = (walk.below(2) == 0).then(|| Limit::new(walk.below(5) as u32).unwrap());
+                        let limit =
+                            (walk.below(2) == 0).then(|| Limit::new(walk.below(5) as u32).unwrap());
                         acc.set_limit(limit, now, p);
                     }
                 }
@@ -387,8 +405,14 @@ fn no_rule_is_ever_exceeded_under_any_sequence_of_operations() {
                 continue;
             }
             let p = &policies[file];
-            assert!(acc.live.len() <= acc.limit(p).get() as usize, "step {step}: over the limit: {acc:?}");
-            assert!(acc.live.iter().all(|l| l.is_live(now)), "step {step}: a dead lease is live");
+            assert!(
+                acc.live.len() <= acc.limit(p).get() as usize,
+                "step {step}: over the limit: {acc:?}"
+            );
+            assert!(
+                acc.live.iter().all(|l| l.is_live(now)),
+                "step {step}: a dead lease is live"
+            );
             let (plan, _) = acc.plan(p);
             for rule in &plan.unwrap().rules {
                 assert!(
@@ -399,6 +423,9 @@ fn no_rule_is_ever_exceeded_under_any_sequence_of_operations() {
             }
         }
         eprintln!("{on_limit:?}: {grants} grants, {refusals} refusals, {missing} missing");
-        assert!(grants > 2_000 && refusals > 500 && missing > 200, "the walk reaches every outcome");
+        assert!(
+            grants > 2_000 && refusals > 500 && missing > 200,
+            "the walk reaches every outcome"
+        );
     }
 }

@@ -214,10 +214,14 @@ impl Account {
         for rule in &plan.rules {
             while let Some(group) = rule.overfull_group(&self.live) {
                 let victim = match policy.on_limit {
-                    OnLimit::Reject => group.iter().copied().max_by_key(|&i| self.live[i].age_key()),
-                    OnLimit::EvictOldest => {
-                        group.iter().copied().min_by_key(|&i| self.live[i].age_key())
-                    }
+                    OnLimit::Reject => group
+                        .iter()
+                        .copied()
+                        .max_by_key(|&i| self.live[i].age_key()),
+                    OnLimit::EvictOldest => group
+                        .iter()
+                        .copied()
+                        .min_by_key(|&i| self.live[i].age_key()),
                 }
                 .expect("an overfull group holds streams");
                 let lease = self.live.remove(victim);

@@ -98,7 +98,12 @@ mod tests {
         let hash = SecretHash::of(secret).unwrap();
         assert_eq!(SecretHash::from_hex(&hash.to_hex()), Some(hash));
         assert_ne!(hash, SecretHash::of("AAAAAAAAAAAAAAAAAAAAAB").unwrap());
-        for bad in ["short", &"x".repeat(129), "AAAAAAAAAAAAAAAAAAAAA=", "AAAAAAAAAAAAAAAAAAAAA/"] {
+        for bad in [
+            "short",
+            &"x".repeat(129),
+            "AAAAAAAAAAAAAAAAAAAAA=",
+            "AAAAAAAAAAAAAAAAAAAAA/",
+        ] {
             assert_eq!(SecretHash::of(bad), Err(InvalidSecret), "{bad}");
         }
         assert!(SecretHash::of(&"x".repeat(128)).is_ok());

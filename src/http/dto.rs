@@ -105,9 +105,9 @@ fn tags(value: Option<serde_json::Value>) -> Result<Tags, ApiError> {
         Some(serde_json::Value::Object(map)) => {
             let mut pairs = Vec::with_capacity(map.len());
             for (name, value) in &map {
-                let value = value
-                    .as_str()
-                    .ok_or_else(|| invalid(format!("tags.{name}: a tag's value must be a string")))?;
+                let value = value.as_str().ok_or_else(|| {
+                    invalid(format!("tags.{name}: a tag's value must be a string"))
+                })?;
                 pairs.push((name.as_str(), value));
             }
             Tags::from_pairs(pairs).map_err(|e| invalid(e.to_string()))
@@ -179,6 +179,10 @@ pub struct HeartbeatResponse {
     /// A fresh signed grant running to the renewed lease's end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// The store had forgotten the stream and the grant the heartbeat sent
+    /// (`Streamguard-Grant`) re-admitted it: for the player, a renewal.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// An account's live streams.

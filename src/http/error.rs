@@ -90,7 +90,10 @@ pub enum ApiError {
         conflicts: Vec<ConflictDto>,
     },
     /// A rule of the account's plan requires an attribute the start lacks.
-    MissingAttribute { rule: String, attribute: String },
+    MissingAttribute {
+        rule: String,
+        attribute: String,
+    },
     /// A start named a stream that is live on another device.
     StreamIdConflict,
     StreamEnded(EndReason),

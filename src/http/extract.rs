@@ -3,8 +3,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::{HeaderName, header};
 use axum::http::request::Parts;
+use axum::http::{HeaderName, header};
 use serde::de::DeserializeOwned;
 
 use super::AppState;

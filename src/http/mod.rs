@@ -27,6 +27,7 @@ mod extract;
 mod middleware;
 mod openapi;
 mod ops;
+mod resume;
 pub mod routes;
 mod streams;
 pub mod throttle;

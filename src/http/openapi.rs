@@ -13,8 +13,8 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema};
 
-use super::{admin_plan, dto};
 use super::error::{PROBLEM_JSON, Problem};
+use super::{admin_plan, dto};
 
 /// The document's frame; `super::routes::document` adds the paths.
 #[derive(OpenApi)]

@@ -14,7 +14,8 @@ use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::config::OnStoreError;
 use crate::domain::{
-    EndReason, HeartbeatDecision, Lease, SecretHash, StartDecision, StartRequest, StreamId, UserId,
+    EndReason, HeartbeatDecision, Lease, Refusal, SecretHash, StartDecision, StartRequest,
+    StreamId, UserId,
 };
 use crate::telemetry;
 
@@ -107,31 +108,34 @@ pub async fn start(
             replaced: Vec::new(),
         })
         .into_response()),
-        StartDecision::LimitReached(refusal) => {
-            let conflicts: Vec<ConflictDto> = refusal
-                .conflicts
-                .iter()
-                .map(|c| ConflictDto {
-                    rule: c.rule.to_string(),
-                    limit: c.limit.get(),
-                    active: c.live.len(),
-                    streams: StreamDto::list(&user, &c.live, &state.policy),
-                })
-                .collect();
-            let first = &conflicts[0];
-            Err(ApiError::LimitReached {
-                rule: first.rule.clone(),
-                limit: first.limit,
-                active: first.active,
-                streams: first.streams.clone(),
-                conflicts,
-            })
-        }
+        StartDecision::LimitReached(refusal) => Err(limit_reached(&state, &user, &refusal)),
         StartDecision::StreamIdConflict => Err(ApiError::StreamIdConflict),
         StartDecision::MissingAttribute { rule, attribute } => Err(ApiError::MissingAttribute {
             rule: rule.to_string(),
             attribute,
         }),
+    }
+}
+
+/// The 409 of a refused start: the first refusing limit, and all of them.
+pub(super) fn limit_reached(state: &AppState, user: &UserId, refusal: &Refusal) -> ApiError {
+    let conflicts: Vec<ConflictDto> = refusal
+        .conflicts
+        .iter()
+        .map(|c| ConflictDto {
+            rule: c.rule.to_string(),
+            limit: c.limit.get(),
+            active: c.live.len(),
+            streams: StreamDto::list(user, &c.live, &state.policy),
+        })
+        .collect();
+    let first = &conflicts[0];
+    ApiError::LimitReached {
+        rule: first.rule.clone(),
+        limit: first.limit,
+        active: first.active,
+        streams: first.streams.clone(),
+        conflicts,
     }
 }
 
@@ -156,10 +160,11 @@ fn created(location: String, body: StartResponse) -> Response {
 #[tracing::instrument(level = "debug", skip_all, name = "heartbeat")]
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Identity(Caller { user, .. }): Identity,
+    Identity(caller): Identity,
     StreamPath(id): StreamPath,
     headers: HeaderMap,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let user = caller.user.clone();
     state.ops.throttle.check_stream(&user, &id)?;
     let secret = lease_secret(&headers);
     let decision = match state
@@ -176,18 +181,37 @@ pub async fn heartbeat(
             decision
         }
         Err(error) => {
-            let lease = unenforced(&state, "heartbeat", &user, error, StartRequest::new(id))?;
+            let lease = unenforced(
+                &state,
+                "heartbeat",
+                &user,
+                error,
+                StartRequest::new(id.clone()),
+            )?;
             HeartbeatDecision::Renewed(lease)
         }
     };
     match decision {
-        HeartbeatDecision::Renewed(lease) => Ok(Json(HeartbeatResponse {
-            stream: StreamDto::new(&user, &lease, &state.policy),
-            grant: sign(&state, &user, &lease),
-        })),
+        HeartbeatDecision::Renewed(lease) => Ok(renewed(&state, &user, &lease, false)),
         HeartbeatDecision::Ended(reason) => Err(ApiError::StreamEnded(reason)),
-        HeartbeatDecision::Unknown => Err(ApiError::StreamNotFound),
+        HeartbeatDecision::Unknown => {
+            super::resume::from_grant(&state, caller, id, secret, &headers).await
+        }
     }
+}
+
+/// The answer to a renewed lease, with its fresh grant.
+pub(super) fn renewed(
+    state: &AppState,
+    user: &UserId,
+    lease: &Lease,
+    resumed: bool,
+) -> Json<HeartbeatResponse> {
+    Json(HeartbeatResponse {
+        stream: StreamDto::new(user, lease, &state.policy),
+        grant: sign(state, user, lease),
+        resumed,
+    })
 }
 
 /// The lease secret a heartbeat presents. One that is not a well-formed
@@ -199,6 +223,10 @@ fn lease_secret(headers: &HeaderMap) -> Option<SecretHash> {
 
 /// The header in which a heartbeat presents its lease secret.
 pub const LEASE_SECRET_HEADER: &str = "streamguard-lease-secret";
+
+/// The header in which a heartbeat presents its latest grant, to be
+/// resumed if the store forgot the stream.
+pub const GRANT_HEADER: &str = "streamguard-grant";
 
 /// Stop playback; succeeds also when the stream is already gone.
 #[utoipa::path(delete, path = "/streams/{id}", tag = "streams", operation_id = "stop_stream",

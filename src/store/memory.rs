@@ -9,8 +9,7 @@ use super::table::AccountTable;
 use super::{StoreError, StreamStore};
 use crate::domain::{
     AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, ResumeDecision,
-    SecretHash, StartDecision, StartRequest,
-    StreamId, UserId,
+    SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 
 pub struct MemoryStore {

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, ResumeDecision,
-    SecretHash, StartDecision, StartRequest,
-    StreamId, UserId,
+    SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 
 #[cfg(feature = "dynamodb")]

@@ -10,8 +10,7 @@ use dashmap::DashMap;
 
 use crate::domain::{
     Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy,
-    ResumeDecision, SecretHash, StartDecision,
-    StartRequest, StreamId, Timestamp, UserId,
+    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, Timestamp, UserId,
 };
 use crate::telemetry;
 
@@ -131,7 +130,10 @@ impl<J: Journal> AccountTable<J> {
         secret: Option<&SecretHash>,
     ) -> Applied<HeartbeatDecision> {
         self.update_existing(user, HeartbeatDecision::Unknown, |acc, now, policy| {
-            (acc.heartbeat_with(id, secret, now, policy), Change::Volatile)
+            (
+                acc.heartbeat_with(id, secret, now, policy),
+                Change::Volatile,
+            )
         })
     }
 

@@ -17,7 +17,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
-use crate::domain::StartDecision;
+use crate::domain::{ResumeDecision, StartDecision};
 
 mod series;
 pub use series::{http_request, name_routes, store_call, throttled};
@@ -325,6 +325,10 @@ fn describe() {
         "Conditional writes that lost a race and were retried (DynamoDB), by operation"
     );
     describe_counter!(
+        "streamguard_resumed_total",
+        "Heartbeats of streams the store had forgotten, re-admitted from their grant (outcome=resumed) or refused for want of room (outcome=refused)"
+    );
+    describe_counter!(
         "streamguard_rule_refusals_total",
         "Starts refused, by each refusing rule of the account's plan (`account` for the account-wide limit)"
     );
@@ -440,6 +444,22 @@ pub fn record_decision(outcome: &'static str, n: usize) {
         series::decisions(outcome, n as u64);
         #[cfg(feature = "lambda")]
         crate::lambda::emf::record(outcome, n as u64);
+    }
+}
+
+/// Counts what a resume decided: a stream re-admitted from its grant, or
+/// refused for want of room.
+pub fn record_resume(decision: &ResumeDecision) {
+    match decision {
+        ResumeDecision::Start(StartDecision::Granted(_)) => {
+            metrics::counter!("streamguard_resumed_total", "outcome" => "resumed").increment(1);
+            record_decision("granted", 1);
+        }
+        ResumeDecision::Start(StartDecision::LimitReached(_)) => {
+            metrics::counter!("streamguard_resumed_total", "outcome" => "refused").increment(1);
+            record_decision("denied", 1);
+        }
+        _ => {}
     }
 }
 

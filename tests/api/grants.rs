@@ -289,8 +289,15 @@ async fn a_grant_carries_the_streams_content_and_tags() {
     assert_eq!(started.status, 201);
     let (_, claims) = verify(started.json()["grant"].as_str().unwrap(), &jwks);
     assert_eq!(claims["cid"], "live-7");
-    assert_eq!(claims["tags"], json!({"channel": "eurosport", "kind": "live"}));
-    let beat = app.post("/streams/ch-1/heartbeat").user("alice").send().await;
+    assert_eq!(
+        claims["tags"],
+        json!({"channel": "eurosport", "kind": "live"})
+    );
+    let beat = app
+        .post("/streams/ch-1/heartbeat")
+        .user("alice")
+        .send()
+        .await;
     let (_, claims) = verify(beat.json()["grant"].as_str().unwrap(), &jwks);
     assert_eq!(claims["tags"]["channel"], "eurosport");
 }

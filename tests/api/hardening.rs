@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use axum::http::Method;
 use serde_json::json;
-use streamguard::domain::{ResumeDecision, SecretHash, PlanName, 
-    AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
+use streamguard::domain::{
+    AccountView, EndReason, HeartbeatDecision, Limit, PlanName, ResumeDecision, SecretHash,
+    StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
 

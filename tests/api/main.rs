@@ -11,6 +11,7 @@ mod hardening;
 mod identity;
 mod ops;
 mod plans;
+mod secrets;
 mod server;
 mod state_machine;
 mod store_failure;

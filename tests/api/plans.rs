@@ -69,7 +69,12 @@ async fn tags_are_shown_wherever_streams_are_listed_and_fixed_for_life() {
     assert_eq!(r.json()["stream"]["tags"], tags);
     let list = app.get("/streams").user("u").send().await.json();
     assert_eq!(list["streams"][0]["tags"], tags);
-    let admin = app.get("/admin/users/u/streams").admin().send().await.json();
+    let admin = app
+        .get("/admin/users/u/streams")
+        .admin()
+        .send()
+        .await
+        .json();
     assert_eq!(admin["streams"][0]["tags"], tags);
     assert_eq!(start(&app, "u", body).await.status, 200, "a retry");
     for other in [
@@ -77,7 +82,9 @@ async fn tags_are_shown_wherever_streams_are_listed_and_fixed_for_life() {
         json!({"stream_id": "s1", "content_id": "match-8",
             "tags": {"channel": "eurosport", "kind": "live", "quality": "uhd"}}),
     ] {
-        start(&app, "u", other).await.problem(409, "stream-id-conflict");
+        start(&app, "u", other)
+            .await
+            .problem(409, "stream-id-conflict");
     }
     // A stream without tags shows none.
     let r = start(&app, "u", json!({"stream_id": "s2"})).await;
@@ -118,15 +125,16 @@ async fn a_refusal_names_the_first_refusing_rule_and_lists_every_conflict() {
         .send()
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let uhd = |id: &str, ch: &str| {
-        json!({"stream_id": id, "content_id": id, "tags": {"channel": ch, "quality": "uhd"}})
-    };
+    let uhd = |id: &str, ch: &str| json!({"stream_id": id, "content_id": id, "tags": {"channel": ch, "quality": "uhd"}});
     assert_eq!(start(&app, "u", uhd("a", "dmax")).await.status, 201);
     assert_eq!(start(&app, "u", uhd("b", "zdf")).await.status, 201);
     let r = start(&app, "u", uhd("c", "tlc")).await;
     let body = r.problem(409, "stream-limit-reached");
     assert_eq!(body["rule"], "uhd");
-    assert_eq!((body["limit"].as_u64(), body["active"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (body["limit"].as_u64(), body["active"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(ids(&body["streams"]), ["a", "b"]);
     let conflicts: Vec<(&str, u64, Vec<&str>)> = body["conflicts"]
         .as_array()
@@ -140,14 +148,19 @@ async fn a_refusal_names_the_first_refusing_rule_and_lists_every_conflict() {
             )
         })
         .collect();
-    assert_eq!(conflicts, [("uhd", 2, vec!["a", "b"]), ("discovery", 1, vec!["a"])]);
+    assert_eq!(
+        conflicts,
+        [("uhd", 2, vec!["a", "b"]), ("discovery", 1, vec!["a"])]
+    );
     assert_eq!(body["conflicts"][0]["active"], 2);
     assert!(body["detail"].as_str().unwrap().contains("rule uhd"));
     // The account limit is reported as the rule `account`.
     let hd = |id: &str, ch: &str| json!({"stream_id": id, "tags": {"channel": ch}});
     assert_eq!(start(&app, "u", hd("d", "ard")).await.status, 201);
     assert_eq!(start(&app, "u", hd("e", "rtl")).await.status, 201);
-    let body = start(&app, "u", hd("f", "ndr")).await.problem(409, "stream-limit-reached");
+    let body = start(&app, "u", hd("f", "ndr"))
+        .await
+        .problem(409, "stream-limit-reached");
     assert_eq!(body["rule"], "account");
     assert_eq!(body["conflicts"].as_array().unwrap().len(), 1);
     let metrics = app.get("/metrics").send().await.text;
@@ -166,7 +179,10 @@ async fn a_required_attribute_missing_is_400_naming_rule_and_attribute() {
     let body = start(&app, "u", json!({"content_id": "m"}))
         .await
         .problem(400, "missing-attribute");
-    assert_eq!((&body["rule"], &body["attribute"]), (&json!("per-channel"), &json!("channel")));
+    assert_eq!(
+        (&body["rule"], &body["attribute"]),
+        (&json!("per-channel"), &json!("channel"))
+    );
     assert!(app.live("u").await.is_empty());
 }
 
@@ -182,7 +198,10 @@ async fn the_admin_plan_routes_set_read_and_clear_with_usage() {
         start(&app, "u", json!({"stream_id": id, "content_id": "m"})).await;
     }
     let plan = app.get("/admin/users/u/plan").admin().send().await.json();
-    assert_eq!(plan["rules"], json!([{"name": "same-title", "max": 2, "in_use": 2}]));
+    assert_eq!(
+        plan["rules"],
+        json!([{"name": "same-title", "max": 2, "in_use": 2}])
+    );
     // A downgrade revokes the newest streams at once.
     let r = app
         .put("/admin/users/u/plan")
@@ -191,7 +210,10 @@ async fn the_admin_plan_routes_set_read_and_clear_with_usage() {
         .send()
         .await;
     let body = r.json();
-    assert_eq!((body["plan"].as_str(), body["source"].as_str()), (Some("basic"), Some("override")));
+    assert_eq!(
+        (body["plan"].as_str(), body["source"].as_str()),
+        (Some("basic"), Some("override"))
+    );
     assert_eq!(body["revoked"], json!(["b"]));
     assert_eq!(app.live("u").await, ["a"]);
     let r = app.post("/streams/b/heartbeat").user("u").send().await;
@@ -205,12 +227,26 @@ async fn the_admin_plan_routes_set_read_and_clear_with_usage() {
             .await
             .problem(400, "invalid-request");
     }
-    app.put("/admin/users/u/plan").admin().send().await.problem(400, "invalid-request");
-    assert_eq!(app.delete("/admin/users/u/plan").admin().send().await.status, 204);
+    app.put("/admin/users/u/plan")
+        .admin()
+        .send()
+        .await
+        .problem(400, "invalid-request");
+    assert_eq!(
+        app.delete("/admin/users/u/plan")
+            .admin()
+            .send()
+            .await
+            .status,
+        204
+    );
     let plan = app.get("/admin/users/u/plan").admin().send().await.json();
     assert_eq!(plan["source"], "default");
     // Without the admin token, as every admin route.
-    app.get("/admin/users/u/plan").send().await.problem(401, "missing-admin-token");
+    app.get("/admin/users/u/plan")
+        .send()
+        .await
+        .problem(401, "missing-admin-token");
 }
 
 #[tokio::test]
@@ -218,7 +254,14 @@ async fn a_jwt_plan_claim_names_the_plan_and_an_unknown_one_refuses_the_token() 
     let dir = tempfile::tempdir().unwrap();
     let app = plans_app(
         &dir,
-        &["--auth", "jwt", "--jwt-secret", SECRET, "--jwt-plan-claim", "tier"],
+        &[
+            "--auth",
+            "jwt",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-plan-claim",
+            "tier",
+        ],
     )
     .await;
     let token = |tier: Value| {
@@ -235,11 +278,26 @@ async fn a_jwt_plan_claim_names_the_plan_and_an_unknown_one_refuses_the_token() 
         .send()
         .await
         .problem(409, "stream-limit-reached");
-    assert_eq!((&body["rule"], &body["limit"]), (&json!("account"), &json!(1)));
-    let plan = app.get("/admin/users/carol/plan").admin().send().await.json();
-    assert_eq!((plan["plan"].as_str(), plan["source"].as_str()), (Some("basic"), Some("claim")));
+    assert_eq!(
+        (&body["rule"], &body["limit"]),
+        (&json!("account"), &json!(1))
+    );
+    let plan = app
+        .get("/admin/users/carol/plan")
+        .admin()
+        .send()
+        .await
+        .json();
+    assert_eq!(
+        (plan["plan"].as_str(), plan["source"].as_str()),
+        (Some("basic"), Some("claim"))
+    );
     for bad in [json!("gold"), json!(3), json!("a b")] {
-        let r = app.post("/streams").bearer(&token(bad.clone())).send().await;
+        let r = app
+            .post("/streams")
+            .bearer(&token(bad.clone()))
+            .send()
+            .await;
         r.problem(401, "invalid-token");
     }
     assert_eq!(app.live("carol").await.len(), 1);
@@ -251,8 +309,14 @@ async fn a_gateway_plan_header_names_the_plan_and_an_unknown_one_is_400() {
     let app = plans_app(&dir, &["--plan-header", "x-plan"]).await;
     let with_plan = |plan: &str| app.post("/streams").user("dave").header("x-plan", plan);
     assert_eq!(with_plan("basic").send().await.status, 201);
-    with_plan("basic").send().await.problem(409, "stream-limit-reached");
-    with_plan("gold").send().await.problem(400, "invalid-request");
+    with_plan("basic")
+        .send()
+        .await
+        .problem(409, "stream-limit-reached");
+    with_plan("gold")
+        .send()
+        .await
+        .problem(400, "invalid-request");
     app.post("/streams")
         .user("dave")
         .header("x-plan", "basic")
@@ -261,7 +325,11 @@ async fn a_gateway_plan_header_names_the_plan_and_an_unknown_one_is_400() {
         .await
         .problem(400, "invalid-request");
     // Without the header, the recorded claim still applies.
-    app.post("/streams").user("dave").send().await.problem(409, "stream-limit-reached");
+    app.post("/streams")
+        .user("dave")
+        .send()
+        .await
+        .problem(409, "stream-limit-reached");
 }
 
 #[tokio::test]
@@ -282,7 +350,10 @@ async fn an_edited_plans_file_applies_within_a_second_and_a_broken_one_is_ignore
         if plan["rules"][0]["max"] == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the edit was not picked up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit was not picked up"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // The tightened rule applies at the account's next decision.
@@ -305,9 +376,19 @@ async fn the_plan_flags_are_checked_at_start() {
     let clock = std::sync::Arc::new(crate::support::clock());
     for args in [
         vec!["--plan-header", "x-plan"],
-        vec!["--auth", "jwt", "--jwt-secret", SECRET, "--jwt-plan-claim", "tier"],
+        vec![
+            "--auth",
+            "jwt",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-plan-claim",
+            "tier",
+        ],
     ] {
-        let error = streamguard::app_state(&config(&args), clock.clone()).await.err().unwrap();
+        let error = streamguard::app_state(&config(&args), clock.clone())
+            .await
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("--plans"), "{error}");
     }
     let broken = write_plans(dir.path(), "default = \"x\"\n[plans.basic]\nlimit = 1\n");
@@ -316,5 +397,8 @@ async fn the_plan_flags_are_checked_at_start() {
         .err()
         .unwrap()
         .to_string();
-    assert!(error.contains("plans.toml") && error.contains("line 1"), "{error}");
+    assert!(
+        error.contains("plans.toml") && error.contains("line 1"),
+        "{error}"
+    );
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use streamguard::domain::{ResumeDecision, SecretHash, PlanName, 
-    AccountView, EndReason, HeartbeatDecision, Limit, StartDecision, StartRequest, StreamId, UserId,
+use streamguard::domain::{
+    AccountView, EndReason, HeartbeatDecision, Limit, PlanName, ResumeDecision, SecretHash,
+    StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
 use tokio::net::TcpListener;

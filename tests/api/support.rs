@@ -103,7 +103,10 @@ pub fn app_with_store(store: Arc<dyn StreamStore>, args: &[&str]) -> TestApp {
         plan_header: None,
         require_lease_secret: config.require_lease_secret,
         auth: streamguard::auth::Authenticator::Header,
-        grants: None,
+        grants: config
+            .grant_key
+            .as_ref()
+            .map(|key| streamguard::grant::GrantSigner::load(key).unwrap()),
         clock: Arc::new(clock.clone()),
         admin_token: config.admin_token.clone(),
         store_timeout: config.store_timeout,

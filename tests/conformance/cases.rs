@@ -65,7 +65,12 @@ pub async fn grants_up_to_the_limit_then_refuses(make: Make) {
     match h.store.start(&u, req("d")).await.unwrap() {
         StartDecision::LimitReached(refusal) => {
             assert_eq!(refusal.first().limit.get(), 3);
-            let ids: Vec<_> = refusal.first().live.iter().map(|s| s.id.to_string()).collect();
+            let ids: Vec<_> = refusal
+                .first()
+                .live
+                .iter()
+                .map(|s| s.id.to_string())
+                .collect();
             assert_eq!(ids, ["a", "b", "c"]);
         }
         other => panic!("{other:?}"),

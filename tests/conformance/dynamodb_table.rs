@@ -501,9 +501,10 @@ async fn a_hot_account_on_two_instances_grants_exactly_the_limit() {
     let (config, table) = new_table().await;
     let clock = start_clock();
     let p = policy(3, OnLimit::Reject);
-    let a: Arc<dyn StreamStore> = DynamoDbStore::open(&config, &table, p.clone(), Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let a: Arc<dyn StreamStore> =
+        DynamoDbStore::open(&config, &table, p.clone(), Arc::new(clock.clone()))
+            .await
+            .unwrap();
     let b: Arc<dyn StreamStore> =
         DynamoDbStore::open(&dynamodb_config().await, &table, p, Arc::new(clock.clone()))
             .await

@@ -127,8 +127,8 @@ async fn redis_harness(var: &str, policy: Policy) -> Harness {
         policy.clone(),
         RedisTime::Clock(Arc::new(clock.clone())),
     )
-        .await
-        .expect("Redis answers");
+    .await
+    .expect("Redis answers");
     let again = clock.clone();
     let reopen: Reopen = Box::new(move || {
         let (target, clock, policy) = (target.clone(), again.clone(), policy.clone());
@@ -183,8 +183,8 @@ pub fn dynamodb(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>>
         let clock = start_clock();
         let store =
             store::DynamoDbStore::open(&config, &table, policy.clone(), Arc::new(clock.clone()))
-            .await
-            .expect("dynamodb store opens");
+                .await
+                .expect("dynamodb store opens");
         let again = clock.clone();
         let reopen: Reopen = Box::new(move || {
             let (table, clock, policy) = (table.clone(), again.clone(), policy.clone());

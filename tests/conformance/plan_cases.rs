@@ -86,19 +86,48 @@ fn rules(r: &Refusal) -> Vec<(String, u32, Vec<String>)> {
 pub async fn a_per_content_rule_refuses_a_third_stream_of_a_title(make: Make) {
     let h = make(with_plans(OnLimit::Reject)).await;
     let u = user("same-title");
-    granted(h.store.start(&u, start("a", Some("m1"), &[])).await.unwrap());
-    granted(h.store.start(&u, start("b", Some("m1"), &[])).await.unwrap());
-    let r = refused(h.store.start(&u, start("c", Some("m1"), &[])).await.unwrap());
+    granted(
+        h.store
+            .start(&u, start("a", Some("m1"), &[]))
+            .await
+            .unwrap(),
+    );
+    granted(
+        h.store
+            .start(&u, start("b", Some("m1"), &[]))
+            .await
+            .unwrap(),
+    );
+    let r = refused(
+        h.store
+            .start(&u, start("c", Some("m1"), &[]))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         rules(&r),
         [("same-title".into(), 2, vec!["a".into(), "b".into()])]
     );
-    granted(h.store.start(&u, start("c", Some("m2"), &[])).await.unwrap());
-    let r = refused(h.store.start(&u, start("d", Some("m1"), &[])).await.unwrap());
+    granted(
+        h.store
+            .start(&u, start("c", Some("m2"), &[]))
+            .await
+            .unwrap(),
+    );
+    let r = refused(
+        h.store
+            .start(&u, start("d", Some("m1"), &[]))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         rules(&r),
         [
-            ("account".into(), 3, vec!["a".into(), "b".into(), "c".into()]),
+            (
+                "account".into(),
+                3,
+                vec!["a".into(), "b".into(), "c".into()]
+            ),
             ("same-title".into(), 2, vec!["a".into(), "b".into()]),
         ]
     );
@@ -115,7 +144,11 @@ pub async fn concurrent_starts_of_one_title_grant_exactly_the_rule(make: Make) {
     };
     let tasks: Vec<_> = (0..100)
         .map(|i| {
-            let store = if i % 2 == 0 { h.store.clone() } else { second.clone() };
+            let store = if i % 2 == 0 {
+                h.store.clone()
+            } else {
+                second.clone()
+            };
             let u = u.clone();
             tokio::spawn(async move {
                 store
@@ -175,11 +208,35 @@ pub async fn match_rules_and_required_attributes_hold(make: Make) {
 pub async fn evict_oldest_evicts_within_the_refusing_scope(make: Make) {
     let h = make(with_plans(OnLimit::EvictOldest)).await;
     let u = user("evict-scope");
-    granted(h.store.start(&u, start("other", Some("m2"), &[])).await.unwrap());
-    granted(h.store.start(&u, start("a", Some("m1"), &[])).await.unwrap());
-    granted(h.store.start(&u, start("b", Some("m1"), &[])).await.unwrap());
-    let g = granted(h.store.start(&u, start("c", Some("m1"), &[])).await.unwrap());
-    assert_eq!(g.evicted, [sid("a")], "the oldest of the title, not of the account");
+    granted(
+        h.store
+            .start(&u, start("other", Some("m2"), &[]))
+            .await
+            .unwrap(),
+    );
+    granted(
+        h.store
+            .start(&u, start("a", Some("m1"), &[]))
+            .await
+            .unwrap(),
+    );
+    granted(
+        h.store
+            .start(&u, start("b", Some("m1"), &[]))
+            .await
+            .unwrap(),
+    );
+    let g = granted(
+        h.store
+            .start(&u, start("c", Some("m1"), &[]))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        g.evicted,
+        [sid("a")],
+        "the oldest of the title, not of the account"
+    );
     assert_eq!(
         h.store.heartbeat(&u, &sid("a")).await.unwrap(),
         HeartbeatDecision::Ended(EndReason::Evicted)
@@ -214,7 +271,11 @@ pub async fn a_plan_change_revokes_what_the_new_plan_does_not_allow(make: Make) 
     assert!(h.store.set_plan(&u, None).await.unwrap().is_empty());
     let view = h.store.view(&u).await.unwrap();
     assert_eq!(
-        (view.plan.unwrap().name.as_str(), view.plan_source, view.limit.get()),
+        (
+            view.plan.unwrap().name.as_str(),
+            view.plan_source,
+            view.limit.get()
+        ),
         ("premium", PlanSource::Claim, 4)
     );
 }
@@ -222,7 +283,11 @@ pub async fn a_plan_change_revokes_what_the_new_plan_does_not_allow(make: Make) 
 pub async fn tags_are_kept_and_fixed_for_the_life_of_a_stream(make: Make) {
     let h = make(policy(3, OnLimit::Reject)).await;
     let u = user("tags");
-    let live = start("a", Some("m"), &[("kind", "live"), ("channel", "eurosport")]);
+    let live = start(
+        "a",
+        Some("m"),
+        &[("kind", "live"), ("channel", "eurosport")],
+    );
     let g = granted(h.store.start(&u, live.clone()).await.unwrap());
     assert_eq!(g.stream.tags, live.tags);
     assert!(matches!(
@@ -231,7 +296,11 @@ pub async fn tags_are_kept_and_fixed_for_the_life_of_a_stream(make: Make) {
     ));
     for other in [
         start("a", Some("m"), &[("kind", "vod")]),
-        start("a", Some("n"), &[("kind", "live"), ("channel", "eurosport")]),
+        start(
+            "a",
+            Some("n"),
+            &[("kind", "live"), ("channel", "eurosport")],
+        ),
         start("a", Some("m"), &[]),
     ] {
         assert_eq!(

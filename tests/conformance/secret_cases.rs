@@ -49,13 +49,21 @@ pub async fn a_lease_with_a_secret_renews_only_for_that_secret(make: Make) {
         .await
         .unwrap()
     {
-        HeartbeatDecision::Renewed(lease) => assert_eq!(lease.secret.as_deref(), Some(&secret("tv"))),
+        HeartbeatDecision::Renewed(lease) => {
+            assert_eq!(lease.secret.as_deref(), Some(&secret("tv")))
+        }
         other => panic!("{other:?}"),
     }
     // A retry must repeat the secret; without it, it is another player.
     assert_eq!(
         h.store
-            .start(&u, StartRequest { secret: None, ..bound("tv-1", "tv") })
+            .start(
+                &u,
+                StartRequest {
+                    secret: None,
+                    ..bound("tv-1", "tv")
+                }
+            )
             .await
             .unwrap(),
         StartDecision::StreamIdConflict
@@ -69,7 +77,12 @@ pub async fn a_lease_with_a_secret_renews_only_for_that_secret(make: Make) {
         StartDecision::AlreadyLive { .. }
     ));
     // Ending another device needs no secret (terminate, admin revoke, stop).
-    assert!(h.store.end(&u, &sid("tv-1"), EndReason::Stopped).await.unwrap());
+    assert!(
+        h.store
+            .end(&u, &sid("tv-1"), EndReason::Stopped)
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn a_forgotten_stream_resumes_from_its_grant_and_an_ended_one_never(make: Make) {
@@ -94,13 +107,19 @@ pub async fn a_forgotten_stream_resumes_from_its_grant_and_an_ended_one_never(ma
         h.store.resume(&u, from_grant("a")).await.unwrap(),
         ResumeDecision::Heartbeat(HeartbeatDecision::Renewed(_))
     ));
-    let stranger = StartRequest { secret: Some(secret("x")), ..from_grant("a") };
+    let stranger = StartRequest {
+        secret: Some(secret("x")),
+        ..from_grant("a")
+    };
     assert_eq!(
         h.store.resume(&u, stranger).await.unwrap(),
         ResumeDecision::Heartbeat(HeartbeatDecision::Unknown)
     );
     // Remembered as ended: never revived.
-    h.store.end(&u, &sid("a"), EndReason::Revoked).await.unwrap();
+    h.store
+        .end(&u, &sid("a"), EndReason::Revoked)
+        .await
+        .unwrap();
     assert_eq!(
         h.store.resume(&u, from_grant("a")).await.unwrap(),
         ResumeDecision::Heartbeat(HeartbeatDecision::Ended(EndReason::Revoked))

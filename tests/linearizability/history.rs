@@ -114,7 +114,9 @@ fn start_output(d: StartDecision) -> Output {
             live: names(refusal.first().live.iter().map(|l| l.id.clone())),
         },
         StartDecision::StreamIdConflict => Output::Conflict,
-        StartDecision::MissingAttribute { .. } => unreachable!("the workload's plans require nothing"),
+        StartDecision::MissingAttribute { .. } => {
+            unreachable!("the workload's plans require nothing")
+        }
     }
 }
 

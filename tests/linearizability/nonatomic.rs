@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use streamguard::domain::{ResumeDecision, SecretHash, 
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, StartDecision,
-    StartRequest, StreamId, UserId,
+use streamguard::domain::{
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy,
+    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 use streamguard::store::{StoreError, StreamStore};
 

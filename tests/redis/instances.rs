@@ -87,7 +87,9 @@ async fn skewed_instance_clocks_do_not_change_decisions() {
     let real = streamguard::domain::Clock::now(&streamguard::domain::SystemClock).as_millis();
     let ahead = ManualClock::new(Timestamp::from_millis(real + 10 * 60_000));
     let behind = ManualClock::new(Timestamp::from_millis(real - 10 * 60_000));
-    let a = store::connect(&url, policy.clone(), Arc::new(ahead)).await.unwrap();
+    let a = store::connect(&url, policy.clone(), Arc::new(ahead))
+        .await
+        .unwrap();
     let b = store::connect(&url, policy, Arc::new(behind))
         .await
         .unwrap();

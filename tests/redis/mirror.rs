@@ -318,11 +318,14 @@ async fn walk_plans(on_limit: OnLimit, seed: u64) {
     let mut model = Account::default();
     let mut rng = Rng(seed);
     let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
-    let plan = |n: u64| PlanName::parse(["standard", "premium", "basic", "gone"][n as usize]).unwrap();
+    let plan =
+        |n: u64| PlanName::parse(["standard", "premium", "basic", "gone"][n as usize]).unwrap();
     // No secret, or one of two players' secrets.
     let key = |rng: &mut Rng| match rng.below(3) {
         0 => None,
-        n => Some(streamguard::domain::SecretHash::of(&format!("player-{n}-secret-0123456789")).unwrap()),
+        n => Some(
+            streamguard::domain::SecretHash::of(&format!("player-{n}-secret-0123456789")).unwrap(),
+        ),
     };
     let mut outcomes = std::collections::HashMap::new();
     for step in 0..800 {
@@ -357,19 +360,34 @@ async fn walk_plans(on_limit: OnLimit, seed: u64) {
                         ..req
                     };
                     let expected = model.resume(resume.clone(), now, &policy);
-                    assert_eq!(redis.resume(&user, resume).await.unwrap(), expected, "{context}");
+                    assert_eq!(
+                        redis.resume(&user, resume).await.unwrap(),
+                        expected,
+                        "{context}"
+                    );
                     continue;
                 }
                 let expected = model.start(req.clone(), now, &policy);
-                let kind = format!("{expected:?}").split(['(', ' ']).next().unwrap().to_owned();
+                let kind = format!("{expected:?}")
+                    .split(['(', ' '])
+                    .next()
+                    .unwrap()
+                    .to_owned();
                 *outcomes.entry(kind).or_insert(0) += 1;
-                assert_eq!(redis.start(&user, req).await.unwrap(), expected, "{context}");
+                assert_eq!(
+                    redis.start(&user, req).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
             }
             5..=6 => {
                 let presented = key(&mut rng);
                 let expected = model.heartbeat_with(&id, presented.as_ref(), now, &policy);
                 assert_eq!(
-                    redis.heartbeat_with(&user, &id, presented.as_ref()).await.unwrap(),
+                    redis
+                        .heartbeat_with(&user, &id, presented.as_ref())
+                        .await
+                        .unwrap(),
                     expected,
                     "{context}"
                 );
@@ -385,13 +403,21 @@ async fn walk_plans(on_limit: OnLimit, seed: u64) {
             8 => {
                 let limit = (rng.below(3) == 0).then(|| Limit::new(rng.below(5) as u32).unwrap());
                 let expected = model.set_limit(limit, now, &policy);
-                assert_eq!(redis.set_limit(&user, limit).await.unwrap(), expected, "{context}");
+                assert_eq!(
+                    redis.set_limit(&user, limit).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
             }
             9 => {
                 // "gone" is a plan no file defines: passed over, as after an edit.
                 let assigned = (rng.below(3) > 0).then(|| plan(rng.below(4)));
                 let expected = model.set_plan(assigned.clone(), now, &policy);
-                assert_eq!(redis.set_plan(&user, assigned).await.unwrap(), expected, "{context}");
+                assert_eq!(
+                    redis.set_plan(&user, assigned).await.unwrap(),
+                    expected,
+                    "{context}"
+                );
             }
             10 => book.replace(files[rng.below(2) as usize].clone()),
             _ => {}
@@ -406,7 +432,12 @@ async fn walk_plans(on_limit: OnLimit, seed: u64) {
         );
     }
     // The walk must reach every outcome, or it proves little.
-    for outcome in ["Granted", "LimitReached", "MissingAttribute", "StreamIdConflict"] {
+    for outcome in [
+        "Granted",
+        "LimitReached",
+        "MissingAttribute",
+        "StreamIdConflict",
+    ] {
         assert!(
             outcomes.get(outcome).copied().unwrap_or(0) > 3,
             "seed {seed}: {outcome} seen {outcomes:?}"

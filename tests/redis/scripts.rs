@@ -22,7 +22,12 @@ const T0: i64 = 1_800_000_000_000;
 /// ARGV[1..3]: now; the policy (default limit, lease ttl ms, on-limit,
 /// tombstone ttl ms, max tombstones); no plans.
 fn common(now: i64) -> Vec<String> {
-    [now.to_string(), "2|90000|reject|900000|100".into(), String::new()].to_vec()
+    [
+        now.to_string(),
+        "2|90000|reject|900000|100".into(),
+        String::new(),
+    ]
+    .to_vec()
 }
 
 fn call(con: &mut redis::Connection, op: &str, key: &str, now: i64, args: &[&str]) -> Value {

@@ -41,11 +41,19 @@ impl Change {
     pub fn apply(&self, account: &mut Account, now: Timestamp, policy: &Policy) -> (Outcome, bool) {
         match self {
             Change::Start(req) => {
-                let before = (account.limit_claim, account.plan_names.clone(), account.live.len());
+                let before = (
+                    account.limit_claim,
+                    account.plan_names.clone(),
+                    account.live.len(),
+                );
                 let decision = account.start(req.clone(), now, policy);
                 // New claims are recorded whatever the decision, and so is
                 // what a plan change revoked.
-                let after = (account.limit_claim, account.plan_names.clone(), account.live.len());
+                let after = (
+                    account.limit_claim,
+                    account.plan_names.clone(),
+                    account.live.len(),
+                );
                 let changed = matches!(decision, StartDecision::Granted(_)) || after != before;
                 (Outcome::Start(decision), changed)
             }
@@ -53,7 +61,10 @@ impl Change {
                 let live_before = account.live.len();
                 let ended = account.end(id, *reason, now, policy);
                 // A plan change may also have revoked streams on the way.
-                (Outcome::End(ended), ended || account.live.len() != live_before)
+                (
+                    Outcome::End(ended),
+                    ended || account.live.len() != live_before,
+                )
             }
             Change::SetLimit(limit) => {
                 let before = account.limit;
@@ -62,9 +73,17 @@ impl Change {
                 (Outcome::SetLimit(revoked), changed)
             }
             Change::Resume(req) => {
-                let before = (account.limit_claim, account.plan_names.clone(), account.live.len());
+                let before = (
+                    account.limit_claim,
+                    account.plan_names.clone(),
+                    account.live.len(),
+                );
                 let decision = account.resume(req.clone(), now, policy);
-                let after = (account.limit_claim, account.plan_names.clone(), account.live.len());
+                let after = (
+                    account.limit_claim,
+                    account.plan_names.clone(),
+                    account.live.len(),
+                );
                 // A stream found live after all is renewed by the caller with
                 // its own conditional write; only a start is written here.
                 let granted = matches!(decision, ResumeDecision::Start(StartDecision::Granted(_)));

@@ -142,9 +142,10 @@ pub fn decode_lease(id: &str, item: &Item) -> Result<Lease, StoreError> {
             .map(|c| crate::domain::ContentId::parse(&c).map_err(|_| parse_id("content", &c)))
             .transpose()?,
         secret: match get_string(item, SECRET) {
-            Some(hex) => Some(Box::new(crate::domain::SecretHash::from_hex(&hex).ok_or_else(
-                || corrupt(format!("attribute `{SECRET}` is not a secret hash")),
-            )?)),
+            Some(hex) => Some(Box::new(
+                crate::domain::SecretHash::from_hex(&hex)
+                    .ok_or_else(|| corrupt(format!("attribute `{SECRET}` is not a secret hash")))?,
+            )),
             None => None,
         },
         tags: match get_string(item, TAGS) {

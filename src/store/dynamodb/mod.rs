@@ -34,8 +34,7 @@ use aws_sdk_dynamodb::types::{
 use super::{DynamoDbUrl, StoreError, StreamStore};
 use crate::domain::{
     Account, AccountView, Clock, EndReason, HeartbeatDecision, Lease, Limit, PlanName, Policy,
-    ResumeDecision, SecretHash, StartDecision,
-    StartRequest, StreamId, UserId,
+    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
 

@@ -179,7 +179,12 @@ impl RedisStore {
         call.arg(self.scripts.function(op))
             .arg(1)
             .arg(key)
-            .arg(self.common_args().iter().map(|a| &**a).collect::<Vec<&str>>())
+            .arg(
+                self.common_args()
+                    .iter()
+                    .map(|a| &**a)
+                    .collect::<Vec<&str>>(),
+            )
             .arg(args);
         match self.connection.query(&call).await {
             Err(e) if e.to_string().contains("Function not found") => {
@@ -248,7 +253,9 @@ struct StartArgs<'a> {
 fn start_args(req: &StartRequest) -> StartArgs<'_> {
     StartArgs {
         req,
-        limit_claim: req.limit_claim.map_or(String::new(), |l| l.get().to_string()),
+        limit_claim: req
+            .limit_claim
+            .map_or(String::new(), |l| l.get().to_string()),
         // Sorted by name, as the domain keeps them: the script compares a
         // retry's tags as this string.
         tags: req
@@ -338,16 +345,24 @@ fn unexpected(op: &'static str, reply: Reply) -> StoreError {
 impl StreamStore for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, name = "redis.start")]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
-        let reply = self.run(Op::Start, user, &start_args(&req).as_args()).await?;
+        let reply = self
+            .run(Op::Start, user, &start_args(&req).as_args())
+            .await?;
         start_decision(reply)
     }
 
     #[tracing::instrument(level = "debug", skip_all, name = "redis.resume")]
     async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError> {
-        let reply = self.run(Op::Resume, user, &start_args(&req).as_args()).await?;
+        let reply = self
+            .run(Op::Resume, user, &start_args(&req).as_args())
+            .await?;
         match reply {
-            Reply::Renewed { stream, .. } => Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Renewed(stream))),
-            Reply::Ended { reason, .. } => Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Ended(reason))),
+            Reply::Renewed { stream, .. } => Ok(ResumeDecision::Heartbeat(
+                HeartbeatDecision::Renewed(stream),
+            )),
+            Reply::Ended { reason, .. } => {
+                Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Ended(reason)))
+            }
             Reply::Unknown { .. } => Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Unknown)),
             other => start_decision(other).map(ResumeDecision::Start),
         }
