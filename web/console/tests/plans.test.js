@@ -166,8 +166,25 @@ test('a plan change that gets no answer is shown to the operator', async () => {
   assert.equal((await storedPlan()).source, 'default');
 });
 
-test('the decisions chart has a resumes series', async () => {
-  await page.click('#nav a[data-view="overview"]');
-  await page.locator('#chart-decisions .legend', { hasText: 'resumed' }).waitFor({ timeout: 10_000 });
+test('the decisions chart plots resumes (streamguard_resumed_total) per second', async () => {
+  // The service's own metrics, with a resume counter that grows by 3 a
+  // scrape (one every 3 s): about one resume per second.
+  let resumed = 0;
+  await page.route('**/admin/metrics', async (route) => {
+    const real = await route.fetch();
+    resumed += 3;
+    const body = `${await real.text()}# TYPE streamguard_resumed_total counter\nstreamguard_resumed_total ${resumed}\n`;
+    await route.fulfill({ response: real, body });
+  });
+  try {
+    await page.click('#nav a[data-view="overview"]');
+    await page.locator('#chart-decisions path[data-series="resumed"]').waitFor({ timeout: 10_000 });
+    const legend = await page.textContent('#chart-decisions .legend');
+    const rate = Number(/resumed ([0-9.]+) \/s/.exec(legend)?.[1]);
+    assert.ok(rate > 0.5 && rate < 2, `resumes per second in the legend: ${legend}`);
+    await shot('plan-4-resumes.png');
+  } finally {
+    await page.unroute('**/admin/metrics');
+  }
   assert.deepEqual(errors, [], 'no error in the page');
 });
