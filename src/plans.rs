@@ -229,27 +229,8 @@ impl crate::refresh::Refresh for PlansFile {
 mod tests {
     use super::*;
 
-    pub const EXAMPLE: &str = r#"
-default = "standard"
-
-[plans.basic]
-limit = 1
-
-[plans.standard]
-limit = 3
-rules = [
-  { name = "same-title", per = "content_id", max = 2 },
-]
-
-[plans.premium]
-limit = 4
-rules = [
-  { name = "same-title", per = "content_id", max = 2 },
-  { name = "uhd", match = { quality = ["uhd"] }, max = 2 },
-  { name = "discovery", match = { channel = ["dmax", "tlc", "eurosport"] }, max = 1 },
-  { name = "per-channel", per = "channel", max = 1, required = true },
-]
-"#;
+    /// The plans of the README.
+    pub const EXAMPLE: &str = include_str!("../tests/fixtures/plans.toml");
 
     #[test]
     fn the_documented_example_loads() {

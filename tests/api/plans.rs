@@ -10,27 +10,7 @@ use crate::support::{ADMIN_TOKEN, TestApp, app};
 use crate::tokens::{SECRET, claims, hs256};
 
 /// The plans of the README.
-const PLANS: &str = r#"
-default = "standard"
-
-[plans.basic]
-limit = 1
-
-[plans.standard]
-limit = 3
-rules = [
-  { name = "same-title", per = "content_id", max = 2 },
-]
-
-[plans.premium]
-limit = 4
-rules = [
-  { name = "same-title", per = "content_id", max = 2 },
-  { name = "uhd", match = { quality = ["uhd"] }, max = 2 },
-  { name = "discovery", match = { channel = ["dmax", "tlc", "eurosport"] }, max = 1 },
-  { name = "per-channel", per = "channel", max = 1, required = true },
-]
-"#;
+const PLANS: &str = include_str!("../fixtures/plans.toml");
 
 fn write_plans(dir: &Path, text: &str) -> String {
     let path = dir.join("plans.toml");

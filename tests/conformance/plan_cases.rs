@@ -12,25 +12,7 @@ use crate::cases::user;
 use crate::harness::{Make, policy};
 
 /// The plans of the README.
-pub const PLANS: &str = r#"
-default = "standard"
-
-[plans.basic]
-limit = 1
-
-[plans.standard]
-limit = 3
-rules = [ { name = "same-title", per = "content_id", max = 2 } ]
-
-[plans.premium]
-limit = 4
-rules = [
-  { name = "same-title", per = "content_id", max = 2 },
-  { name = "uhd", match = { quality = ["uhd"] }, max = 2 },
-  { name = "discovery", match = { channel = ["dmax", "tlc", "eurosport"] }, max = 1 },
-  { name = "per-channel", per = "channel", max = 1, required = true },
-]
-"#;
+pub const PLANS: &str = include_str!("../fixtures/plans.toml");
 
 pub fn with_plans(on_limit: OnLimit) -> Policy {
     let plans = streamguard::plans::parse(PLANS).expect("the README's plans parse");
