@@ -238,7 +238,7 @@ fn plan_limit(claims: &Map<String, Value>, name: &str) -> Result<Option<Limit>, 
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
             .as_number()
-            .and_then(crate::http::dto::whole_limit)
+            .and_then(crate::domain::Limit::from_json)
             .map(Some)
             .ok_or_else(|| {
                 TokenError::invalid(format!(

@@ -15,8 +15,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
+use super::AccessLog;
 use super::{ApiError, MAX_BODY_BYTES};
-use crate::config::AccessLog;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

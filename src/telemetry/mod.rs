@@ -16,9 +16,8 @@ use tracing_subscriber::fmt::format::{Format, Json, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::LogFormat;
-use crate::domain::StartDecision;
-
+#[cfg(feature = "lambda")]
+pub mod emf;
 mod series;
 pub use series::{http_request, name_routes, store_call, throttled};
 
@@ -40,6 +39,13 @@ const MAX_LOG_LINE: usize = 8 * 1024;
 
 /// How often histograms are drained when nobody scrapes `/metrics`.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// `--log-format`: one JSON object a line, or text for a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
 
 /// Keep it alive until exit: dropping it flushes what is buffered.
 pub struct Logging {
@@ -435,19 +441,6 @@ pub fn record_decision(outcome: &'static str, n: usize) {
     if n > 0 {
         series::decisions(outcome, n as u64);
         #[cfg(feature = "lambda")]
-        crate::lambda::emf::record(outcome, n as u64);
-    }
-}
-
-/// Counts what a start decided: a grant and what it ended, or a denial.
-pub fn record_start(decision: &StartDecision) {
-    match decision {
-        StartDecision::Granted(grant) => {
-            record_decision("granted", 1);
-            record_decision("evicted", grant.evicted.len());
-            record_decision("replaced", grant.replaced.len());
-        }
-        StartDecision::LimitReached { .. } => record_decision("denied", 1),
-        StartDecision::AlreadyLive { .. } | StartDecision::StreamIdConflict => {}
+        emf::record(outcome, n as u64);
     }
 }
