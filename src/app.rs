@@ -131,10 +131,10 @@ pub async fn serve_with_metrics(
 }
 
 /// Hands the pages mimalloc holds free back to the OS. Restoring a large
-/// `file:` store frees about a fifth of what it read (rows, the journal
-/// queue), which mimalloc would otherwise keep until it next purges:
-/// ≈ 305 instead of ≈ 225 bytes per live stream at 10 M. Harmless under
-/// another global allocator (mimalloc's own heaps are then empty).
+/// `file:` store frees part of what it read (rows, the journal queue),
+/// which mimalloc would otherwise keep until it next purges (BENCHMARKS.md,
+/// restart of `file:`). Harmless under another global allocator
+/// (mimalloc's own heaps are then empty).
 pub fn give_back_freed_memory() {
     // SAFETY: mi_collect takes no pointers; it only returns free pages.
     unsafe { libmimalloc_sys::mi_collect(true) };

@@ -6,8 +6,9 @@ use streamguard::config::{Cli, Command};
 use streamguard::domain::SystemClock;
 use streamguard::telemetry::{self, LogSettings};
 
-/// glibc's allocator spent a fifth of the request path in malloc/free under
-/// load (perf); mimalloc's thread-local heaps remove most of it.
+/// glibc's allocator took a large share of the request path in malloc/free
+/// under load; mimalloc's thread-local heaps remove most of it
+/// (BENCHMARKS.md, where a heartbeat's CPU goes).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,5 +1,10 @@
-//! The admission rules. Every store runs these inside its own atomic step;
-//! nothing else in the code decides who may watch.
+//! The admission rules. The memory and file stores run these inside their
+//! own atomic step, and so does the DynamoDB store for starts, stops and
+//! limit changes (read, decide here, commit conditioned on the version).
+//! Two paths state the same rules elsewhere: the Redis store decides in
+//! Lua (`store/redis/streamguard.lua`), and a DynamoDB heartbeat is one
+//! conditional update (the lease exists and has not run out). The store
+//! conformance suite holds all of them to the same cases.
 //!
 //! Each operation first applies what `now` already implies (leases that ran
 //! out become `expired` tombstones, old tombstones are forgotten), then decides.

@@ -1,5 +1,8 @@
-//! Where account state lives. A store's only job is to run the domain rules
-//! on one account atomically; it never decides anything itself.
+//! Where account state lives. A store applies the domain rules to one
+//! account atomically: the memory and file stores (and DynamoDB's starts)
+//! call `domain::rules`; Redis runs the same rules in Lua, and a DynamoDB
+//! heartbeat is a conditional update stating them. `tests/conformance`
+//! runs one suite against every store.
 
 use std::sync::Arc;
 
