@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -82,9 +83,30 @@ pub fn forget_idle_throttle_keys(state: &AppState) {
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    serving: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with_metrics(listener, None, state, shutdown).await
+    serve_with_metrics(listener, None, state, serving, shutdown).await
+}
+
+/// How the accept loop runs and stops: `--max-connections`,
+/// `--shutdown-delay`, `--shutdown-timeout`. Not the handlers' business,
+/// so not in their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    pub max_connections: u32,
+    pub shutdown_delay: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Serving {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            max_connections: config.ops.max_connections,
+            shutdown_delay: config.ops.shutdown_delay,
+            shutdown_timeout: config.ops.shutdown_timeout,
+        }
+    }
 }
 
 /// [`serve`], with `/metrics` on a listener of its own.
@@ -92,12 +114,13 @@ pub async fn serve_with_metrics(
     listener: TcpListener,
     metrics: Option<TcpListener>,
     state: AppState,
+    serving: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let limits = server::Limits {
-        max_connections: state.ops.max_connections as usize,
-        drain_for: state.ops.shutdown_timeout,
+        max_connections: serving.max_connections as usize,
+        drain_for: serving.shutdown_timeout,
     };
     let api = tokio::spawn(server::run(
         listener,
@@ -115,9 +138,9 @@ pub async fn serve_with_metrics(
     });
     shutdown.await;
     state.ops.start_draining();
-    if !state.ops.shutdown_delay.is_zero() {
-        tracing::info!(delay = ?state.ops.shutdown_delay, "readyz answers 503; serving on until the delay ends");
-        tokio::time::sleep(state.ops.shutdown_delay).await;
+    if !serving.shutdown_delay.is_zero() {
+        tracing::info!(delay = ?serving.shutdown_delay, "readyz answers 503; serving on until the delay ends");
+        tokio::time::sleep(serving.shutdown_delay).await;
     }
     let _ = stop.send(true);
     let served = api.await.map_err(std::io::Error::other)?;
@@ -157,7 +180,8 @@ pub async fn run(config: &Config, state: AppState) -> std::io::Result<()> {
         tracing::info!(addr = %metrics.local_addr()?, "serving /metrics");
     }
     tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
-    serve_with_metrics(listener, metrics, state, shutdown_signal()).await?;
+    let serving = Serving::new(config);
+    serve_with_metrics(listener, metrics, state, serving, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -274,9 +274,6 @@ impl Config {
             access_log: ops.access_log,
             metrics_on_api: ops.metrics_listen.is_none(),
             cors_origins: ops.cors_origins.clone(),
-            max_connections: ops.max_connections,
-            shutdown_delay: ops.shutdown_delay,
-            shutdown_timeout: ops.shutdown_timeout,
         }
     }
 

@@ -30,7 +30,7 @@ pub mod telemetry;
 mod ticks;
 
 pub use app::{
-    StartError, app_state, forget_idle_throttle_keys, give_back_freed_memory, run, serve,
+    Serving, StartError, app_state, forget_idle_throttle_keys, give_back_freed_memory, run, serve,
     serve_with_metrics, shutdown_signal,
 };
 pub use config::Config;

@@ -93,9 +93,6 @@ pub struct Ops {
     pub metrics_on_api: bool,
     /// `--cors-origins`: pages that may call the player API from a browser.
     pub cors_origins: Vec<String>,
-    pub max_connections: u32,
-    pub shutdown_delay: Duration,
-    pub shutdown_timeout: Duration,
 }
 
 impl Ops {
