@@ -14,9 +14,13 @@ use crate::domain::{
 };
 
 #[cfg(feature = "dynamodb")]
+mod backoff;
+#[cfg(feature = "dynamodb")]
 mod dynamodb;
 #[cfg(feature = "embedded")]
 mod embedded;
+#[cfg(feature = "dynamodb")]
+mod group;
 #[cfg(feature = "embedded")]
 mod journal;
 mod memory;

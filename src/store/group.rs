@@ -1,4 +1,5 @@
-//! Group commit per account. Decisions on one account that arrive while
+//! Group commit per account, for a remote store whose decisions are a
+//! read and a conditional write (DynamoDB today). Decisions on one account that arrive while
 //! one is being decided wait in that account's queue; one task per busy
 //! account takes the whole queue, decides it with one read and one
 //! transaction (the rules applied to each request in arrival order), and
@@ -17,7 +18,7 @@ use crate::domain::{
 use crate::store::StoreError;
 
 /// A decision that may change the account.
-pub enum Change {
+pub enum Request {
     Start(StartRequest),
     End(StreamId, EndReason),
     SetLimit(Option<Limit>),
@@ -30,23 +31,23 @@ pub enum Outcome {
     SetLimit(Vec<StreamId>),
 }
 
-impl Change {
+impl Request {
     /// Runs the rules; returns the answer and whether the account changed
     /// in a way that must be written.
     pub fn apply(&self, account: &mut Account, now: Timestamp, policy: &Policy) -> (Outcome, bool) {
         match self {
-            Change::Start(req) => {
+            Request::Start(req) => {
                 let plan = account.plan;
                 let decision = account.start(req.clone(), now, policy);
                 // A new plan is recorded whatever the decision.
                 let changed = matches!(decision, StartDecision::Granted(_)) || account.plan != plan;
                 (Outcome::Start(decision), changed)
             }
-            Change::End(id, reason) => {
+            Request::End(id, reason) => {
                 let ended = account.end(id, *reason, now, policy);
                 (Outcome::End(ended), ended)
             }
-            Change::SetLimit(limit) => {
+            Request::SetLimit(limit) => {
                 let before = account.limit;
                 let revoked = account.set_limit(*limit, now, policy);
                 let changed = before != *limit || !revoked.is_empty();
@@ -57,7 +58,7 @@ impl Change {
 }
 
 pub struct Job {
-    change: Change,
+    change: Request,
     answer: oneshot::Sender<Result<Outcome, StoreError>>,
     /// A set_limit committed in parts answers what its first decision
     /// revoked (later parts find those already gone).
@@ -65,7 +66,7 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(change: Change) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
+    pub fn new(change: Request) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
         let (answer, receiver) = oneshot::channel();
         let job = Job {
             change,
@@ -75,12 +76,12 @@ impl Job {
         (job, receiver)
     }
 
-    pub fn change(&self) -> &Change {
+    pub fn change(&self) -> &Request {
         &self.change
     }
 
     pub fn remember_first(&mut self, outcome: Outcome) {
-        if matches!(self.change, Change::SetLimit(_)) && self.first.is_none() {
+        if matches!(self.change, Request::SetLimit(_)) && self.first.is_none() {
             self.first = Some(outcome);
         }
     }
