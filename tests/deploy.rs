@@ -307,9 +307,9 @@ fn exported_series(
 
 /// Whether the exporter gives histogram `name` buckets (series `_bucket`,
 /// label `le`) rather than a summary (label `quantile`), read from the
-/// `Matcher::Full`/`Matcher::Suffix` calls in src/telemetry/mod.rs.
+/// `Matcher::Full`/`Matcher::Suffix` calls in src/telemetry/recorder.rs.
 fn has_buckets(name: &str) -> bool {
-    let telemetry = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/mod.rs");
+    let telemetry = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/recorder.rs");
     let source = std::fs::read_to_string(telemetry).unwrap();
     let matched = |pattern: &str| {
         source
