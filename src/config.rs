@@ -1,7 +1,6 @@
 //! Command line and environment, validated once into typed configuration.
 //! Every flag `--some-flag` is also read from `STREAMGUARD_SOME_FLAG`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -11,7 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthSetupError, JwtSettings};
 use crate::domain::{Limit, OnLimit, Policy};
+pub use crate::http::{AccessLog, OnStoreError};
+use crate::secret;
+pub use crate::secret::Secret;
 use crate::store::{StoreOptions, StoreUrl};
+pub use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,7 +129,7 @@ pub struct Config {
     pub on_limit: OnLimitArg,
 
     /// Bearer token for the /admin routes; without it they answer 404.
-    #[arg(long, env = "STREAMGUARD_ADMIN_TOKEN", value_parser = parse_secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "STREAMGUARD_ADMIN_TOKEN", value_parser = crate::secret::parse, hide_env_values = true, global = true)]
     pub admin_token: Option<Secret>,
 
     /// File holding the admin token (a trailing newline is ignored).
@@ -152,7 +155,7 @@ pub struct Config {
     pub auth: AuthMode,
 
     /// HS256 secret for `--auth jwt`.
-    #[arg(long, env = "STREAMGUARD_JWT_SECRET", hide_env_values = true, value_parser = parse_secret, global = true)]
+    #[arg(long, env = "STREAMGUARD_JWT_SECRET", hide_env_values = true, value_parser = crate::secret::parse, global = true)]
     pub jwt_secret: Option<Secret>,
 
     /// File holding the HS256 secret (a trailing newline is ignored).
@@ -283,29 +286,13 @@ pub struct Operations {
     pub cors_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AccessLog {
-    /// Every request.
-    All,
-    /// Requests that changed or were refused something: not renewed
-    /// heartbeats nor successful reads (those are counted in metrics).
-    Changes,
-    Off,
-}
-
 impl Config {
     /// The admin token: `--admin-token`, or read from `--admin-token-file`;
     /// refused when shorter than [`MIN_ADMIN_TOKEN_LEN`]. Checked here
     /// rather than in the flag's parser: clap's error would show the
     /// refused value.
     pub fn admin_token(&self) -> Result<Option<Secret>, String> {
-        let token = secret(&self.admin_token, &self.admin_token_file)
+        let token = secret::given_or_file(&self.admin_token, &self.admin_token_file)
             .map_err(|e| format!("--admin-token-file {e}"))?;
         if let Some(token) = &token
             && token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN
@@ -355,6 +342,22 @@ impl Config {
             .map_err(|_| format!("--plan-header {name:?} is not a header name"))
     }
 
+    /// The flood limits, draining and logging state the handlers share.
+    pub fn ops(&self) -> crate::http::Ops {
+        let ops = &self.ops;
+        crate::http::Ops {
+            throttle: crate::http::throttle::Throttle::new(
+                ops.rate_per_stream,
+                ops.rate_per_account,
+            ),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            access_log: ops.access_log,
+            metrics_on_api: ops.metrics_listen.is_none(),
+            cors_origins: ops.cors_origins.clone(),
+            edge_renew_every: ops.edge_renew_every,
+        }
+    }
+
     /// The flags that belong to the store, beside its URL.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
@@ -381,7 +384,7 @@ impl Config {
                 None => Ok(None),
             };
         }
-        let secret = secret(&self.jwt_secret, &self.jwt_secret_file)
+        let secret = secret::given_or_file(&self.jwt_secret, &self.jwt_secret_file)
             .map_err(|reason| AuthSetupError::Keys {
                 what: "--jwt-secret-file".into(),
                 reason,
@@ -426,58 +429,8 @@ pub enum AuthMode {
     Jwt,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnStoreError {
-    /// Answer 503 with Retry-After.
-    Deny,
-    /// Let playback go ahead, log it and count it as unenforced.
-    Allow,
-}
-
-/// A credential; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// A secret given by its flag, or else read from its `--…-file` flag: the
-/// one way secret files are read.
-fn secret(given: &Option<Secret>, file: &Option<PathBuf>) -> Result<Option<Secret>, String> {
-    match (given, file) {
-        (Some(secret), _) => Ok(Some(secret.clone())),
-        (None, Some(path)) => read_secret_file(path).map(Some),
-        (None, None) => Ok(None),
-    }
-}
-
-/// A secret kept in a file, for `--…-file` flags: one trailing newline
-/// (`\n` or `\r\n`) is not part of it.
-fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let secret = text.strip_suffix('\n').unwrap_or(&text);
-    let secret = secret.strip_suffix('\r').unwrap_or(secret);
-    parse_secret(secret).map_err(|e| format!("{}: the secret {e}", path.display()))
-}
-
 /// Shortest admin token accepted: it opens every account.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
-
-fn parse_secret(s: &str) -> Result<Secret, String> {
-    if s.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    Ok(Secret(s.to_owned()))
-}
 
 /// Parses `--store` without echoing the value in errors: it may carry a
 /// password.

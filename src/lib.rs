@@ -1,15 +1,19 @@
 //! streamguard: at most N live playback streams per account.
 //!
-//! `domain` holds the rules and nothing else; `store` makes them atomic on
-//! one account at a time; `http` is the API. [`app_state`] wires them from a
-//! [`Config`], [`run`] binds the configured addresses and [`serve`]s the
-//! router until shutdown.
+//! The modules, each importing only those below it (checked by
+//! `tests::modules_import_only_lower_layers`):
+//!
+//! - `domain`: the rules and nothing else; `secret`, `telemetry` and
+//!   `ticks` are leaves beside it.
+//! - `store`: makes the rules atomic on one account at a time.
+//! - `auth`, `grant` (with `refresh`): identity and signed grants.
+//! - `http`: the API.
+//! - `config`: the flags, validated once.
+//! - `app`, `server`, `lambda`, `healthcheck`: the application.
+//!   [`app_state`] wires the rest from a [`Config`], [`run`] binds the
+//!   configured addresses and [`serve`]s the router until shutdown.
 
-use std::future::Future;
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-
+mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
@@ -20,207 +24,120 @@ pub mod http;
 pub mod lambda;
 pub mod plans;
 mod refresh;
+pub mod secret;
 mod server;
 pub mod store;
 pub mod telemetry;
 mod ticks;
 
+pub use app::{
+    Serving, StartError, app_state, forget_idle_throttle_keys, give_back_freed_memory, run, serve,
+    serve_with_metrics, shutdown_signal,
+};
 pub use config::Config;
 pub use http::{AppState, router};
 
-use auth::Authenticator;
-use domain::Clock;
-use store::StoreError;
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
 
-/// What keeps the service from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Auth(#[from] auth::AuthSetupError),
-    #[error(transparent)]
-    GrantKey(#[from] grant::GrantKeyError),
-    #[error(transparent)]
-    Plans(#[from] plans::PlansError),
-    #[error("{0}")]
-    Flags(String),
-    /// A secret file (`--admin-token-file`) could not be read.
-    #[error("{0}")]
-    SecretFile(String),
-}
+    /// Layers, lowest first: a module may import its own layer's and lower
+    /// ones' modules, never a higher layer's.
+    const LAYERS: &[&[&str]] = &[
+        &["domain", "secret", "telemetry", "ticks"],
+        &["store", "refresh", "plans"],
+        &["auth", "grant"],
+        &["http"],
+        &["config"],
+        &["app", "server", "lambda", "healthcheck"],
+    ];
 
-/// Connects the configured store, loads identity and grant keys, and
-/// gathers what the handlers share.
-pub async fn app_state(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
-    let mut policy = config.policy();
-    let plan_header = config.plan_header().map_err(StartError::Flags)?;
-    let plans_file = match &config.plans {
-        Some(path) => {
-            let file = plans::PlansFile::load(path)?;
-            file.keep_fresh();
-            policy.plans = Some(file.book());
-            Some(file)
-        }
-        None => None,
-    };
-    let auth = match config.jwt_settings()? {
-        None => Authenticator::Header,
-        Some(settings) => Authenticator::Jwt(Arc::new(auth::JwtVerifier::new(settings).await?)),
-    };
-    let grants = match &config.grant_key {
-        Some(path) => {
-            let signer = grant::GrantSigner::load(path)?;
-            signer.keep_fresh();
-            Some(signer)
-        }
-        None => None,
-    };
-    let store = store::connect_with(
-        &config.store,
-        config.store_options(),
-        policy.clone(),
-        clock.clone(),
-    )
-    .await?;
-    let state = AppState::new(http::Shared {
-        store,
-        policy,
-        plans_file,
-        plan_header,
-        require_lease_secret: config.require_lease_secret,
-        auth,
-        grants,
-        clock,
-        admin_token: config.admin_token().map_err(StartError::SecretFile)?,
-        store_timeout: config.store_timeout,
-        on_store_error: config.on_store_error,
-        metrics: telemetry::metrics_handle(),
-        ops: http::Ops::new(&config.ops),
-    });
-    forget_idle_throttle_keys(&state);
-    Ok(state)
-}
+    /// Leaves import no module of the crate at all.
+    const LEAVES: &[&str] = &["telemetry", "secret", "ticks"];
 
-/// Drops the flood limiter's idle keys every few seconds, for as long as
-/// the state is in use.
-pub fn forget_idle_throttle_keys(state: &AppState) {
-    let weak = state.downgrade();
-    let mut ticks = ticks::Ticks::new(http::throttle::FORGET_IDLE_EVERY, move || weak.upgrade());
-    tokio::spawn(async move {
-        while let Some(state) = ticks.next().await {
-            state.ops.throttle.forget_idle();
-        }
-    });
-}
-
-/// Serves the API on `listener` until `shutdown` resolves (and, with
-/// `--metrics-listen`, `/metrics` on `metrics`), then turns `/readyz` to
-/// 503, goes on serving for `--shutdown-delay`, stops accepting, lets
-/// in-flight requests finish for at most `--shutdown-timeout`, closes what
-/// remains and makes the store durable.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with_metrics(listener, None, state, shutdown).await
-}
-
-/// [`serve`], with `/metrics` on a listener of its own.
-pub async fn serve_with_metrics(
-    listener: TcpListener,
-    metrics: Option<TcpListener>,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let limits = server::Limits {
-        max_connections: state.ops.max_connections as usize,
-        drain_for: state.ops.shutdown_timeout,
-    };
-    let api = tokio::spawn(server::run(
-        listener,
-        router(state.clone()),
-        limits,
-        stopping.clone(),
-    ));
-    let metrics = metrics.map(|listener| {
-        tokio::spawn(server::run(
-            listener,
-            http::metrics_router(state.clone()),
-            limits,
-            stopping,
-        ))
-    });
-    shutdown.await;
-    state.ops.start_draining();
-    if !state.ops.shutdown_delay.is_zero() {
-        tracing::info!(delay = ?state.ops.shutdown_delay, "readyz answers 503; serving on until the delay ends");
-        tokio::time::sleep(state.ops.shutdown_delay).await;
+    fn layer(module: &str) -> usize {
+        LAYERS
+            .iter()
+            .position(|layer| layer.contains(&module))
+            .unwrap_or_else(|| panic!("module {module} has no layer in LAYERS"))
     }
-    let _ = stop.send(true);
-    let served = api.await.map_err(std::io::Error::other)?;
-    if let Some(metrics) = metrics {
-        metrics.await.map_err(std::io::Error::other)??;
-    }
-    // The store closes whatever happened above: the file store's final
-    // sweep and flush must run.
-    let closed = state.store.close().await.map_err(std::io::Error::other);
-    served.and(closed)
-}
 
-/// Hands the pages mimalloc holds free back to the OS. Restoring a large
-/// `file:` store frees about a fifth of what it read (rows, the journal
-/// queue), which mimalloc would otherwise keep until it next purges:
-/// ≈ 305 instead of ≈ 225 bytes per live stream at 10 M. Harmless under
-/// another global allocator (mimalloc's own heaps are then empty).
-pub fn give_back_freed_memory() {
-    // SAFETY: mi_collect takes no pointers; it only returns free pages.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-}
-
-/// Binds the API's address (and `--metrics-listen`'s) from `config` and
-/// serves `state` until SIGTERM or Ctrl-C.
-pub async fn run(config: &Config, state: AppState) -> std::io::Result<()> {
-    let bind = |flag: &'static str, addr: std::net::SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))
-    };
-    let listener = bind("--listen", config.listen).await?;
-    let metrics = match config.ops.metrics_listen {
-        Some(addr) => Some(bind("--metrics-listen", addr).await?),
-        None => None,
-    };
-    if let Some(metrics) = &metrics {
-        tracing::info!(addr = %metrics.local_addr()?, "serving /metrics");
-    }
-    tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
-    serve_with_metrics(listener, metrics, state, shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    /// `crate::NAME` paths in every file of `module`.
+    fn imports(module: &str) -> BTreeSet<String> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![];
+        let single = src.join(format!("{module}.rs"));
+        if single.exists() {
+            files.push(single);
+        }
+        let mut dirs = vec![src.join(module)];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        let mut found = BTreeSet::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (i, _) in text.match_indices("crate::") {
+                let rest = &text[i + "crate::".len()..];
+                if rest.starts_with('{') {
+                    // `crate::{a, b}`: every name in the braces.
+                    let names = &rest[1..rest.find('}').unwrap()];
+                    for name in names.split(',') {
+                        let name = name.trim().split("::").next().unwrap().trim();
+                        if !name.is_empty() {
+                            found.insert(name.to_owned());
+                        }
+                    }
+                } else {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    found.insert(name);
+                }
+            }
+        }
+        found
     }
-    tracing::info!("shutting down: draining in-flight requests");
+
+    #[test]
+    fn modules_import_only_lower_layers() {
+        let modules: Vec<&str> = LAYERS.iter().flat_map(|l| l.iter().copied()).collect();
+        for line in include_str!("lib.rs").lines() {
+            let declared = line.strip_prefix("pub mod ").or(line.strip_prefix("mod "));
+            if let Some(name) = declared.and_then(|d| d.strip_suffix(';')) {
+                layer(name);
+            }
+        }
+        let mut wrong = vec![];
+        for module in &modules {
+            for import in imports(module) {
+                // Items of the crate root (`crate::Config`, `crate::AppState`)
+                // are re-exports of `app`, `config` and `http`.
+                let target = match import.as_str() {
+                    "Config" => "config",
+                    "AppState" | "router" => "http",
+                    "StartError" | "app_state" => "app",
+                    name => name,
+                };
+                if target == *module || !modules.contains(&target) {
+                    continue;
+                }
+                if LEAVES.contains(module) || layer(target) > layer(module) {
+                    wrong.push(format!("{module} imports {target}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "imports against the layers: {wrong:?}");
+    }
 }

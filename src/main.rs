@@ -6,8 +6,9 @@ use streamguard::config::{Cli, Command};
 use streamguard::domain::SystemClock;
 use streamguard::telemetry::{self, LogSettings};
 
-/// glibc's allocator spent a fifth of the request path in malloc/free under
-/// load (perf); mimalloc's thread-local heaps remove most of it.
+/// glibc's allocator took a large share of the request path in malloc/free
+/// under load; mimalloc's thread-local heaps remove most of it
+/// (BENCHMARKS.md, where a heartbeat's CPU goes).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -20,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
             return Ok(streamguard::healthcheck::check(probed)?);
         }
         Command::EdgeKeys(args) => {
-            let written = streamguard::grant::edge_keys::main(&args).await;
+            let written = streamguard::grant::edge_keys::main(&args.jwks, &args.out).await;
             return written.map_err(anyhow::Error::msg);
         }
         _ => {}

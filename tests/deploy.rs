@@ -1,6 +1,6 @@
 //! The deploy artifacts, read as files:
 //! - the AWS SAM template in deploy/aws: it parses, it holds the resources
-//!   the README names with the settings the store relies on, and every
+//!   docs/operations.md names with the settings the store relies on, and every
 //!   reference in it points at something that exists (deploying it is not
 //!   tested here);
 //! - the Grafana dashboard and the Prometheus alerts: they parse, and every
@@ -15,7 +15,8 @@ use std::path::Path;
 use serde_norway::Value;
 
 const TEMPLATE: &str = include_str!("../deploy/aws/template.yaml");
-const README: &str = include_str!("../README.md");
+/// Where the deployment is documented.
+const DOCS: &str = include_str!("../docs/operations.md");
 
 fn template() -> Value {
     serde_norway::from_str(TEMPLATE).expect("the template is YAML")
@@ -36,7 +37,7 @@ fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn names_the_resources_and_parameters_the_readme_describes() {
+fn names_the_resources_and_parameters_the_docs_describe() {
     let t = template();
     assert_eq!(t["Transform"], "AWS::Serverless-2016-10-31");
     for (name, kind) in [
@@ -46,13 +47,13 @@ fn names_the_resources_and_parameters_the_readme_describes() {
         ("StreamguardLogs", "AWS::Logs::LogGroup"),
     ] {
         assert_eq!(resource(&t, name)["Type"], kind, "{name}");
-        assert!(README.contains(name), "the README describes {name}");
+        assert!(DOCS.contains(name), "docs/operations.md describes {name}");
     }
     for parameter in ["DefaultLimit", "LeaseTtl", "OnLimit", "AdminToken"] {
         assert!(t["Parameters"].get(parameter).is_some(), "{parameter}");
         assert!(
-            README.contains(parameter),
-            "the README describes {parameter}"
+            DOCS.contains(parameter),
+            "docs/operations.md describes {parameter}"
         );
     }
 }
@@ -187,8 +188,8 @@ fn the_api_defaults_to_verified_jwt_identity() {
     for parameter in ["JwtJwksUrl", "JwtIssuer", "JwtAudience", "JwtLimitClaim"] {
         assert!(t["Parameters"].get(parameter).is_some(), "{parameter}");
         assert!(
-            README.contains(parameter),
-            "the README describes {parameter}"
+            DOCS.contains(parameter),
+            "docs/operations.md describes {parameter}"
         );
     }
 
@@ -306,9 +307,9 @@ fn exported_series(
 
 /// Whether the exporter gives histogram `name` buckets (series `_bucket`,
 /// label `le`) rather than a summary (label `quantile`), read from the
-/// `Matcher::Full`/`Matcher::Suffix` calls in src/telemetry/mod.rs.
+/// `Matcher::Full`/`Matcher::Suffix` calls in src/telemetry/recorder.rs.
 fn has_buckets(name: &str) -> bool {
-    let telemetry = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/mod.rs");
+    let telemetry = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/recorder.rs");
     let source = std::fs::read_to_string(telemetry).unwrap();
     let matched = |pattern: &str| {
         source

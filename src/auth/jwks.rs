@@ -246,7 +246,7 @@ impl crate::refresh::Refresh for Jwks {
 
 fn setup(location: &str, reason: String) -> AuthSetupError {
     AuthSetupError::Keys {
-        what: format!("--jwt-jwks {}", crate::store::redact_userinfo(location)),
+        what: format!("--jwt-jwks {}", crate::secret::redact_userinfo(location)),
         reason,
     }
 }

@@ -268,7 +268,7 @@ fn plan_limit(claims: &Map<String, Value>, name: &str) -> Result<Option<Limit>, 
         // `null` too: a claim that is there but no whole number.
         Some(v) => v
             .as_number()
-            .and_then(crate::http::dto::whole_limit)
+            .and_then(crate::domain::Limit::from_json)
             .map(Some)
             .ok_or_else(|| {
                 TokenError::invalid(format!(

@@ -33,6 +33,22 @@ impl Limit {
         self.0
     }
 
+    /// A limit given as a JSON number: a whole number from 0 to 1000,
+    /// written `3` or `3.0` (JSON Schema counts both as integers; `2.5` is
+    /// not one). The admin API's body and a token's limit claim read it
+    /// alike.
+    pub fn from_json(number: &serde_json::Number) -> Option<Self> {
+        let whole = number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(MAX_LIMIT)).contains(f))
+                .map(|f| f as u64)
+        });
+        whole
+            .and_then(|n| u32::try_from(n).ok())
+            .and_then(|n| Self::new(n).ok())
+    }
+
     /// Whether `active` streams leave no room for one more.
     pub fn is_reached_by(self, active: usize) -> bool {
         active >= self.0 as usize

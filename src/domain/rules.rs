@@ -1,10 +1,13 @@
 //! The admission rules: the account limit, the plan's rules, eviction,
-//! device replacement, terminate lists and expiry. The memory, `file:` and
-//! DynamoDB stores run these functions inside their own atomic step; Redis
-//! runs a step-by-step Lua mirror of them (`store/redis/streamguard.lua`,
-//! checked against this file by `tests/redis/mirror.rs`), and a DynamoDB
-//! heartbeat is one conditional write that renews a live lease and nothing
-//! else.
+//! device replacement, terminate lists, lease secrets, resumes and expiry.
+//! The memory and file stores run these inside their own atomic step, and
+//! so does the DynamoDB store for starts, stops, resumes and admin changes
+//! (read, decide here, commit conditioned on the version). Two paths state
+//! the same rules elsewhere: the Redis store decides in Lua
+//! (`store/redis/streamguard.lua`, mirrored step by step against this file
+//! by `tests/redis/mirror.rs`), and a DynamoDB heartbeat is one conditional
+//! update (the lease exists, has not run out, and its secret matches). The
+//! store conformance suite holds all of them to the same cases.
 //!
 //! Each operation first applies what `now` already implies (leases that ran
 //! out become `expired` tombstones, old tombstones are forgotten), then decides.

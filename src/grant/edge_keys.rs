@@ -50,8 +50,8 @@ pub async fn run(jwks: &str, out: &Path) -> Result<Written, String> {
 }
 
 /// The subcommand: writes the files and says what it did on stderr.
-pub async fn main(args: &crate::config::EdgeKeysArgs) -> Result<(), String> {
-    let written = run(&args.jwks, &args.out).await?;
+pub async fn main(jwks: &str, out: &Path) -> Result<(), String> {
+    let written = run(jwks, out).await?;
     for kid in &written.kids {
         eprintln!("edge-keys: key {kid} written");
     }

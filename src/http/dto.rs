@@ -4,7 +4,6 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::ApiError;
 use crate::domain::{
     AccountView, ContentId, DeviceId, EndReason, InvalidId, Lease, Limit, MAX_ID_LEN, Policy,
     SecretHash, StartRequest, StreamId, Tags, UserId,
@@ -98,8 +97,8 @@ pub struct ConflictDto {
 }
 
 /// The tags of a start body: a JSON object of id strings.
-fn tags(value: Option<serde_json::Value>) -> Result<Tags, ApiError> {
-    let invalid = |detail: String| ApiError::InvalidRequest(detail);
+fn tags(value: Option<serde_json::Value>) -> Result<Tags, Invalid> {
+    let invalid = Invalid;
     match value {
         None | Some(serde_json::Value::Null) => Ok(Tags::default()),
         Some(serde_json::Value::Object(map)) => {
@@ -116,12 +115,16 @@ fn tags(value: Option<serde_json::Value>) -> Result<Tags, ApiError> {
     }
 }
 
-fn field<T>(name: &str, parsed: Result<T, InvalidId>) -> Result<T, ApiError> {
-    parsed.map_err(|e| ApiError::InvalidRequest(format!("{name}: {e}")))
+/// A body whose values are not acceptable (400 `invalid-request`), and why.
+#[derive(Debug)]
+pub struct Invalid(pub String);
+
+fn field<T>(name: &str, parsed: Result<T, InvalidId>) -> Result<T, Invalid> {
+    parsed.map_err(|e| Invalid(format!("{name}: {e}")))
 }
 
 impl StartBody {
-    pub fn into_request(self) -> Result<StartRequest, ApiError> {
+    pub fn into_request(self) -> Result<StartRequest, Invalid> {
         let stream_id = match self.stream_id {
             Some(s) => field("stream_id", StreamId::try_from(s))?,
             None => StreamId::random(),
@@ -144,10 +147,7 @@ impl StartBody {
             tags: tags(self.tags)?,
             secret: self
                 .lease_secret
-                .map(|s| {
-                    SecretHash::of(&s)
-                        .map_err(|e| ApiError::InvalidRequest(format!("lease_secret: {e}")))
-                })
+                .map(|s| SecretHash::of(&s).map_err(|e| Invalid(format!("lease_secret: {e}"))))
                 .transpose()?,
             limit_claim: None,
             plan: None,
@@ -258,29 +258,14 @@ pub struct LimitBody {
 }
 
 impl LimitBody {
-    pub fn limit(&self) -> Result<Limit, ApiError> {
-        whole_limit(&self.limit).ok_or_else(|| {
-            ApiError::InvalidRequest(format!(
+    pub fn limit(&self) -> Result<Limit, Invalid> {
+        Limit::from_json(&self.limit).ok_or_else(|| {
+            Invalid(format!(
                 "limit must be a whole number from 0 to 1000, got {}",
                 self.limit
             ))
         })
     }
-}
-
-/// A limit given as a JSON number: a whole number from 0 to 1000, written
-/// `3` or `3.0` (JSON Schema counts both as integers; `2.5` is not one).
-/// The admin API's body and the plan claim of a token read it alike.
-pub fn whole_limit(number: &serde_json::Number) -> Option<Limit> {
-    let whole = number.as_u64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && (0.0..=1000.0).contains(f))
-            .map(|f| f as u64)
-    });
-    whole
-        .and_then(|n| u32::try_from(n).ok())
-        .and_then(|n| Limit::new(n).ok())
 }
 
 /// Where an account's limit comes from.

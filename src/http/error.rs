@@ -62,6 +62,12 @@ pub struct Problem {
     pub reason: Option<&'static str>,
 }
 
+impl From<super::dto::Invalid> for ApiError {
+    fn from(invalid: super::dto::Invalid) -> Self {
+        ApiError::InvalidRequest(invalid.0)
+    }
+}
+
 #[derive(Debug)]
 pub enum ApiError {
     /// Well-formed JSON (or a path) whose values are not acceptable.

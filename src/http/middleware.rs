@@ -16,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::extract::is_json_content_type;
-use super::{ApiError, BODY_TIMEOUT, MAX_BODY_BYTES};
-use crate::config::AccessLog;
+use super::{AccessLog, ApiError, BODY_TIMEOUT, MAX_BODY_BYTES};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -10,9 +10,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Authenticator;
-use crate::config::{AccessLog, OnStoreError, Operations, Secret};
 use crate::domain::{Clock, Policy};
 use crate::grant::GrantSigner;
+use crate::secret::Secret;
 use crate::store::{StoreError, StreamStore};
 
 mod admin;
@@ -41,6 +41,26 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// A request's body must have arrived whole this long after its headers;
 /// a slower one gets 408 and its connection is closed.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--access-log`: which requests are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLog {
+    /// Every request.
+    All,
+    /// Requests that changed or were refused something: not renewed
+    /// heartbeats nor successful reads (those are counted in metrics).
+    Changes,
+    Off,
+}
+
+/// `--on-store-error`: what a request gets when the store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnStoreError {
+    /// Answer 503 with Retry-After.
+    Deny,
+    /// Let playback go ahead, log it and count it as unenforced.
+    Allow,
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -87,26 +107,9 @@ pub struct Ops {
     pub cors_origins: Vec<String>,
     /// `--edge-renew-every`: `/edge/verify` renews leases this often.
     pub edge_renew_every: Option<Duration>,
-    pub max_connections: u32,
-    pub shutdown_delay: Duration,
-    pub shutdown_timeout: Duration,
 }
 
 impl Ops {
-    pub fn new(config: &Operations) -> Self {
-        Self {
-            throttle: throttle::Throttle::new(config.rate_per_stream, config.rate_per_account),
-            draining: AtomicBool::new(false),
-            access_log: config.access_log,
-            metrics_on_api: config.metrics_listen.is_none(),
-            cors_origins: config.cors_origins.clone(),
-            edge_renew_every: config.edge_renew_every,
-            max_connections: config.max_connections,
-            shutdown_delay: config.shutdown_delay,
-            shutdown_timeout: config.shutdown_timeout,
-        }
-    }
-
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }

@@ -16,6 +16,25 @@ use crate::domain::{
     HeartbeatDecision, ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId,
 };
 
+/// Counts what a resume decided: a stream re-admitted from its grant, or
+/// refused for want of room.
+fn record_resume(decision: &ResumeDecision) {
+    let outcome = match decision {
+        ResumeDecision::Start(StartDecision::Granted(_)) => "resumed",
+        ResumeDecision::Start(StartDecision::LimitReached(_)) => "refused",
+        _ => return,
+    };
+    metrics::counter!("streamguard_resumed_total", "outcome" => outcome).increment(1);
+    crate::telemetry::record_decision(
+        if outcome == "resumed" {
+            "granted"
+        } else {
+            "denied"
+        },
+        1,
+    );
+}
+
 /// The answer to a heartbeat the store did not know: a resume when the
 /// heartbeat carries a grant of ours, unexpired, for this account and
 /// stream (and, for a lease bound to a secret, the heartbeat presents that
@@ -55,7 +74,7 @@ pub async fn from_grant(
     };
     let user = caller.user;
     let decision = state.call("resume", state.store.resume(&user, req)).await?;
-    crate::telemetry::record_resume(&decision);
+    record_resume(&decision);
     match decision {
         ResumeDecision::Heartbeat(HeartbeatDecision::Renewed(lease)) => {
             Ok(renewed(state, &user, &lease, false))

@@ -10,9 +10,8 @@ use super::dto::{
 };
 use super::error::Problem;
 use super::extract::{Identity, JsonBody, StreamPath};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, OnStoreError};
 use crate::auth::Caller;
-use crate::config::OnStoreError;
 use crate::domain::{
     EndReason, HeartbeatDecision, Lease, Refusal, SecretHash, StartDecision, StartRequest,
     StreamId, UserId,
@@ -79,7 +78,7 @@ pub async fn start(
         Ok(decision) => decision,
         Err(error) => return unenforced_start(&state, &user, req, error),
     };
-    telemetry::record_start(&decision);
+    record_start(&decision);
     let dto = |lease: &Lease| StreamDto::new(&user, lease, &state.policy);
     let ids = |ids: Vec<StreamId>| ids.into_iter().map(String::from).collect();
     match decision {
@@ -316,4 +315,26 @@ fn unenforced(
         expires_at: now + state.policy.lease_ttl,
         seq: 0,
     })
+}
+
+/// Counts what a start decided: a grant and what it ended, or a denial.
+fn record_start(decision: &StartDecision) {
+    match decision {
+        StartDecision::Granted(grant) => {
+            telemetry::record_decision("granted", 1);
+            telemetry::record_decision("evicted", grant.evicted.len());
+            telemetry::record_decision("replaced", grant.replaced.len());
+        }
+        StartDecision::LimitReached(refusal) => {
+            telemetry::record_decision("denied", 1);
+            // Rule names come from the plans file only: bounded labels.
+            for conflict in &refusal.conflicts {
+                metrics::counter!("streamguard_rule_refusals_total", "rule" => conflict.rule.to_string())
+                    .increment(1);
+            }
+        }
+        StartDecision::AlreadyLive { .. }
+        | StartDecision::StreamIdConflict
+        | StartDecision::MissingAttribute { .. } => {}
+    }
 }

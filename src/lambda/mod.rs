@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use crate::domain::{Clock, SystemClock};
 use crate::{AppState, Config};
 
-pub mod emf;
+use crate::telemetry::emf;
 mod stage;
 
 /// Why the service could not run in Lambda.

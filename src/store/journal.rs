@@ -85,7 +85,7 @@ struct Pending {
 
 /// Background rows per transaction while answers wait for it: each row of
 /// a large table dirties its own page, so a big chunk would make the fsync
-/// they wait for slow (1 024 rows took a start from a few ms to ≈ 60 ms).
+/// they wait for slow (measured in BENCHMARKS.md, durable starts on `file:`).
 const BEHIND_WHILE_BUSY: usize = 32;
 /// Background rows per transaction when no answer waits.
 const BEHIND_WHILE_IDLE: usize = 1024;

@@ -1,6 +1,8 @@
-//! Where account state lives. A store's job is to make each decision on
-//! one account atomic: memory, `file:` and DynamoDB run the domain rules
-//! themselves inside that step; Redis runs their Lua mirror on the server.
+//! Where account state lives. A store applies the domain rules to one
+//! account atomically: the memory and file stores (and DynamoDB's starts,
+//! stops and admin changes) call `domain::rules`; Redis runs the same rules
+//! in Lua, and a DynamoDB heartbeat is a conditional update stating them.
+//! `tests/conformance` runs one suite against every store.
 
 use std::sync::Arc;
 
@@ -12,9 +14,13 @@ use crate::domain::{
 };
 
 #[cfg(feature = "dynamodb")]
+mod backoff;
+#[cfg(feature = "dynamodb")]
 mod dynamodb;
 #[cfg(feature = "embedded")]
 mod embedded;
+#[cfg(feature = "dynamodb")]
+mod group;
 #[cfg(feature = "embedded")]
 mod journal;
 mod memory;

@@ -56,7 +56,7 @@ const SHARDS: usize = 256;
 pub(crate) struct AccountTable<J> {
     /// Entries are boxed: a hash table keeps its slots between half and
     /// seven eighths full, and a slot holding only the key and a pointer
-    /// wastes less of the empty ones (about 20 bytes per account at 10 M).
+    /// wastes less of the empty ones (BENCHMARKS.md, memory per live stream).
     accounts: DashMap<UserId, Box<Entry>>,
     policy: Policy,
     clock: Arc<dyn Clock>,

@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use crate::secret::redact_userinfo;
+
 /// A store named by `--store`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -68,21 +70,6 @@ impl fmt::Debug for RedisTarget {
             .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .finish()
-    }
-}
-
-/// `scheme://user:password@host…` with the password replaced by `***`.
-pub fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-            None => url.to_owned(), // a user name alone: nothing secret
-        },
-        None => url.to_owned(),
     }
 }
 
@@ -402,16 +389,6 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact_userinfo("redis://:s3cret@h:6379/0"),
-            "redis://:***@h:6379/0"
-        );
-        assert_eq!(
-            redact_userinfo("rediss://app:s3cret@h/?x=@y"),
-            "rediss://app:***@h/?x=@y"
-        );
-        assert_eq!(redact_userinfo("redis://h:6379"), "redis://h:6379");
-        assert_eq!(redact_userinfo("redis://app@h:6379"), "redis://app@h:6379");
         let err = "postgres://u:s3cret@db/x".parse::<StoreUrl>().unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
     }

@@ -26,7 +26,8 @@ async fn serve(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(streamguard::serve(listener, state, async {
+    let serving = streamguard::Serving::new(&streamguard::Config::for_tests());
+    let server = tokio::spawn(streamguard::serve(listener, state, serving, async {
         let _ = stopped.await;
     }));
     (base, stop, server)

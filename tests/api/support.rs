@@ -112,7 +112,7 @@ pub fn app_with_store(store: Arc<dyn StreamStore>, args: &[&str]) -> TestApp {
         store_timeout: config.store_timeout,
         on_store_error: config.on_store_error,
         metrics: streamguard::telemetry::metrics_handle(),
-        ops: streamguard::http::Ops::new(&config.ops),
+        ops: config.ops(),
     });
     TestApp {
         router: streamguard::router(state.clone()),

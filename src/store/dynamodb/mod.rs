@@ -9,9 +9,9 @@
 //!   commits with one `TransactWriteItems` conditioned on the account
 //!   item's version, ended and new lease items in the same transaction.
 //!   A transaction that lost a race runs again on a fresh read, after a
-//!   jittered backoff, at most [`backoff::MAX_ATTEMPTS`] times.
+//!   jittered backoff, at most [`super::backoff::MAX_ATTEMPTS`] times.
 //! - Decisions on one account that queue in one instance are decided
-//!   together ([`group`]): one read, the rules applied to each in arrival
+//!   together ([`super::group`]): one read, the rules applied to each in arrival
 //!   order, one transaction.
 //!
 //! Decisions that change nothing write nothing. Expiry is decided by the
@@ -38,13 +38,11 @@ use crate::domain::{
 };
 use crate::telemetry;
 
-mod backoff;
-mod group;
 mod item;
 mod table;
 
-use backoff::Backoff;
-use group::{Change, Groups, Job, Outcome};
+use super::backoff::Backoff;
+use super::group::{self, Groups, Job, Outcome, Request};
 use item::{ACCOUNT_SK, EXPIRES_AT, Item, PK, Stored, TTL, VERSION};
 
 /// The key `ping` reads: not a valid account id, so never an account.
@@ -126,7 +124,7 @@ impl DynamoDbStore {
         table::create(&Client::new(config), table).await
     }
 
-    async fn submit(&self, user: &UserId, change: Change) -> Result<Outcome, StoreError> {
+    async fn submit(&self, user: &UserId, change: Request) -> Result<Outcome, StoreError> {
         let (job, answer) = Job::new(change);
         if self.inner.groups.enqueue(user, job) {
             let inner = self.inner.clone();
@@ -547,7 +545,7 @@ async fn sdk_config(url: &DynamoDbUrl) -> SdkConfig {
 impl StreamStore for DynamoDbStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
-        match self.submit(user, Change::Start(req)).await? {
+        match self.submit(user, Request::Start(req)).await? {
             Outcome::Start(decision) => Ok(decision),
             other => Err(group::mismatch("start", other)),
         }
@@ -587,7 +585,7 @@ impl StreamStore for DynamoDbStore {
         reason: EndReason,
     ) -> Result<bool, StoreError> {
         match self
-            .submit(user, Change::End(stream.clone(), reason))
+            .submit(user, Request::End(stream.clone(), reason))
             .await?
         {
             Outcome::End(ended) => Ok(ended),
@@ -607,7 +605,7 @@ impl StreamStore for DynamoDbStore {
         user: &UserId,
         limit: Option<Limit>,
     ) -> Result<Vec<StreamId>, StoreError> {
-        match self.submit(user, Change::SetLimit(limit)).await? {
+        match self.submit(user, Request::SetLimit(limit)).await? {
             Outcome::SetLimit(revoked) => Ok(revoked),
             other => Err(group::mismatch("set_limit", other)),
         }
@@ -616,7 +614,7 @@ impl StreamStore for DynamoDbStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "dynamodb"))]
     async fn resume(&self, user: &UserId, req: StartRequest) -> Result<ResumeDecision, StoreError> {
         let (id, secret) = (req.stream_id.clone(), req.secret);
-        match self.submit(user, Change::Resume(req)).await? {
+        match self.submit(user, Request::Resume(req)).await? {
             // Live after all: renewed by the heartbeat's own write.
             Outcome::Resume(ResumeDecision::Heartbeat(HeartbeatDecision::Renewed(_))) => Ok(
                 ResumeDecision::Heartbeat(self.heartbeat_with(user, &id, secret.as_ref()).await?),
@@ -632,7 +630,7 @@ impl StreamStore for DynamoDbStore {
         user: &UserId,
         plan: Option<PlanName>,
     ) -> Result<Vec<StreamId>, StoreError> {
-        match self.submit(user, Change::SetPlan(plan)).await? {
+        match self.submit(user, Request::SetPlan(plan)).await? {
             Outcome::SetLimit(revoked) => Ok(revoked),
             other => Err(group::mismatch("set_plan", other)),
         }

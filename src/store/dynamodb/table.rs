@@ -102,8 +102,8 @@ pub async fn check(client: &Client, table: &str) -> Result<(), StoreError> {
                  versions (partition key `{PK}` only); this version keeps one item per lease \
                  and needs the sort key `{SK}` too. Create a new table with \
                  `streamguard init --store dynamodb://NEW_TABLE`, set limit overrides again \
-                 through the admin API, and point the service at it (README: \"Moving from \
-                 the single-item table\")"
+                 through the admin API, and point the service at it (docs/stores.md: \"Moving \
+                 from the single-item table\")"
             )))
         }
         Some(found) => Err(StoreError::Config(format!(

@@ -1,4 +1,5 @@
-//! Group commit per account. Decisions on one account that arrive while
+//! Group commit per account, for a remote store whose decisions are a
+//! read and a conditional write (DynamoDB today). Decisions on one account that arrive while
 //! one is being decided wait in that account's queue; one task per busy
 //! account takes the whole queue, decides it with one read and one
 //! transaction (the rules applied to each request in arrival order), and
@@ -18,7 +19,7 @@ use crate::domain::{
 use crate::store::StoreError;
 
 /// A decision that may change the account.
-pub enum Change {
+pub enum Request {
     Start(StartRequest),
     End(StreamId, EndReason),
     SetLimit(Option<Limit>),
@@ -35,12 +36,12 @@ pub enum Outcome {
     Resume(ResumeDecision),
 }
 
-impl Change {
+impl Request {
     /// Runs the rules; returns the answer and whether the account changed
     /// in a way that must be written.
     pub fn apply(&self, account: &mut Account, now: Timestamp, policy: &Policy) -> (Outcome, bool) {
         match self {
-            Change::Start(req) => {
+            Request::Start(req) => {
                 let before = (
                     account.limit_claim,
                     account.plan_names.clone(),
@@ -57,7 +58,7 @@ impl Change {
                 let changed = matches!(decision, StartDecision::Granted(_)) || after != before;
                 (Outcome::Start(decision), changed)
             }
-            Change::End(id, reason) => {
+            Request::End(id, reason) => {
                 let live_before = account.live.len();
                 let ended = account.end(id, *reason, now, policy);
                 // A plan change may also have revoked streams on the way.
@@ -66,13 +67,13 @@ impl Change {
                     ended || account.live.len() != live_before,
                 )
             }
-            Change::SetLimit(limit) => {
+            Request::SetLimit(limit) => {
                 let before = account.limit;
                 let revoked = account.set_limit(*limit, now, policy);
                 let changed = before != *limit || !revoked.is_empty();
                 (Outcome::SetLimit(revoked), changed)
             }
-            Change::Resume(req) => {
+            Request::Resume(req) => {
                 let before = (
                     account.limit_claim,
                     account.plan_names.clone(),
@@ -89,7 +90,7 @@ impl Change {
                 let granted = matches!(decision, ResumeDecision::Start(StartDecision::Granted(_)));
                 (Outcome::Resume(decision), granted || after != before)
             }
-            Change::SetPlan(plan) => {
+            Request::SetPlan(plan) => {
                 let before = account.plan_names.clone();
                 let revoked = account.set_plan(plan.clone(), now, policy);
                 let changed = before != account.plan_names || !revoked.is_empty();
@@ -100,7 +101,7 @@ impl Change {
 }
 
 pub struct Job {
-    change: Change,
+    change: Request,
     answer: oneshot::Sender<Result<Outcome, StoreError>>,
     /// A set_limit committed in parts answers what its first decision
     /// revoked (later parts find those already gone).
@@ -108,7 +109,7 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(change: Change) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
+    pub fn new(change: Request) -> (Job, oneshot::Receiver<Result<Outcome, StoreError>>) {
         let (answer, receiver) = oneshot::channel();
         let job = Job {
             change,
@@ -118,12 +119,12 @@ impl Job {
         (job, receiver)
     }
 
-    pub fn change(&self) -> &Change {
+    pub fn change(&self) -> &Request {
         &self.change
     }
 
     pub fn remember_first(&mut self, outcome: Outcome) {
-        if matches!(self.change, Change::SetLimit(_)) && self.first.is_none() {
+        if matches!(self.change, Request::SetLimit(_)) && self.first.is_none() {
             self.first = Some(outcome);
         }
     }
