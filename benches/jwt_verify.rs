@@ -148,6 +148,8 @@ fn main() {
         id: StreamId::parse("stream-1").unwrap(),
         device_id: None,
         content_id: None,
+        tags: Default::default(),
+        secret: None,
         started_at: now,
         expires_at: now + Duration::from_secs(90),
         seq: 0,
