@@ -65,10 +65,13 @@ impl fmt::Debug for TagName {
     }
 }
 
+/// Name/value pairs, sorted by name.
+type TagList = Box<[(TagName, TagValue)]>;
+
 /// A stream's tags, sorted by name. Most streams carry none, so the empty
 /// set is one null pointer in the lease.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Tags(Option<Box<Box<[(TagName, TagValue)]>>>);
+pub struct Tags(Option<Box<TagList>>);
 
 impl Tags {
     /// Tags from name/value pairs, each checked; a name given twice keeps

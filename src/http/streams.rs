@@ -150,11 +150,18 @@ fn created(location: String, body: StartResponse) -> Response {
 /// Keep the stream alive.
 #[utoipa::path(post, path = "/streams/{id}/heartbeat", tag = "streams", operation_id = "heartbeat_stream",
     security(("x_id" = [])),
-    params(super::openapi::AccountHeader, super::openapi::StreamParam),
+    params(
+        super::openapi::AccountHeader,
+        super::openapi::StreamParam,
+        ("Streamguard-Lease-Secret" = Option<String>, Header, description = "The lease_secret the stream was started with; required for such a stream (without it, or with another, the answer is 404)"),
+        ("Streamguard-Grant" = Option<String>, Header, description = "The stream's latest grant: if the store forgot the stream, it is re-admitted from it (resumed)"),
+    ),
     responses(
-        (status = 200, description = "Renewed: the lease runs to the new expires_at", body = HeartbeatResponse),
+        (status = 200, description = "Renewed: the lease runs to the new expires_at (resumed: true when the store had forgotten the stream and its grant re-admitted it)", body = HeartbeatResponse),
         super::openapi::PlayerFailures,
-        (status = 404, description = "stream-not-found: this account has no such stream (the player should stop)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "missing-attribute: a resumed stream lacks an attribute its plan now requires", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "stream-not-found: this account has no such stream, or not for this lease secret (a player that sent its grant should stop)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stream-limit-reached: the store had forgotten the stream and there is no room to resume it (with rule, limit, active, streams, conflicts); the player must stop", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "stream-ended, with reason: the player must stop", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "heartbeat")]

@@ -12,12 +12,37 @@ use streamguard::store::{self, StoreUrl};
 
 use crate::workload::{Backend, Time};
 
+/// The plans every backend decides with: the default plan has the
+/// account's limit and a per-title rule; the others a channel group, a
+/// required attribute, and a smaller limit.
+pub fn plans(limit: u32) -> String {
+    format!(
+        r#"
+default = "p2"
+[plans.p1]
+limit = 1
+[plans.p2]
+limit = {limit}
+rules = [ {{ name = "same-title", per = "content_id", max = 1 }} ]
+[plans.p3]
+limit = 3
+rules = [
+  {{ name = "group", match = {{ channel = ["dmax"] }}, max = 1 }},
+  {{ name = "titled", per = "content_id", max = 2, required = true }},
+]
+"#
+    )
+}
+
 pub fn policy(limit: u32, on_limit: OnLimit, lease_ttl: Duration) -> Policy {
+    let plans = streamguard::plans::parse(&plans(limit)).expect("the test plans parse");
     Policy {
         default_limit: Limit::new(limit).unwrap(),
         lease_ttl,
         on_limit,
-        plans: None,
+        plans: Some(std::sync::Arc::new(streamguard::domain::PlanBook::new(
+            plans,
+        ))),
     }
 }
 

@@ -90,11 +90,18 @@ pub fn linearize(ops: &[Op], starts: &[Account], policy: &Policy) -> Checked {
 fn effect_free(op: &Op) -> bool {
     match (&op.input, &op.output) {
         (_, Output::Failed(_)) => false,
-        (Input::View | Input::Heartbeat(_), _) => true,
+        (Input::View | Input::Heartbeat(..), _) => true,
         (Input::Stop(_) | Input::Revoke(_), Output::Ended(false)) => true,
         (
-            Input::Start { plan: None, .. },
-            Output::LimitReached { .. } | Output::AlreadyLive { .. } | Output::Conflict,
+            Input::Start {
+                plan: None,
+                claimed: None,
+                ..
+            },
+            Output::LimitReached { .. }
+            | Output::AlreadyLive { .. }
+            | Output::Conflict
+            | Output::Missing(_),
         ) => true,
         _ => false,
     }

@@ -5,8 +5,8 @@
 use std::fmt;
 
 use streamguard::domain::{
-    Account, DeviceId, EndReason, HeartbeatDecision, Limit, Policy, StartDecision, StartRequest,
-    StreamId, Timestamp,
+    Account, ContentId, DeviceId, EndReason, HeartbeatDecision, Limit, PlanName, Policy,
+    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, Tags, Timestamp,
 };
 use streamguard::store::{StoreError, StreamStore};
 
@@ -15,10 +15,24 @@ pub enum Input {
     Start {
         stream: StreamId,
         device: Option<DeviceId>,
+        /// What the plan's rules count: a title and a channel tag.
+        content: Option<ContentId>,
+        channel: Option<&'static str>,
+        /// The player's lease secret, if it chose one.
+        secret: Option<SecretHash>,
         terminate: Vec<StreamId>,
+        /// The token's limit claim.
         plan: Option<Limit>,
+        /// The plan the token or gateway names.
+        claimed: Option<PlanName>,
     },
-    Heartbeat(StreamId),
+    /// A heartbeat, with the lease secret it presents.
+    Heartbeat(StreamId, Option<SecretHash>),
+    /// A heartbeat the store did not know, resumed from its grant: a
+    /// start's terms (no terminate list, no claims).
+    Resume(Box<Input>),
+    /// `PUT` or `DELETE /admin/users/{user}/plan`.
+    SetPlan(Option<PlanName>),
     Stop(StreamId),
     /// `DELETE /admin/users/{user}/streams/{id}`.
     Revoke(StreamId),
@@ -39,8 +53,13 @@ pub enum Output {
         active: usize,
     },
     LimitReached {
+        /// Every refusing rule, in order.
+        rules: Vec<String>,
+        /// The first one's streams.
         live: Vec<String>,
     },
+    /// A rule requires an attribute the start lacks.
+    Missing(String),
     Conflict,
     Renewed,
     HeartbeatEnded(EndReason),
@@ -88,16 +107,24 @@ fn start_request(input: &Input) -> StartRequest {
     let Input::Start {
         stream,
         device,
+        content,
+        channel,
+        secret,
         terminate,
         plan,
+        claimed,
     } = input
     else {
         unreachable!("a start input")
     };
     StartRequest {
         device_id: device.clone(),
+        content_id: content.clone(),
+        tags: Tags::from_pairs(channel.map(|c| ("channel", c))).unwrap(),
+        secret: *secret,
         terminate: terminate.clone(),
         limit_claim: *plan,
+        plan: claimed.clone(),
         ..StartRequest::new(stream.clone())
     }
 }
@@ -111,12 +138,22 @@ fn start_output(d: StartDecision) -> Output {
         },
         StartDecision::AlreadyLive { active, .. } => Output::AlreadyLive { active },
         StartDecision::LimitReached(refusal) => Output::LimitReached {
+            rules: refusal
+                .conflicts
+                .iter()
+                .map(|c| c.rule.to_string())
+                .collect(),
             live: names(refusal.first().live.iter().map(|l| l.id.clone())),
         },
         StartDecision::StreamIdConflict => Output::Conflict,
-        StartDecision::MissingAttribute { .. } => {
-            unreachable!("the workload's plans require nothing")
-        }
+        StartDecision::MissingAttribute { rule, .. } => Output::Missing(rule.to_string()),
+    }
+}
+
+fn resume_output(d: ResumeDecision) -> Output {
+    match d {
+        ResumeDecision::Heartbeat(h) => heartbeat_output(h),
+        ResumeDecision::Start(s) => start_output(s),
     }
 }
 
@@ -132,7 +169,13 @@ fn heartbeat_output(d: HeartbeatDecision) -> Output {
 pub fn apply(acc: &mut Account, input: &Input, now: Timestamp, policy: &Policy) -> Output {
     match input {
         Input::Start { .. } => start_output(acc.start(start_request(input), now, policy)),
-        Input::Heartbeat(id) => heartbeat_output(acc.heartbeat(id, now, policy)),
+        Input::Heartbeat(id, secret) => {
+            heartbeat_output(acc.heartbeat_with(id, secret.as_ref(), now, policy))
+        }
+        Input::Resume(start) => resume_output(acc.resume(start_request(start), now, policy)),
+        Input::SetPlan(plan) => Output::LimitSet {
+            revoked: names(acc.set_plan(plan.clone(), now, policy)),
+        },
         Input::Stop(id) => Output::Ended(acc.end(id, EndReason::Stopped, now, policy)),
         Input::Revoke(id) => Output::Ended(acc.end(id, EndReason::Revoked, now, policy)),
         Input::SetLimit(limit) => Output::LimitSet {
@@ -157,7 +200,13 @@ pub async fn run(
     let out: Result<Output, StoreError> = async {
         Ok(match input {
             Input::Start { .. } => start_output(store.start(user, start_request(input)).await?),
-            Input::Heartbeat(id) => heartbeat_output(store.heartbeat(user, id).await?),
+            Input::Heartbeat(id, secret) => {
+                heartbeat_output(store.heartbeat_with(user, id, secret.as_ref()).await?)
+            }
+            Input::Resume(start) => resume_output(store.resume(user, start_request(start)).await?),
+            Input::SetPlan(plan) => Output::LimitSet {
+                revoked: names(store.set_plan(user, plan.clone()).await?),
+            },
             Input::Stop(id) => Output::Ended(store.end(user, id, EndReason::Stopped).await?),
             Input::Revoke(id) => Output::Ended(store.end(user, id, EndReason::Revoked).await?),
             Input::SetLimit(limit) => Output::LimitSet {
@@ -182,12 +231,28 @@ impl fmt::Display for Input {
             Input::Start {
                 stream,
                 device,
+                content,
+                channel,
+                secret,
                 terminate,
                 plan,
+                claimed,
             } => {
                 write!(f, "start {stream}")?;
                 if let Some(d) = device {
                     write!(f, " device={d}")?;
+                }
+                if let Some(c) = content {
+                    write!(f, " content={c}")?;
+                }
+                if let Some(c) = channel {
+                    write!(f, " channel={c}")?;
+                }
+                if let Some(s) = secret {
+                    write!(f, " secret={}", &s.to_hex()[..6])?;
+                }
+                if let Some(p) = claimed {
+                    write!(f, " claims plan {p}")?;
                 }
                 if !terminate.is_empty() {
                     let t: Vec<_> = terminate.iter().map(|s| s.as_str()).collect();
@@ -198,7 +263,13 @@ impl fmt::Display for Input {
                 }
                 Ok(())
             }
-            Input::Heartbeat(id) => write!(f, "heartbeat {id}"),
+            Input::Heartbeat(id, None) => write!(f, "heartbeat {id}"),
+            Input::Heartbeat(id, Some(s)) => {
+                write!(f, "heartbeat {id} secret={}", &s.to_hex()[..6])
+            }
+            Input::Resume(start) => write!(f, "resume ({start})"),
+            Input::SetPlan(Some(p)) => write!(f, "set plan {p}"),
+            Input::SetPlan(None) => write!(f, "clear plan"),
             Input::Stop(id) => write!(f, "stop {id}"),
             Input::Revoke(id) => write!(f, "admin revoke {id}"),
             Input::SetLimit(Some(l)) => write!(f, "set limit {}", l.get()),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamguard::domain::{
-    Account, DeviceId, Limit, ManualClock, Policy, StreamId, Timestamp, UserId,
+    Account, ContentId, DeviceId, Limit, ManualClock, PlanName, Policy, SecretHash, StreamId,
+    Timestamp, UserId,
 };
 use streamguard::store::StreamStore;
 
@@ -109,28 +110,61 @@ fn stream(rng: &mut Rng) -> StreamId {
     StreamId::parse(&format!("s{}", rng.below(6))).unwrap()
 }
 
+/// No secret, or one of two players' secrets.
+fn secret(rng: &mut Rng) -> Option<SecretHash> {
+    match rng.below(3) {
+        0 => None,
+        n => Some(SecretHash::of(&format!("player-{n}-lease-secret-0123")).unwrap()),
+    }
+}
+
+/// One of the plans of `backends::PLANS`, or none.
+fn plan(rng: &mut Rng) -> Option<PlanName> {
+    match rng.below(4) {
+        0 => None,
+        n => Some(PlanName::parse(["p1", "p2", "p3"][n as usize - 1]).unwrap()),
+    }
+}
+
+/// A start (with claims and a terminate list when `full`), on a device now
+/// and then, with a title, a channel and a secret drawn at random.
+fn start(rng: &mut Rng, full: bool) -> Input {
+    Input::Start {
+        stream: stream(rng),
+        device: (rng.below(10) < 6)
+            .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
+        content: (rng.below(3) > 0)
+            .then(|| ContentId::parse(&format!("m{}", rng.below(2))).unwrap()),
+        channel: (rng.below(2) == 0).then(|| ["dmax", "ard"][rng.below(2) as usize]),
+        secret: secret(rng),
+        terminate: if full && rng.below(5) == 0 {
+            (0..1 + rng.below(2)).map(|_| stream(rng)).collect()
+        } else {
+            Vec::new()
+        },
+        plan: (full && rng.below(20) == 0).then(|| Limit::new(rng.below(4) as u32).unwrap()),
+        claimed: if full && rng.below(15) == 0 {
+            plan(rng)
+        } else {
+            None
+        },
+    }
+}
+
 fn input(rng: &mut Rng) -> Input {
     match rng.below(100) {
         // Plain starts, starts on a device (replacing what it plays),
         // starts that terminate other streams, now and then a plan claim.
-        0..=39 => Input::Start {
-            stream: stream(rng),
-            device: (rng.below(10) < 6)
-                .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
-            terminate: if rng.below(5) == 0 {
-                (0..1 + rng.below(2)).map(|_| stream(rng)).collect()
-            } else {
-                Vec::new()
-            },
-            plan: (rng.below(20) == 0).then(|| Limit::new(rng.below(4) as u32).unwrap()),
-        },
-        40..=64 => Input::Heartbeat(stream(rng)),
+        0..=34 => start(rng, true),
+        35..=39 => Input::Resume(Box::new(start(rng, false))),
+        40..=64 => Input::Heartbeat(stream(rng), secret(rng)),
         65..=74 => Input::Stop(stream(rng)),
         75..=81 => Input::Revoke(stream(rng)),
-        82..=89 => Input::SetLimit(match rng.below(5) {
+        82..=86 => Input::SetLimit(match rng.below(5) {
             4 => None,
             n => Some(Limit::new(n as u32).unwrap()),
         }),
+        87..=89 => Input::SetPlan(plan(rng)),
         _ => Input::View,
     }
 }
@@ -144,7 +178,9 @@ fn kind(input: &Input) -> &'static str {
             (Some(_), true) => "start on device",
             (None, true) => "start",
         },
-        Input::Heartbeat(_) => "heartbeat",
+        Input::Heartbeat(..) => "heartbeat",
+        Input::Resume(_) => "resume",
+        Input::SetPlan(_) => "plan change",
         Input::Stop(_) => "stop",
         Input::Revoke(_) => "admin revoke",
         Input::SetLimit(_) => "limit change",

@@ -151,7 +151,11 @@ function drawOverview() {
   lineChart($('#chart-decisions'), {
     unit: '/s',
     windowMs,
-    series: DECISIONS.map(([name, color]) => ({ name, color, points: pointsOf(decisions(name)) })),
+    series: [
+      ...DECISIONS.map(([name, color]) => ({ name, color, points: pointsOf(decisions(name)) })),
+      // Streams the store had forgotten, re-admitted from their grants.
+      { name: 'resumed', color: '#00897b', points: pointsOf((a, b, dt) => rate(a, b, 'streamguard_resumed_total', {}, dt)) },
+    ],
   });
   const latency = 'streamguard_store_call_duration_seconds';
   const ms = (v) => (v === undefined ? undefined : v * 1000);
@@ -201,6 +205,7 @@ $('#lookup-form').addEventListener('submit', (event) => {
 async function openAccount(user) {
   account = { user, streams: [] };
   $('#account-error').textContent = '';
+  $('#plan-note').textContent = '';
   // Timers first: leaving the view during the first load clears them.
   timers.push(setInterval(loadAccount, REFRESH_MS));
   timers.push(setInterval(tick, 250));
@@ -212,14 +217,17 @@ const userPath = () => `/admin/users/${encodeURIComponent(account.user)}`;
 async function loadAccount() {
   const user = account.user;
   try {
-    const [limitRes, streamsRes] = await Promise.all([
+    const [limitRes, streamsRes, planRes] = await Promise.all([
       admin('GET', `${userPath()}/limit`),
       admin('GET', `${userPath()}/streams`),
+      admin('GET', `${userPath()}/plan`),
     ]);
     if (!limitRes.ok) throw new Error(await problem(limitRes));
     if (!streamsRes.ok) throw new Error(await problem(streamsRes));
+    if (!planRes.ok) throw new Error(await problem(planRes));
     const limit = await limitRes.json();
     const streams = await streamsRes.json();
+    const plan = await planRes.json();
     if (account.user !== user) return;
     account.streams = streams.streams;
     $('#account').hidden = false;
@@ -229,10 +237,51 @@ async function loadAccount() {
     $('#limit-source').textContent = limit.source;
     $('#limit-source').dataset.source = limit.source;
     $('#active-count').textContent = `${streams.active} of ${streams.limit} in use`;
+    renderPlan(plan);
     renderStreams();
   } catch (error) {
     $('#account-error').textContent = error.message;
   }
+}
+
+/** The account's plan, where it comes from, and each rule's usage. */
+function renderPlan(plan) {
+  $('#plan-name').textContent = plan.plan;
+  // As the server names it: override (set here), claim (token or gateway), default.
+  $('#plan-source').textContent = plan.source;
+  $('#plan-source').dataset.source = plan.source;
+  $('#plan-limit').textContent = `account limit ${plan.limit}`;
+  const body = $('#rules tbody');
+  body.replaceChildren(
+    ...plan.rules.map((rule) => {
+      const row = document.createElement('tr');
+      row.dataset.rule = rule.name;
+      row.classList.toggle('full', rule.in_use >= rule.max);
+      for (const text of [rule.name, String(rule.in_use), String(rule.max)]) {
+        const cell = document.createElement('td');
+        cell.textContent = text;
+        row.append(cell);
+      }
+      return row;
+    }),
+  );
+  $('#rules').hidden = plan.rules.length === 0;
+  $('#no-rules').hidden = plan.rules.length !== 0;
+}
+
+/** A stream's tags as `name=value` chips (textContent only: values come from players). */
+function tagsCell(tags) {
+  const cell = document.createElement('td');
+  cell.className = 'tags';
+  const entries = Object.entries(tags ?? {});
+  if (entries.length === 0) cell.textContent = '–';
+  for (const [name, value] of entries) {
+    const chip = document.createElement('span');
+    chip.className = 'tag';
+    chip.textContent = `${name}=${value}`;
+    cell.append(chip);
+  }
+  return cell;
 }
 
 function renderStreams() {
@@ -241,12 +290,13 @@ function renderStreams() {
     ...account.streams.map((s) => {
       const row = document.createElement('tr');
       row.dataset.stream = s.id;
-      const cells = [s.id, s.device_id ?? '–', s.content_id ?? '–', new Date(s.started_at).toLocaleTimeString()];
-      for (const text of cells) {
+      const text = (value) => {
         const cell = document.createElement('td');
-        cell.textContent = text;
-        row.append(cell);
-      }
+        cell.textContent = value;
+        return cell;
+      };
+      row.append(text(s.id), text(s.device_id ?? '–'), text(s.content_id ?? '–'), tagsCell(s.tags));
+      row.append(text(new Date(s.started_at).toLocaleTimeString()));
       const countdown = document.createElement('td');
       countdown.className = 'countdown';
       countdown.dataset.expires = s.expires_at;
@@ -281,18 +331,20 @@ function tick() {
  * refusal or no answer at all), reloads the account when it worked.
  */
 async function change(method, path, body) {
+  let answer;
   try {
     const response = await admin(method, path, body);
     if (!response.ok) {
       $('#account-error').textContent = await problem(response);
       return false;
     }
+    answer = response.status === 204 ? {} : await response.json().catch(() => ({}));
   } catch (error) {
     $('#account-error').textContent = `The service did not answer: ${error.message}`;
     return false;
   }
   await loadAccount();
-  return true;
+  return answer;
 }
 
 function revokeStream(id) {
@@ -307,5 +359,30 @@ $('#limit-form').addEventListener('submit', async (event) => {
 });
 
 $('#limit-clear').addEventListener('click', () => change('DELETE', `${userPath()}/limit`));
+
+/** Says what a plan change did: streams the new plan does not allow are revoked at once. */
+function planNote(answer, done) {
+  const revoked = answer.revoked ?? [];
+  $('#plan-note').textContent = revoked.length
+    ? `${done}; revoked ${revoked.length} stream${revoked.length === 1 ? '' : 's'} it does not allow: ${revoked.join(', ')}`
+    : `${done}.`;
+}
+
+$('#plan-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('#plan-note').textContent = '';
+  const plan = $('#plan-input').value.trim();
+  const answer = await change('PUT', `${userPath()}/plan`, { plan });
+  if (answer) {
+    $('#plan-input').value = '';
+    planNote(answer, `Plan set to ${plan}`);
+  }
+});
+
+$('#plan-clear').addEventListener('click', async () => {
+  $('#plan-note').textContent = '';
+  const answer = await change('DELETE', `${userPath()}/plan`);
+  if (answer) planNote(answer, 'Plan cleared: the claimed or default plan applies');
+});
 
 show();

@@ -7,9 +7,29 @@ export interface Stream {
   user_id: string;
   device_id?: string;
   content_id?: string;
+  /** The attributes the start carried (absent when it carried none). */
+  tags?: Tags;
   started_at: string;
   expires_at: string;
   heartbeat_interval_s: number;
+}
+
+/**
+ * Stream attributes that plan rules count by: at most 8, names 1–32
+ * characters of `a-z 0-9 _`, values ids (1–128 characters of
+ * `A-Z a-z 0-9 . _ : @ -`), e.g. `{ channel: 'eurosport', quality: 'uhd' }`.
+ */
+export type Tags = Record<string, string>;
+
+/** One limit that refused a start: the account's, or a rule of its plan. */
+export interface Conflict {
+  /** The rule's name in the account's plan; `account` for the account-wide limit. */
+  rule: string;
+  limit: number;
+  /** Live streams that count against it. */
+  active: number;
+  /** Those streams, oldest first. */
+  streams: Stream[];
 }
 
 /** An RFC 9457 problem body, with the extension members streamguard adds. */
@@ -38,6 +58,7 @@ export type EndReason =
   | 'replaced'
   | 'revoked'
   | 'unknown'
+  | 'limit-reached'
   | 'detached'
   | 'error'
   | (string & {});
@@ -62,12 +83,22 @@ interface EmitterOf<Events> {
 export interface SessionEvents {
   /** The lease was renewed; `expires_at` moved. */
   heartbeat: Stream;
+  /**
+   * The server had forgotten the stream (a store that lost its data) and
+   * re-admitted it from the grant the heartbeat carried. A renewal for
+   * playback: `heartbeat` follows.
+   */
+  resumed: Stream;
   /** The signed grant changed (undefined when the server stopped sending one). */
   grant: string | undefined;
   /** A heartbeat was answered 429/500/502/503/504 (or not at all) and will be retried. */
   retry: RetryDetail;
-  /** Playback must stop. */
-  ended: { reason: EndReason };
+  /**
+   * Playback must stop. `error` is set for reasons `limit-reached` (a
+   * LimitReachedError: a resume found the account full; offer to stop one
+   * of its streams) and `error`.
+   */
+  ended: { reason: EndReason; error?: StreamguardError };
   /**
    * A heartbeat failed: the token callback threw (the loop tries again at
    * the next beat), or the answer was one retrying cannot fix (a
@@ -116,8 +147,20 @@ export interface StartOptions {
   /** A device holds one slot: starting again from it replaces its old stream. */
   deviceId?: string;
   contentId?: string;
+  /**
+   * Attributes for the plan's rules (channel, quality…); fixed for the
+   * stream's life. A rule may require one: see MissingAttributeError.
+   */
+  tags?: Tags;
   /** Streams of this account to end in the same step ("watch here, stop the TV"). */
   terminate?: string[];
+  /**
+   * The lease secret to start with (22–128 characters of `A-Z a-z 0-9 - _`).
+   * The SDK makes one (128 random bits) when omitted; give the one a
+   * previous session had (`session.leaseSecret`) with its `streamId` to take
+   * that stream over, e.g. after a page reload.
+   */
+  leaseSecret?: string;
 }
 
 export class StreamguardError extends Error {
@@ -129,18 +172,39 @@ export class StreamguardError extends Error {
   readonly type: string | undefined;
 }
 
-/** 409 `stream-limit-reached`: the account watches all it may. */
+/** 409 `stream-limit-reached`: the account, or a rule of its plan, allows no more streams. */
 export class LimitReachedError extends StreamguardError {
-  constructor(problem: Problem & { limit: number; active: number; streams?: Stream[] });
+  constructor(
+    problem: Problem & { rule?: string; limit: number; active: number; streams?: Stream[]; conflicts?: Conflict[] },
+  );
+  /** The first refusing limit: `account`, or the name of a rule of the account's plan. */
+  readonly rule: string;
+  /** That limit's maximum. */
   readonly limit: number;
+  /** Live streams that count against it. */
   readonly active: number;
-  /** The account's live streams, to offer "stop playback on …". */
+  /** The live streams in that limit's scope, oldest first, to offer "stop playback on …". */
   readonly streams: Stream[];
+  /** Every refusing limit (the first one included). */
+  readonly conflicts: Conflict[];
+}
+
+/** 400 `missing-attribute`: a rule of the account's plan requires an attribute the start lacks. */
+export class MissingAttributeError extends StreamguardError {
+  constructor(problem: Problem & { rule: string; attribute: string });
+  /** The rule that requires it. */
+  readonly rule: string;
+  /** The tag name (or `content_id`) to send. */
+  readonly attribute: string;
 }
 
 export class StreamguardClient implements EmitterOf<ClientEvents> {
   constructor(options: ClientOptions);
-  /** Starts playback; rejects with LimitReachedError when the account is full. */
+  /**
+   * Starts playback; rejects with LimitReachedError when the account or a
+   * rule of its plan is full, MissingAttributeError when a rule requires a
+   * tag the start lacks.
+   */
   start(options?: StartOptions): Promise<Session>;
   /** The account's live streams. */
   streams(): Promise<StreamsAnswer>;
@@ -166,6 +230,10 @@ export class Session implements EmitterOf<SessionEvents> {
   readonly grant: string | undefined;
   readonly ended: boolean;
   readonly endReason: EndReason | undefined;
+  /** The error that ended the session (reasons `limit-reached` and `error`). */
+  readonly endError: StreamguardError | undefined;
+  /** The secret the lease was started with; sent on every heartbeat, never shown by the server. */
+  readonly leaseSecret: string;
   readonly heartbeatIntervalS: number;
   /** DELETE the stream and end the heartbeat loop; emits `ended` with `stopped`. */
   stop(): Promise<void>;

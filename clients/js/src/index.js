@@ -5,6 +5,7 @@
 
 /** Problem `type` suffixes the SDK reacts to. */
 const LIMIT_REACHED = 'stream-limit-reached';
+const MISSING_ATTRIBUTE = 'missing-attribute';
 
 /** Longest wait between two retries when the server names no Retry-After. */
 const MAX_BACKOFF_MS = 8000;
@@ -45,10 +46,34 @@ export class LimitReachedError extends StreamguardError {
   constructor(problem) {
     super(problem.detail ?? 'stream limit reached', 409, problem);
     this.name = 'LimitReachedError';
+    /** The first refusing limit: `account` for the account-wide one, else the plan rule's name. */
+    this.rule = problem.rule ?? 'account';
     this.limit = problem.limit;
     this.active = problem.active;
-    /** The account's live streams: offer to stop one, then `start({ terminate: [id] })`. */
+    /**
+     * The live streams in that limit's scope, oldest first: offer to stop
+     * one, then `start({ terminate: [id] })`.
+     */
     this.streams = problem.streams ?? [];
+    /** Every refusing limit, each `{ rule, limit, active, streams }`. */
+    this.conflicts = problem.conflicts ?? [
+      { rule: this.rule, limit: this.limit, active: this.active, streams: this.streams },
+    ];
+  }
+}
+
+/**
+ * 400 `missing-attribute`: a rule of the account's plan requires an
+ * attribute (a tag, or `content_id`) that the start did not carry.
+ */
+export class MissingAttributeError extends StreamguardError {
+  constructor(problem) {
+    super(problem.detail ?? 'missing attribute', 400, problem);
+    this.name = 'MissingAttributeError';
+    /** The plan rule that requires the attribute. */
+    this.rule = problem.rule;
+    /** The tag name (or `content_id`) to send. */
+    this.attribute = problem.attribute;
   }
 }
 
@@ -117,6 +142,36 @@ function newStreamId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/**
+ * Random bytes from Web Crypto (every browser; Node ≥ 19 globally, Node 18
+ * through `node:crypto`). Never Math.random: a lease secret must not be
+ * guessable.
+ */
+async function secureRandomBytes(length) {
+  let crypto = globalThis.crypto;
+  if (!crypto?.getRandomValues && typeof process !== 'undefined' && process.versions?.node) {
+    const name = 'node:crypto'; // not resolved by bundlers targeting browsers
+    crypto = (await import(name)).webcrypto;
+  }
+  if (!crypto?.getRandomValues) {
+    throw new StreamguardError('no secure random source (Web Crypto) to make a lease secret', 0);
+  }
+  return crypto.getRandomValues(new Uint8Array(length));
+}
+
+/**
+ * A lease secret: 16 random bytes (128 bits) as base64url, 22 characters.
+ * Only the player that started a stream knows it, so another device that
+ * learns the stream's id (listings and 409 bodies show it) cannot keep the
+ * lease alive.
+ */
+async function newLeaseSecret() {
+  const bytes = await secureRandomBytes(16);
+  let binary = '';
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
 /** Milliseconds to wait before retry number `attempt` (0-based). */
 function retryDelay(reply, attempt, baseMs) {
   const asked = retryAfterMs(reply?.headers.get('retry-after'));
@@ -150,6 +205,9 @@ function parseJson(text) {
 }
 
 function problemError(status, problem) {
+  const type = String(problem?.type ?? '');
+  if (status === 409 && type.endsWith(LIMIT_REACHED)) return new LimitReachedError(problem);
+  if (status === 400 && type.endsWith(MISSING_ATTRIBUTE)) return new MissingAttributeError(problem);
   const message = problem?.detail ?? problem?.title ?? `HTTP ${status}`;
   return new StreamguardError(message, status, problem);
 }
@@ -167,6 +225,12 @@ export class StreamguardClient extends Emitter {
   #retryBaseMs;
   #maxRetries;
   #sessions = new Set();
+  /**
+   * Lease secrets by stream id, from the first start of an id until its
+   * session ends: a retried or repeated start of the id must send the same
+   * secret (another one is 409 stream-id-conflict).
+   */
+  #secrets = new Map();
   #closed = false;
   #unloadHandler;
 
@@ -208,12 +272,24 @@ export class StreamguardClient extends Emitter {
 
   /**
    * Starts playback. Resolves with a live {@link Session} that heartbeats by
-   * itself; rejects with {@link LimitReachedError} when the account is full.
+   * itself; rejects with {@link LimitReachedError} when the account or a rule
+   * of its plan is full, {@link MissingAttributeError} when a rule requires a
+   * tag the start lacks.
    */
-  async start({ streamId, deviceId, contentId, terminate } = {}) {
-    const body = { stream_id: streamId ?? newStreamId() };
+  async start({ streamId, deviceId, contentId, tags, terminate, leaseSecret } = {}) {
+    const id = streamId ?? newStreamId();
+    if (leaseSecret !== undefined) {
+      this.#secrets.set(id, leaseSecret);
+    } else if (!this.#secrets.has(id)) {
+      const fresh = await newLeaseSecret();
+      // Two starts of one id at once: the first to get here sets it.
+      if (!this.#secrets.has(id)) this.#secrets.set(id, fresh);
+    }
+    const secret = this.#secrets.get(id);
+    const body = { stream_id: id, lease_secret: secret };
     if (deviceId !== undefined) body.device_id = deviceId;
     if (contentId !== undefined) body.content_id = contentId;
+    if (tags !== undefined && tags !== null) body.tags = { ...tags };
     if (terminate?.length) body.terminate = [...terminate];
     const reply = await this.request('POST', '/streams', { body, retries: this.#maxRetries });
     const answer = reply.json;
@@ -222,18 +298,25 @@ export class StreamguardClient extends Emitter {
       // that session, not a second one heartbeating the same stream.
       const playing = [...this.#sessions].find((s) => s.id === answer.stream.id && !s.ended);
       if (playing) return playing;
-      const session = new Session(this, answer);
+      const session = new Session(this, answer, secret);
       if (this.#closed) {
         // close() came while the start was on its way: no heartbeats.
         session.detach();
         return session;
       }
       this.#sessions.add(session);
-      session.on('ended', () => this.#sessions.delete(session));
+      session.on('ended', () => {
+        this.#sessions.delete(session);
+        if (this.#secrets.get(session.id) === secret) this.#secrets.delete(session.id);
+      });
       return session;
     }
-    if (reply.status === 409 && String(answer?.type ?? '').endsWith(LIMIT_REACHED)) {
-      throw new LimitReachedError(answer);
+    // Refused (4xx): no lease holds this secret, unless another start of
+    // the id is playing. Without an answer (or with 5xx) the store may have
+    // granted it: keep the secret for the next try.
+    const playing = [...this.#sessions].some((s) => s.id === id && !s.ended);
+    if (reply.status >= 400 && reply.status < 500 && !playing && this.#secrets.get(id) === secret) {
+      this.#secrets.delete(id);
     }
     throw problemError(reply.status, answer);
   }
@@ -304,10 +387,11 @@ export class StreamguardClient extends Emitter {
    * aborted.
    * @internal
    */
-  async request(method, path, { body, retries = 0, signal } = {}) {
+  async request(method, path, { body, retries = 0, signal, headers: extra } = {}) {
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
       const { headers, token } = await this.#identity();
+      Object.assign(headers, extra);
       if (body !== undefined) headers['content-type'] = 'application/json';
       let reply;
       let failure;
@@ -367,11 +451,15 @@ export class StreamguardClient extends Emitter {
  *
  * Events (`session.on(name, fn)`):
  * - `heartbeat` `(stream)`: the lease was renewed; `stream.expires_at` moved
+ * - `resumed` `(stream)`: the server had forgotten the stream and re-admitted
+ *   it from the grant the heartbeat carried; a renewal (`heartbeat` follows)
  * - `grant` `(grant | undefined)`: the signed grant changed
  * - `retry` `({ status, attempt, delayMs })`: a heartbeat got 429/500/502/503/504 or no whole answer and will be retried
  * - `ended` `({ reason })`: playback must stop; `reason` is the server's
  *   (`evicted`, `revoked`, `expired`, `replaced`, `stopped`), `unknown` on 404,
- *   or `stopped` after `session.stop()`
+ *   `limit-reached` when a resume found no room (409; `error` is the
+ *   LimitReachedError), `error` for an answer retrying cannot fix, or
+ *   `stopped` after `session.stop()`
  */
 export class Session extends Emitter {
   #client;
@@ -380,9 +468,12 @@ export class Session extends Emitter {
   #failures = 0;
   #abort = new AbortController();
 
-  constructor(client, answer) {
+  #leaseSecret;
+
+  constructor(client, answer, leaseSecret) {
     super();
     this.#client = client;
+    this.#leaseSecret = leaseSecret;
     /** The stream as the server last described it. */
     this.stream = answer.stream;
     this.id = answer.stream.id;
@@ -392,10 +483,20 @@ export class Session extends Emitter {
     this.replaced = answer.replaced ?? [];
     /** The current signed grant (compact JWS), or undefined when the server signs none. */
     this.grant = answer.grant ?? undefined;
-    /** True once the session ended; `endReason` says why. */
+    /** True once the session ended; `endReason` says why, `endError` holds the error that ended it, if one did. */
     this.ended = false;
     this.endReason = undefined;
+    this.endError = undefined;
     this.#schedule();
+  }
+
+  /**
+   * The secret this stream was started with (sent on every heartbeat). Keep
+   * it with the stream id to take the stream over after a page reload:
+   * `start({ streamId, leaseSecret, … })` with the same attributes.
+   */
+  get leaseSecret() {
+    return this.#leaseSecret;
   }
 
   /** Seconds between heartbeats, as the server advised. */
@@ -437,9 +538,15 @@ export class Session extends Emitter {
     });
     let reply;
     try {
+      // The secret proves this player started the lease; the latest grant
+      // lets a server that forgot the stream re-admit it (resume).
+      const headers = {};
+      if (this.#leaseSecret !== undefined) headers['streamguard-lease-secret'] = this.#leaseSecret;
+      if (this.grant !== undefined) headers['streamguard-grant'] = this.grant;
       reply = await this.#client.request('POST', path, {
         retries: Infinity,
         signal: this.#abort.signal,
+        headers,
       });
     } catch (error) {
       // Stopped meanwhile (the abort), or the token callback failed
@@ -459,19 +566,29 @@ export class Session extends Emitter {
     this.#failures = 0;
     const answer = reply.json;
     if (reply.status === 200 && answer?.stream) {
+      // `resumed`: the store had forgotten the stream and re-admitted it
+      // from the grant; for playback it is a renewal like any other.
       this.stream = answer.stream;
-      this.emit('heartbeat', this.stream);
       this.#setGrant(answer.grant ?? undefined);
+      if (answer.resumed === true) this.emit('resumed', this.stream);
+      this.emit('heartbeat', this.stream);
       this.#schedule();
     } else if (reply.status === 410) {
       this.#end(answer?.reason ?? 'ended');
     } else if (reply.status === 404) {
       this.#end('unknown');
     } else {
+      const error = problemError(reply.status, answer);
+      if (error instanceof LimitReachedError) {
+        // A resume found the account full: playback must stop; the error
+        // lists the streams the player may offer to stop.
+        this.#end('limit-reached', error);
+        return;
+      }
       // 401 after a token refresh, 400...: the server will not renew this
       // lease, and retrying the same request cannot change that.
-      this.emit('error', problemError(reply.status, answer));
-      this.#end('error');
+      this.emit('error', error);
+      this.#end('error', error);
     }
   }
 
@@ -481,12 +598,13 @@ export class Session extends Emitter {
     this.emit('grant', grant);
   }
 
-  #end(reason) {
+  #end(reason, error) {
     if (this.ended) return;
     this.ended = true;
     this.endReason = reason;
+    this.endError = error;
     clearTimeout(this.#timer);
     this.#abort.abort();
-    this.emit('ended', { reason });
+    this.emit('ended', error === undefined ? { reason } : { reason, error });
   }
 }

@@ -137,6 +137,8 @@ export async function startRedis() {
   return {
     url: `redis://127.0.0.1:${port}`,
     pid: child.pid,
+    /** Forgets every key, as a Redis restarted without persistence would. */
+    flushAll: () => redisCommand(port, 'FLUSHALL'),
     /** Freezes the process: connections stay open and nothing answers. */
     pause: () => process.kill(child.pid, 'SIGSTOP'),
     resume: () => process.kill(child.pid, 'SIGCONT'),
@@ -150,6 +152,26 @@ export async function startRedis() {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Sends one inline command; resolves with the first line of the reply. */
+function redisCommand(port, command) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setTimeout(5_000);
+    socket.once('connect', () => socket.write(`${command}\r\n`));
+    socket.once('data', (data) => {
+      socket.destroy();
+      const line = data.toString().split('\r\n')[0];
+      if (line.startsWith('-')) reject(new Error(`redis ${command}: ${line}`));
+      else resolve(line);
+    });
+    socket.once('error', reject);
+    socket.once('timeout', () => {
+      socket.destroy();
+      reject(new Error(`redis ${command}: no answer`));
+    });
+  });
 }
 
 function redisAnswers(port) {

@@ -2,6 +2,8 @@
 // declarations must type-check, and misuse must not.
 import {
   LimitReachedError,
+  MissingAttributeError,
+  type Conflict,
   StreamguardClient,
   type EndReason,
   type Session,
@@ -13,12 +15,20 @@ const byToken = new StreamguardClient({ baseUrl: 'http://127.0.0.1:8080', token:
 
 async function play(client: StreamguardClient): Promise<Session> {
   try {
-    return await client.start({ deviceId: 'tv', contentId: 'movie-42' });
+    return await client.start({ deviceId: 'tv', contentId: 'movie-42', tags: { channel: 'dmax', quality: 'uhd' } });
   } catch (error) {
+    if (error instanceof MissingAttributeError) {
+      const attribute: string = error.attribute;
+      const rule: string = error.rule;
+      return client.start({ deviceId: 'tv', tags: { [attribute]: rule } });
+    }
     if (error instanceof LimitReachedError) {
       const tv: Stream | undefined = error.streams.find((s) => s.device_id === 'tv');
       const limit: number = error.limit;
-      void limit;
+      const rule: string = error.rule;
+      const conflicts: Conflict[] = error.conflicts;
+      const channel: string | undefined = conflicts[0]?.streams[0]?.tags?.channel;
+      void limit, rule, channel;
       return client.start({ deviceId: 'phone', terminate: tv ? [tv.id] : [] });
     }
     throw error;
@@ -33,6 +43,12 @@ async function main(): Promise<void> {
   });
   session.on('heartbeat', (stream) => stream.expires_at.toUpperCase());
   session.on('grant', (grant) => grant?.split('.'));
+  session.on('resumed', (stream) => stream.expires_at.toUpperCase());
+  session.on('ended', ({ reason, error }) => {
+    if (reason === 'limit-reached' && error instanceof LimitReachedError) void error.streams;
+  });
+  const secret: string = session.leaseSecret;
+  await byHeader.start({ streamId: session.id, leaseSecret: secret });
   const grant: string | undefined = session.grant;
   void grant;
   off();
@@ -47,5 +63,7 @@ async function main(): Promise<void> {
   session.on('paused', () => {});
   // @ts-expect-error: terminate takes ids
   await byHeader.start({ terminate: 'tv-1' });
+  // @ts-expect-error: tag values are strings
+  await byHeader.start({ tags: { channel: 7 } });
 }
 void main;
