@@ -95,6 +95,18 @@ impl OwnRedis {
         panic!("redis-server on port {} did not come up", self.port);
     }
 
+    /// `SHUTDOWN NOSAVE`: the server exits and everything it held is lost
+    /// (it runs without persistence); waits for the exit.
+    #[allow(dead_code)] // the failover test's
+    pub fn shutdown_nosave(&mut self) {
+        let _ = redis::cmd("SHUTDOWN")
+            .arg("NOSAVE")
+            .query::<()>(&mut self.connection());
+        if let Some(mut child) = self.child.take() {
+            child.wait().unwrap();
+        }
+    }
+
     /// Kills the server at once (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
