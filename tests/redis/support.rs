@@ -58,6 +58,29 @@ impl OwnRedis {
         redis
     }
 
+    /// A node for a Redis Cluster (not yet part of one): on a port whose
+    /// bus port (+10000) is free too, its node file in its own directory.
+    #[allow(dead_code)] // the failover test's
+    pub fn cluster_node() -> OwnRedis {
+        let port = loop {
+            let port = free_port();
+            if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                break port;
+            }
+        };
+        let mut redis = OwnRedis {
+            port,
+            child: None,
+            args: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        redis.restart();
+        redis
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
