@@ -81,7 +81,7 @@ fn a_short_viewer_run_passes_the_audit_and_reports_every_outcome() {
 
 #[test]
 fn jwt_mode_identifies_with_hs256_tokens() {
-    let secret = "load-tool-test-secret";
+    let secret = "load-tool-test-secret-of-32-bytes-or-more";
     let server = Server::start(
         &["--store", "memory", "--auth", "jwt", "--jwt-secret", secret],
         &[],
@@ -104,6 +104,47 @@ fn jwt_mode_identifies_with_hs256_tokens() {
     assert_eq!(result["config"]["identity"], "jwt");
     assert!(result["grants"].as_u64().unwrap() > 0, "{result:#}");
     assert!(result["status"].get("401").is_none(), "{result:#}");
+}
+
+/// With `--grant-key` every viewer heartbeats with its latest grant and its
+/// lease secret; a store that keeps everything resumes nothing, and the
+/// audit passes (tests/failover.rs loses the store under this load).
+#[test]
+fn viewers_heartbeat_with_their_grant_and_lease_secret() {
+    let key = format!(
+        "{}/tests/fixtures/keys/grant-p256.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let server = Server::start(
+        &[
+            "--store",
+            "memory",
+            "--grant-key",
+            &key,
+            "--require-lease-secret",
+        ],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grants.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_streamguard-load"))
+        .args(["--target", &server.url("")])
+        .args(["--viewers", "30", "--heartbeat", "200ms", "--session", "1s"])
+        .args(["--duration", "2s", "--connections", "4", "--quiet"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--plot")
+        .arg(dir.path().join("grants.svg"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let result: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(result["grants"].as_u64().unwrap() > 0, "{result:#}");
+    assert!(result["status"].get("400").is_none(), "{result:#}");
+    assert!(result["by_kind"]["heartbeat"].as_u64().unwrap() > 0);
+    assert_eq!(result["resumed"]["count"], 0, "{result:#}");
+    assert_eq!(result["unavailable"]["count"], 0, "{result:#}");
+    assert_eq!(result["audit"]["violations"], 0, "{result:#}");
 }
 
 #[test]

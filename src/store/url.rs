@@ -15,7 +15,8 @@ pub enum StoreUrl {
     /// `file:PATH`: the embedded durable store in directory PATH.
     #[cfg(feature = "embedded")]
     File(PathBuf),
-    /// `redis://…`, `rediss://…`, `redis+cluster://h1:p1,h2:p2`.
+    /// `redis://…`, `rediss://…`, `redis+cluster://h1:p1,h2:p2`,
+    /// `redis+sentinel://s1:p1,s2:p2/MASTER`.
     #[cfg(feature = "redis")]
     Redis(RedisTarget),
     /// `dynamodb://TABLE?region=R&endpoint=URL`: an Amazon DynamoDB table.
@@ -54,9 +55,13 @@ impl StoreUrl {
 #[cfg(feature = "redis")]
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
-    /// One URL for a single server; one per seed node for a cluster.
+    /// One URL for a single server; one per seed node for a cluster; one
+    /// per Sentinel for a primary that Sentinel names.
     pub nodes: Vec<String>,
     pub cluster: bool,
+    /// `redis+sentinel://…/MASTER`: the primary is whichever server the
+    /// Sentinels (`nodes`) name for MASTER, asked again after a failure.
+    pub sentinel: Option<String>,
     /// Keys are `<prefix>:{<account>}`; `?prefix=` sets it.
     pub prefix: String,
 }
@@ -68,6 +73,7 @@ impl fmt::Debug for RedisTarget {
         f.debug_struct("RedisTarget")
             .field("nodes", &nodes)
             .field("cluster", &self.cluster)
+            .field("sentinel", &self.sentinel)
             .field("prefix", &self.prefix)
             .finish()
     }
@@ -91,7 +97,12 @@ impl FromStr for StoreUrl {
         #[cfg(feature = "redis")]
         if matches!(
             scheme,
-            "redis" | "rediss" | "redis+cluster" | "rediss+cluster"
+            "redis"
+                | "rediss"
+                | "redis+cluster"
+                | "rediss+cluster"
+                | "redis+sentinel"
+                | "rediss+sentinel"
         ) {
             return redis_target(s).map(StoreUrl::Redis);
         }
@@ -103,11 +114,12 @@ impl FromStr for StoreUrl {
                 "the dynamodb store is not part of this build (rebuild with --features dynamodb)"
                     .into(),
             ),
-            "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Err(
+            "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "redis+sentinel"
+            | "rediss+sentinel" => Err(
                 "the redis store is not part of this build (rebuild with --features redis)".into(),
             ),
             _ => Err(format!(
-                "unknown store {:?}: expected `memory`, `file:PATH`, `redis://…` or `redis+cluster://…`",
+                "unknown store {:?}: expected `memory`, `file:PATH`, `redis://…`, `redis+cluster://…` or `redis+sentinel://…`",
                 redact_userinfo(s)
             )),
         }
@@ -159,7 +171,19 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
         Some(plain) => (plain, true),
         None => (scheme, false),
     };
-    let nodes: Vec<String> = if cluster {
+    let (scheme, sentinel, hosts) = match scheme.strip_suffix("+sentinel") {
+        Some(plain) => {
+            let (hosts, master) = hosts
+                .rsplit_once('/')
+                .filter(|(_, m)| !m.is_empty())
+                .ok_or(
+                    "a Sentinel URL names its primary: redis+sentinel://s1:26379,s2:26379/MASTER",
+                )?;
+            (plain, Some(master.to_owned()), hosts)
+        }
+        None => (scheme, None, hosts),
+    };
+    let nodes: Vec<String> = if cluster || sentinel.is_some() {
         // Credentials come once, before the seed list, and apply to every
         // node; the password may hold commas.
         let (credentials, seeds) = match hosts.rsplit_once('@') {
@@ -180,6 +204,7 @@ fn redis_target(url: &str) -> Result<RedisTarget, String> {
     Ok(RedisTarget {
         nodes,
         cluster,
+        sentinel,
         prefix,
     })
 }
@@ -241,9 +266,13 @@ impl fmt::Display for StoreUrl {
                 let tls = target.nodes.iter().any(|n| n.starts_with("rediss://"));
                 let scheme = if tls { "rediss" } else { "redis" };
                 let cluster = if target.cluster { "+cluster" } else { "" };
+                let (sentinel, master) = match &target.sentinel {
+                    Some(master) => ("+sentinel", format!("/{master}")),
+                    None => ("", String::new()),
+                };
                 write!(
                     f,
-                    "{scheme}{cluster}://{} (prefix {})",
+                    "{scheme}{cluster}{sentinel}://{}{master} (prefix {})",
                     hosts.join(","),
                     target.prefix
                 )
@@ -297,6 +326,7 @@ mod tests {
             StoreUrl::Redis(RedisTarget {
                 nodes: vec!["rediss://:pw@cache:6380/2".into()],
                 cluster: false,
+                sentinel: None,
                 prefix: "tv".into(),
             })
         );
@@ -308,9 +338,27 @@ mod tests {
             StoreUrl::Redis(RedisTarget {
                 nodes: vec!["redis://h1:7000".into(), "redis://h2:7001".into()],
                 cluster: true,
+                sentinel: None,
                 prefix: DEFAULT_REDIS_PREFIX.into(),
             })
         );
+        let sentinel: StoreUrl = "redis+sentinel://:pw@s1:26379,s2:26380/mymaster?prefix=tv"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            sentinel,
+            StoreUrl::Redis(RedisTarget {
+                nodes: vec!["redis://:pw@s1:26379".into(), "redis://:pw@s2:26380".into()],
+                cluster: false,
+                sentinel: Some("mymaster".into()),
+                prefix: "tv".into(),
+            })
+        );
+        assert_eq!(
+            sentinel.to_string(),
+            "redis+sentinel://s1:26379,s2:26380/mymaster (prefix tv)"
+        );
+        assert!("redis+sentinel://s1:26379".parse::<StoreUrl>().is_err());
         let tls: StoreUrl = "rediss://h:6380/?prefix=p&protocol=resp3#insecure"
             .parse()
             .unwrap();

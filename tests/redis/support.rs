@@ -58,6 +58,29 @@ impl OwnRedis {
         redis
     }
 
+    /// A node for a Redis Cluster (not yet part of one): on a port whose
+    /// bus port (+10000) is free too, its node file in its own directory.
+    #[allow(dead_code)] // the failover test's
+    pub fn cluster_node() -> OwnRedis {
+        let port = loop {
+            let port = free_port();
+            if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                break port;
+            }
+        };
+        let mut redis = OwnRedis {
+            port,
+            child: None,
+            args: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        redis.restart();
+        redis
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -93,6 +116,18 @@ impl OwnRedis {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("redis-server on port {} did not come up", self.port);
+    }
+
+    /// `SHUTDOWN NOSAVE`: the server exits and everything it held is lost
+    /// (it runs without persistence); waits for the exit.
+    #[allow(dead_code)] // the failover test's
+    pub fn shutdown_nosave(&mut self) {
+        let _ = redis::cmd("SHUTDOWN")
+            .arg("NOSAVE")
+            .query::<()>(&mut self.connection());
+        if let Some(mut child) = self.child.take() {
+            child.wait().unwrap();
+        }
     }
 
     /// Kills the server at once (SIGKILL) and reaps it.

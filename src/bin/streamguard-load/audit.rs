@@ -16,6 +16,10 @@
 //!   some answer reported that stream ended; while requests on the account
 //!   are in flight the explanation may still be on its way, so the check
 //!   waits until none are.
+//! - a heartbeat answered 404 before the stream's tombstone could have
+//!   lapsed stopped a viewer who did nothing wrong (with grants, the
+//!   heartbeat carried one: the store forgot and did not resume): a
+//!   violation; a resume (`resumed`) is a grant and counts like one.
 
 use std::collections::HashMap;
 
@@ -143,6 +147,30 @@ impl Audit {
         self.settle(account);
     }
 
+    /// A heartbeat of `stream`, sent at `sent` and answered at `now`, found
+    /// the store had forgotten it and re-admitted it from its grant: a
+    /// grant like a start's, so the account's live streams are counted
+    /// again (against the limit its last start reported).
+    pub fn resumed(&mut self, account: &str, stream: &str, sent: Micros, now: Micros, ttl: Micros) {
+        let limit = self.accounts.get(account).and_then(|a| a.limit);
+        let Some(limit) = limit else {
+            return self.renewed(account, stream, sent);
+        };
+        self.granted(
+            account,
+            u64::MAX,
+            sent,
+            now,
+            &Grant {
+                stream,
+                limit,
+                ttl,
+                evicted: &[],
+                replaced: &[],
+            },
+        );
+    }
+
     /// A heartbeat of `stream` sent at `sent` renewed it.
     pub fn renewed(&mut self, account: &str, stream: &str, sent: Micros) {
         if let Some(s) = self
@@ -184,6 +212,9 @@ impl Audit {
             "unknown" => Some(format!(
                 "heartbeat of granted stream {account}/{stream} answered 404"
             )),
+            // A resume refused for want of room: the player stops, as on
+            // a denied start; the limit was kept.
+            "limit-reached" => None,
             "evicted" | "replaced" | "stopped" => {
                 acc.unexplained
                     .push((stream.to_owned(), reason.to_owned(), now));
@@ -359,5 +390,33 @@ mod tests {
         assert_eq!(audit.count(), 0, "{:?}", audit.violations());
         audit.finish();
         assert_eq!(audit.count(), 0);
+    }
+
+    #[test]
+    fn a_404_stops_a_viewer_and_fails_the_audit() {
+        let mut audit = Audit::default();
+        audit.sent("acct", 1, 10);
+        audit.granted("acct", 1, 10, 20, &grant("a", 3, &[]));
+        audit.refused("acct", "a", "unknown", 1_000);
+        assert_eq!(audit.count(), 1);
+        assert!(audit.violations()[0].contains("answered 404"));
+    }
+
+    #[test]
+    fn a_resume_is_a_grant_and_counts_against_the_limit() {
+        let mut audit = Audit::default();
+        audit.sent("acct", 1, 10);
+        audit.granted("acct", 1, 10, 20, &grant("a", 1, &[]));
+        // The store forgot "a"; its heartbeat resumes it: no over-grant.
+        audit.resumed("acct", "a", 100, 110, TTL);
+        assert_eq!(audit.count(), 0, "{:?}", audit.violations());
+        // Meanwhile "b" was admitted into the forgotten room, and "a" is
+        // still certainly live: that is the over-grant a loss can cause.
+        audit.sent("acct", 2, 120);
+        audit.granted("acct", 2, 120, 130, &grant("b", 1, &[]));
+        assert_eq!(audit.count(), 1);
+        // A resume refused for want of room stops the viewer, legitimately.
+        audit.refused("acct", "a", "limit-reached", 140);
+        assert_eq!(audit.count(), 1);
     }
 }

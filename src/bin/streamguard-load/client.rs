@@ -29,6 +29,8 @@ pub struct Call {
     pub path: String,
     pub account: String,
     pub body: Option<String>,
+    /// Further headers (a heartbeat's grant and lease secret).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// A status (0 when the connection failed) and the body.
@@ -94,6 +96,9 @@ impl Connection {
                 format!("Bearer {}", signer.token(&call.account)),
             ),
         };
+        for (name, value) in &call.headers {
+            req = req.header(*name, value);
+        }
         let body = match &call.body {
             Some(json) => {
                 req = req.header("content-type", "application/json");

@@ -9,6 +9,12 @@
 //! `--loop closed` keeps `--connections` requests in flight to find the
 //! maximum rate. The run fails (exit 1) when the audit finds an account
 //! over its limit or a heartbeat refused without a cause.
+//!
+//! Each stream is started with a lease secret of its viewer, and when the
+//! server gives signed grants (`--grant-key`), every heartbeat carries the
+//! stream's latest grant: a store that forgot the stream resumes it
+//! (`resumed`, a renewal for the viewer). A heartbeat answered 404 stopped
+//! a viewer who did nothing wrong and fails the audit.
 
 mod audit;
 mod client;

@@ -69,6 +69,12 @@ pub fn print_table(o: &Outcome) {
     for (reason, n) in &o.ended {
         println!("{:<24} {n:>14}", format!("heartbeat refused: {reason}"));
     }
+    println!("{:<24} {:>14}", "resumed", o.resumes.count);
+    println!("{:<24} {:>14}", "resume refused (409)", o.resume_refused);
+    println!(
+        "{:<24} {:>14}",
+        "unavailable (5xx/failed)", o.unavailable.count
+    );
     println!("{:<24} {:>14}", "audit violations", o.violations);
 }
 
@@ -100,6 +106,7 @@ pub fn write_json(args: &Args, o: &Outcome, path: &Path) -> anyhow::Result<()> {
         "preload": o.preload.map(|(n, took, failed)| json!({
             "streams": n, "seconds": took.as_secs_f64(), "refused": failed,
         })),
+        "started_unix_s": o.started_unix_s,
         "elapsed_s": o.elapsed.as_secs_f64(),
         "requests": o.latency.len(),
         "requests_per_s": rate(o),
@@ -113,6 +120,9 @@ pub fn write_json(args: &Args, o: &Outcome, path: &Path) -> anyhow::Result<()> {
         "evictions": o.evictions,
         "replaced": o.replaced,
         "heartbeat_refused": o.ended,
+        "resumed": o.resumes,
+        "resume_refused": o.resume_refused,
+        "unavailable": o.unavailable,
         "audit": { "violations": o.violations, "examples": o.examples },
         "series": o.series,
     });

@@ -49,6 +49,12 @@ struct Viewer {
     /// A stream of the account to end with the next start.
     terminate: Option<String>,
     busy: bool,
+    /// Random bits of this viewer's lease secrets (one secret per stream).
+    key: u128,
+    /// The live stream's latest signed grant, when the server gives grants:
+    /// sent with every heartbeat, so a store that forgot the stream
+    /// re-admits it (`resumed`).
+    grant: Option<String>,
 }
 
 struct Job {
@@ -65,6 +71,24 @@ struct Done {
     done: Micros,
 }
 
+/// How many times something happened, and from when to when (seconds
+/// since the run began).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Window {
+    pub count: u64,
+    pub first_s: Option<f64>,
+    pub last_s: Option<f64>,
+}
+
+impl Window {
+    fn add(&mut self, at: Micros) {
+        let at = at as f64 / 1e6;
+        self.count += 1;
+        self.first_s.get_or_insert(at);
+        self.last_s = Some(at);
+    }
+}
+
 /// One second of the run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Second {
@@ -78,6 +102,8 @@ pub struct Second {
 
 /// Everything the report needs.
 pub struct Outcome {
+    /// The wall clock when the run (second 0 of every time) began.
+    pub started_unix_s: f64,
     pub elapsed: Duration,
     pub latency: Histogram<u64>,
     pub per_kind: BTreeMap<&'static str, u64>,
@@ -89,6 +115,9 @@ pub struct Outcome {
     pub replaced: u64,
     pub terminates_sent: u64,
     pub ended: BTreeMap<String, u64>,
+    pub resumes: Window,
+    pub resume_refused: u64,
+    pub unavailable: Window,
     pub violations: u64,
     pub examples: Vec<String>,
     pub series: Vec<Second>,
@@ -121,6 +150,9 @@ struct Sim {
     replaced: u64,
     terminates_sent: u64,
     ended: BTreeMap<String, u64>,
+    resumes: Window,
+    resume_refused: u64,
+    unavailable: Window,
 }
 
 fn micros(d: Duration) -> Micros {
@@ -134,6 +166,13 @@ impl Sim {
 
     fn stream_id(&self, viewer: u32, session: u32) -> String {
         format!("{:04x}{viewer:08x}{session:010x}", self.run & 0xffff)
+    }
+
+    /// The lease secret of a viewer's session: the same for every retry of
+    /// its start, another for each stream.
+    fn lease_secret(&self, viewer: u32, session: u32) -> String {
+        let key = self.viewers[viewer as usize].key;
+        format!("ls{key:032x}{session:010x}")
     }
 
     fn now(&self) -> Micros {
@@ -167,12 +206,17 @@ impl Sim {
         });
         let account = self.account_id(viewer.account);
         let (session, terminate) = (viewer.session, viewer.terminate.clone());
+        let grant = match kind {
+            Kind::Heartbeat => viewer.grant.clone(),
+            _ => None,
+        };
         let call = match kind {
             Kind::Start => {
                 let mut body = serde_json::json!({
                     "stream_id": self.stream_id(v, session + 1),
                     "device_id": format!("dev-{v:010}"),
                     "content_id": format!("title-{:06}", self.rng.u32(0..20_000)),
+                    "lease_secret": self.lease_secret(v, session + 1),
                 });
                 if let Some(t) = terminate {
                     body["terminate"] = serde_json::json!([t]);
@@ -183,19 +227,28 @@ impl Sim {
                     path: "/streams".into(),
                     account,
                     body: Some(body.to_string()),
+                    headers: Vec::new(),
                 }
             }
-            Kind::Heartbeat => Call {
-                method: Method::POST,
-                path: format!("/streams/{}/heartbeat", self.stream_id(v, session)),
-                account,
-                body: None,
-            },
+            Kind::Heartbeat => {
+                let mut headers = vec![("streamguard-lease-secret", self.lease_secret(v, session))];
+                if let Some(grant) = grant {
+                    headers.push(("streamguard-grant", grant));
+                }
+                Call {
+                    method: Method::POST,
+                    path: format!("/streams/{}/heartbeat", self.stream_id(v, session)),
+                    account,
+                    body: None,
+                    headers,
+                }
+            }
             Kind::Stop => Call {
                 method: Method::DELETE,
                 path: format!("/streams/{}", self.stream_id(v, session)),
                 account,
                 body: None,
+                headers: Vec::new(),
             },
         };
         self.next_job += 1;
@@ -285,6 +338,9 @@ impl Sim {
         let account = job.call.account.clone();
         let sent = job.scheduled.min(done);
         let heartbeat = micros(self.args.heartbeat);
+        if answer.status == 0 || answer.status >= 500 {
+            self.unavailable.add(done);
+        }
         let body = || serde_json::from_slice::<Value>(&answer.body).unwrap_or(Value::Null);
         match (job.kind, answer.status) {
             (Kind::Start, 200 | 201) => {
@@ -323,6 +379,7 @@ impl Sim {
                 viewer.session += 1;
                 viewer.state = State::Live;
                 viewer.terminate = None;
+                viewer.grant = b["grant"].as_str().map(String::from);
                 viewer.session_end = job.scheduled + session_len;
                 self.schedule(v, job.scheduled + heartbeat);
             }
@@ -360,9 +417,35 @@ impl Sim {
                 self.schedule(v, job.scheduled + 1_000_000);
             }
             (Kind::Heartbeat, 200) => {
+                let b = body();
                 let stream = self.stream_id(v, self.viewers[v as usize].session);
-                self.audit.renewed(&account, &stream, sent);
+                if b["resumed"].as_bool() == Some(true) {
+                    // The store had forgotten the stream and re-admitted it
+                    // from its grant: a renewal for the viewer, a grant for
+                    // the limit.
+                    self.resumes.add(done);
+                    let ttl = lease_ttl(&b["stream"]).unwrap_or(90_000_000);
+                    self.audit.resumed(&account, &stream, sent, done, ttl);
+                } else {
+                    self.audit.renewed(&account, &stream, sent);
+                }
+                if let Some(grant) = b["grant"].as_str() {
+                    self.viewers[v as usize].grant = Some(grant.to_owned());
+                }
                 self.schedule(v, job.scheduled + heartbeat);
+            }
+            (Kind::Heartbeat, 409) => {
+                // Resumed into a full account (other devices started while
+                // the store had forgotten this one): refused like a start,
+                // the player stops and offers to end another stream.
+                let stream = self.stream_id(v, self.viewers[v as usize].session);
+                self.audit.refused(&account, &stream, "limit-reached", done);
+                self.resume_refused += 1;
+                let viewer = &mut self.viewers[v as usize];
+                viewer.state = State::Idle;
+                viewer.grant = None;
+                let pause = self.pause();
+                self.schedule(v, job.scheduled + pause);
             }
             (Kind::Heartbeat, 410 | 404) => {
                 let reason = if answer.status == 404 {
@@ -374,6 +457,7 @@ impl Sim {
                 self.audit.refused(&account, &stream, &reason, done);
                 *self.ended.entry(reason).or_default() += 1;
                 self.viewers[v as usize].state = State::Idle;
+                self.viewers[v as usize].grant = None;
                 let pause = self.pause();
                 self.schedule(v, job.scheduled + pause);
             }
@@ -384,6 +468,7 @@ impl Sim {
                 let stream = self.stream_id(v, self.viewers[v as usize].session);
                 self.audit.stopped(&account, job.id, &stream, sent);
                 self.viewers[v as usize].state = State::Idle;
+                self.viewers[v as usize].grant = None;
                 let pause = self.pause();
                 self.schedule(v, job.scheduled + pause);
             }
@@ -434,6 +519,7 @@ async fn preload(args: &Args, addr: SocketAddr, run: u32) -> (u64, Duration, u64
                             r#"{{"stream_id":"{:04x}p{i:017x}"}}"#,
                             run & 0xffff
                         )),
+                        headers: Vec::new(),
                     };
                     if conn.send(&call).await.status != 201 {
                         failed.fetch_add(1, Relaxed);
@@ -471,6 +557,7 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
             path: "/".into(),
             account: String::new(),
             body: None,
+            headers: Vec::new(),
         })
         .await;
     if health.status != 200 {
@@ -506,6 +593,8 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
             session_end: 0,
             terminate: None,
             busy: false,
+            key: rng.u128(..),
+            grant: None,
         })
         .collect();
     let ramp = micros(args.ramp.unwrap_or(args.heartbeat));
@@ -540,12 +629,19 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
         replaced: 0,
         terminates_sent: 0,
         ended: BTreeMap::new(),
+        resumes: Window::default(),
+        resume_refused: 0,
+        unavailable: Window::default(),
     };
 
     let (job_tx, job_rx) = mpsc::unbounded_channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let started = sim.started;
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+        - started.elapsed().as_secs_f64();
     let workers: Vec<_> = (0..args.connections)
         .map(|_| {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
@@ -663,6 +759,7 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
     }
     sim.audit.finish();
     Ok(Outcome {
+        started_unix_s,
         elapsed,
         latency: sim.latency,
         per_kind: sim.per_kind,
@@ -674,6 +771,9 @@ pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
         replaced: sim.replaced,
         terminates_sent: sim.terminates_sent,
         ended: sim.ended,
+        resumes: sim.resumes,
+        resume_refused: sim.resume_refused,
+        unavailable: sim.unavailable,
         violations: sim.audit.count(),
         examples: sim.audit.violations().to_vec(),
         series: sim.series,
