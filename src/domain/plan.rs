@@ -179,14 +179,23 @@ impl Rule {
     /// text: at 1 000 streams an account settles in a few µs.
     pub fn overfull_group(&self, live: &[Lease]) -> Option<Vec<usize>> {
         let max = self.max.get() as usize;
-        let Scope::Per(attr) = &self.scope else {
-            return self.groups(live).into_iter().find(|g| g.len() > max);
+        let attr = match &self.scope {
+            Scope::Per(attr) => attr,
+            Scope::Match(conds) => {
+                // One group: count before collecting anything.
+                let matching = live.iter().filter(|l| matches_all(conds, (*l).into()));
+                if matching.count() <= max {
+                    return None;
+                }
+                return self.groups(live).into_iter().next();
+            }
         };
-        let mut hashed: Vec<(u64, usize)> = live
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| attr.value_of(l.into()).map(|v| (fnv1a(v), i)))
-            .collect();
+        let mut hashed: Vec<(u64, usize)> = Vec::with_capacity(live.len());
+        hashed.extend(
+            live.iter()
+                .enumerate()
+                .filter_map(|(i, l)| attr.value_of(l.into()).map(|v| (fnv1a(v), i))),
+        );
         if hashed.len() <= max {
             return None;
         }
