@@ -9,7 +9,9 @@ pub mod rules;
 pub mod secret;
 pub mod tags;
 
-pub use account::{Account, AccountView, EndReason, ExactVec, Lease, LimitSource, Tombstone};
+pub use account::{
+    Account, AccountView, EndReason, ExactVec, Lease, LimitSource, ThinList, Tombstone,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ContentId, DeviceId, InvalidId, MAX_ID_LEN, PlanName, StreamId, TagValue, UserId};
 pub use plan::{ACCOUNT_RULE, Attr, Plan, PlanBook, PlanSource, Plans, Rule, Scope};

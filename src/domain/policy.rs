@@ -12,9 +12,11 @@ use super::plan::PlanBook;
 pub const MAX_LIMIT: u32 = 1000;
 
 /// How many streams an account may hold at once (0 blocks the account).
+/// Two bytes: an account keeps two of them (override and claim), and
+/// every byte of an account is paid ten million times.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
-pub struct Limit(u32);
+pub struct Limit(u16);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("limit must be between 0 and {MAX_LIMIT}, got {0}")]
@@ -23,14 +25,14 @@ pub struct LimitOutOfRange(pub i64);
 impl Limit {
     pub fn new(n: u32) -> Result<Self, LimitOutOfRange> {
         if n <= MAX_LIMIT {
-            Ok(Self(n))
+            Ok(Self(n as u16))
         } else {
             Err(LimitOutOfRange(i64::from(n)))
         }
     }
 
     pub fn get(self) -> u32 {
-        self.0
+        u32::from(self.0)
     }
 
     /// A limit given as a JSON number: a whole number from 0 to 1000,
@@ -64,7 +66,7 @@ impl TryFrom<u32> for Limit {
 
 impl From<Limit> for u32 {
     fn from(l: Limit) -> u32 {
-        l.0
+        l.get()
     }
 }
 
