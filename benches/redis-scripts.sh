@@ -38,7 +38,11 @@ old_sha() { cli SCRIPT LOAD "$(cat "$OLD/common.lua"; echo; cat "$OLD/$1.lua")";
 new_sha() { cli SCRIPT LOAD "$(cat "$SRC"; echo; echo "return $1(KEYS, ARGV)")"; }
 OLD_HB=$(old_sha heartbeat) OLD_ST=$(old_sha start)
 NEW_HB=$(new_sha heartbeat) NEW_ST=$(new_sha start)
-ARGS=('' 1000 90000 reject 900000 100)
+# The old scripts take the policy as five arguments; streamguard.lua takes
+# it packed, then the plans (PLANS: none, or the README's premium plan).
+OLD_ARGS=('' 1000 90000 reject 900000 100)
+PREMIUM=$'premium\npremium|4|same-title;2;0;p;content_id|uhd;2;0;m;quality=uhd|discovery;1;0;m;channel=dmax,tlc,eurosport|per-channel;1;1;p;channel\n'
+PLANS=''
 
 # call LAYOUT OP KEY ARGS...: sets CMD to the command that runs OP on KEY
 call() {
@@ -50,7 +54,11 @@ call() {
     evalsha:start) CMD=(EVALSHA "$NEW_ST") ;;
     fcall:*) CMD=(FCALL "sg_${V}_$op") ;;
   esac
-  CMD+=(1 "$key" "${ARGS[@]}" "$@")
+  if [ "$layout" = old ]; then
+    CMD+=(1 "$key" "${OLD_ARGS[@]}" "$@")
+  else
+    CMD+=(1 "$key" '' '1000|90000|reject|900000|100' "$PLANS" "$@")
+  fi
 }
 id128() { printf '%s%0120d' "$1-" "$2" | cut -c1-128; }
 
@@ -84,7 +92,7 @@ row() { # row NAME OP SETUP-STREAMS REQUESTS
       redis-benchmark -p "$P" -c 16 -n "$n" -q "${CMD[@]}" >/dev/null
     else
       # a fresh account per start: __rand_int__ in the key
-      call "$layout" start "b-$layout-start:{__rand_int__}" s '' ''
+      call "$layout" start "b-$layout-start:{__rand_int__}" s '' "${START_EXTRA[@]:-}"
       redis-benchmark -p "$P" -c 16 -n "$n" -r 100000000 -q "${CMD[@]}" >/dev/null
     fi
     local u; u=$(usec "$layout")
@@ -98,4 +106,9 @@ row "heartbeat, 1-stream account" heartbeat 1 "$N"
 row "heartbeat, 3-stream account" heartbeat 3 "$N"
 row "heartbeat, 1000 streams (128 ch)" heartbeat 1000 $((N / 20))
 row "start (granted, fresh account)" start 0 "$N"
+# The same start with the README's 4-rule premium plan (tags that fit it);
+# the old layout has no plans, so its column repeats the plain start.
+PLANS=$PREMIUM
+START_EXTRA=(m '' 'channel=ard,quality=hd' '' '')
+row "start, 4-rule plan" start 0 "$N"
 rm -rf "$OLD"
