@@ -33,6 +33,7 @@ fn target() -> &'static Target {
                 audience: vec!["streamguard".into()],
                 leeway: Duration::from_secs(30),
                 limit_claim: Some("screens".into()),
+                plan_claim: Some("tier".into()),
             })
             .await
             .unwrap()
