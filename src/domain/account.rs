@@ -144,6 +144,8 @@ pub struct AccountView {
     pub source: LimitSource,
     /// Live leases, oldest first.
     pub live: Vec<Lease>,
+    /// The recently ended streams and why, oldest burial first.
+    pub ended: Vec<Tombstone>,
     /// The plan in force; `None` without `--plans`.
     pub plan: Option<Arc<Plan>>,
     pub plan_source: PlanSource,
@@ -204,13 +206,13 @@ impl Account {
 
     /// The account as seen at `now`, without changing it.
     pub fn view(&self, now: Timestamp, policy: &Policy) -> AccountView {
-        let mut live = if self.has_lapsed(now, policy) {
+        let (mut live, ended) = if self.has_lapsed(now, policy) {
             // What the next decision will find, expiry and limit applied.
             let mut settled = self.clone();
             settled.expire(now, policy);
-            settled.live.to_vec()
+            (settled.live.to_vec(), settled.ended.to_vec())
         } else {
-            self.live.to_vec()
+            (self.live.to_vec(), self.ended.to_vec())
         };
         live.sort_by_key(Lease::age_key);
         let (plan, plan_source) = self.plan(policy);
@@ -218,6 +220,7 @@ impl Account {
             limit: self.limit(policy),
             source: self.limit_source(),
             live,
+            ended,
             plan,
             plan_source,
         }

@@ -49,10 +49,10 @@ pub enum EdgeRefusal {
     /// The grant names another content, or none.
     ContentMismatch,
     /// The grant's stream is no longer live although the grant has not
-    /// expired. From the live streams alone: `replaced` when a live stream
-    /// of the same device took its place, else `revoked` (stopped, evicted
-    /// or revoked: the one store read does not say which). A renewal that
-    /// finds the stream ended in the meantime says why.
+    /// expired: why it ended (`stopped`, `evicted`, `replaced`, `revoked`,
+    /// `expired`), from its tombstone in the same store read; once the
+    /// tombstone is gone, `replaced` when a live stream of the same device
+    /// took its place, else `revoked`.
     Ended(EndReason),
 }
 
@@ -78,7 +78,7 @@ impl EdgeRefusal {
     responses(
         (status = 204, description = "The grant verifies, names this content and its stream is live; with --edge-renew-every, a renewal's new grant is in Streamguard-Grant", headers(("Streamguard-Grant" = Option<String>, description = "The renewed grant, when this check renewed the lease"))),
         (status = 401, description = "missing-grant: no grant in the query, header or cookie", body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "grant-refused, with `reason` (also in the Streamguard-Reason header): expired, invalid, content-mismatch (also a grant without cid, and a request without a valid content id), replaced, or revoked (the stream ended before its grant expired: stopped, evicted or revoked)", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "grant-refused, with `reason` (also in the Streamguard-Reason header): expired, invalid, content-mismatch (also a grant without cid, and a request without a valid content id), or why the stream ended before its grant expired: stopped, evicted, replaced, revoked", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store-unavailable: the store failed or did not answer; see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(level = "debug", skip_all, name = "edge_verify")]
@@ -166,6 +166,10 @@ fn still_live<'v>(claims: &GrantClaims, view: &'v AccountView) -> Result<&'v Lea
     });
     if let Some(lease) = same_lease {
         return Ok(lease);
+    }
+    // Why it ended, while its tombstone is remembered.
+    if let Some(tombstone) = view.ended.iter().find(|t| t.id == claims.stream) {
+        return Err(EdgeRefusal::Ended(tombstone.reason));
     }
     let replaced = claims.device.is_some()
         && view

@@ -125,7 +125,7 @@ async fn a_grant_expires_with_its_lease_unless_renewed() {
 }
 
 #[tokio::test]
-async fn a_stopped_revoked_evicted_or_replaced_stream_is_refused_at_once() {
+async fn a_stopped_revoked_evicted_or_replaced_stream_is_refused_at_once_with_its_reason() {
     let app = edge_app(&["--default-limit", "2"]).await;
     let stream = |id: &str, device: &str| json!({"stream_id": id, "device_id": device, "content_id": "movie-42"});
     let stopped = start(&app, stream("s1", "tv")).await;
@@ -133,7 +133,7 @@ async fn a_stopped_revoked_evicted_or_replaced_stream_is_refused_at_once() {
         app.delete("/streams/s1").user("alice").send().await.status,
         204
     );
-    refused(&check(&app, &stopped, "movie-42").await, "revoked");
+    refused(&check(&app, &stopped, "movie-42").await, "stopped");
 
     let revoked = start(&app, stream("s2", "tv")).await;
     let admin = app
@@ -153,7 +153,7 @@ async fn a_stopped_revoked_evicted_or_replaced_stream_is_refused_at_once() {
     let mut evicting = stream("s6", "tablet");
     evicting["terminate"] = json!(["s5"]);
     let tablet = start(&app, evicting).await;
-    refused(&check(&app, &phone, "movie-42").await, "revoked");
+    refused(&check(&app, &phone, "movie-42").await, "evicted");
     assert_eq!(check(&app, &tablet, "movie-42").await.status, 204);
 }
 

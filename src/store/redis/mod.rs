@@ -409,10 +409,12 @@ impl StreamStore for RedisStore {
                 plan,
                 plan_source,
                 live,
+                ended,
             } => Ok(AccountView {
                 limit,
                 source,
                 live: live.0,
+                ended: ended.0,
                 plan: match (&self.policy.plans, plan) {
                     (Some(book), Some(name)) => book.current().get(&name).cloned(),
                     _ => None,

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{EndReason, Lease, Limit, LimitSource, PlanName, PlanSource, StreamId};
+use crate::domain::{
+    EndReason, Lease, Limit, LimitSource, PlanName, PlanSource, StreamId, Tombstone,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -55,6 +57,7 @@ pub(super) enum Reply {
         plan: Option<PlanName>,
         plan_source: PlanSource,
         live: LuaList<Lease>,
+        ended: LuaList<Tombstone>,
     },
     LimitSet {
         revoked: LuaList<StreamId>,

@@ -851,8 +851,13 @@ local function view(keys, argv)
   local plan = ''
   local line, source = plan_of(c, s)
   if line then plan = ',"plan":"' .. string.match(line, '^([^|]*)') .. '"' end
+  local ended = {}
+  for i, t in ipairs(s.ended) do
+    ended[i] = '{"id":"' .. t.id .. '","reason":"' .. t.reason .. '","ended_at":' .. t.ended_at .. '}'
+  end
   return '{"outcome":"view","limit":' .. limit_of(c, s) .. ',"source":"' .. limit_source(s)
-    .. '"' .. plan .. ',"plan_source":"' .. source .. '","live":' .. leases_json(sorted_live(s, c.now)) .. '}'
+    .. '"' .. plan .. ',"plan_source":"' .. source .. '","live":' .. leases_json(sorted_live(s, c.now))
+    .. ',"ended":[' .. table.concat(ended, ',') .. ']}'
 end
 
 -- Set (argv[4] = 0…1000) or clear (argv[4] = '') the limit override; the
