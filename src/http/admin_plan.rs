@@ -13,6 +13,43 @@ use super::{ApiError, AppState};
 use crate::domain::{AccountView, PlanName, PlanSource, UserId};
 use crate::telemetry;
 
+/// The plans an admin may assign now: the `--plans` file's, or the one
+/// implicit plan, `default`, without it.
+pub fn plan_names(state: &AppState) -> Vec<String> {
+    match &state.policy.plans {
+        Some(book) => book
+            .current()
+            .all()
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect(),
+        None => vec![IMPLICIT.to_owned()],
+    }
+}
+
+/// The name of the plan of a service without `--plans`.
+const IMPLICIT: &str = "default";
+
+/// The document's `PlanBody.plan` lists the plans defined now, so a body
+/// the document allows is one the route accepts.
+pub fn document_plan_names(doc: &mut utoipa::openapi::OpenApi, names: &[String]) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(body))) = components.schemas.get_mut("PlanBody") {
+        let plan = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A plan the `--plans` file defines (`default` without one)",
+            ))
+            .enum_values(Some(names.iter().cloned()))
+            .build();
+        body.properties.insert("plan".to_owned(), plan.into());
+    }
+}
+
 /// Body of `PUT /admin/users/{user}/plan`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PlanBody {
@@ -112,12 +149,16 @@ pub async fn set_plan(
     let body = body.ok_or_else(|| ApiError::InvalidRequest("send {\"plan\": NAME}".into()))?;
     let unknown = || ApiError::InvalidRequest(format!("plan: no plan is named {:?}", body.plan));
     let name = PlanName::parse(&body.plan).map_err(|_| unknown())?;
-    let defined = state
-        .policy
-        .plans
-        .as_ref()
-        .is_some_and(|book| book.current().get(&name).is_some());
-    if !defined {
+    let Some(book) = &state.policy.plans else {
+        // Without `--plans` every account has the one implicit plan: naming
+        // it changes nothing.
+        if body.plan != IMPLICIT {
+            return Err(unknown());
+        }
+        let view = state.call("view", state.store.view(&user)).await?;
+        return Ok(Json(answer(&user, &view, Vec::new())));
+    };
+    if book.current().get(&name).is_none() {
         return Err(unknown());
     }
     let revoked = state

@@ -75,7 +75,7 @@ pub struct StartBody {
     /// Attributes plan rules count by (at most 8; names 1-32 characters of
     /// a-z 0-9 _, values ids), e.g. `{"channel": "eurosport"}`. Fixed for
     /// the life of the stream.
-    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    #[schema(inline, value_type = Option<TagsSchema>)]
     pub tags: Option<serde_json::Value>,
     /// A secret only this player knows (22-128 characters of A-Z a-z 0-9 -
     /// _, at least 128 random bits): heartbeats must then send it in
@@ -247,6 +247,28 @@ impl utoipa::PartialSchema for IdSchema {
 }
 
 impl ToSchema for IdSchema {}
+
+/// A start's `tags`: at most 8, names of `a-z 0-9 _` (not `content_id`),
+/// values ids.
+pub struct TagsSchema;
+
+impl utoipa::PartialSchema for TagsSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let names = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^(?!content_id$)[a-z0-9_]{1,32}$"))
+            .build();
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(crate::domain::tags::MAX_TAGS))
+            .property_names(Some(names))
+            .additional_properties(Some(AdditionalProperties::RefOr(IdSchema::schema())))
+            .into()
+    }
+}
+
+impl ToSchema for TagsSchema {}
 
 /// Body of `PUT /admin/users/{user}/limit`.
 #[derive(Debug, Deserialize, ToSchema)]

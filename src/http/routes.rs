@@ -121,7 +121,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// The document of exactly the routes this configuration serves.
 pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
     let jwt = matches!(state.auth, crate::auth::Authenticator::Jwt(_));
-    document_of(|when| when.holds(state), jwt)
+    let mut doc = document_of(|when| when.holds(state), jwt);
+    admin_plan::document_plan_names(&mut doc, &admin_plan::plan_names(state));
+    doc
 }
 
 fn document_of(serves: impl Fn(When) -> bool, jwt: bool) -> utoipa::openapi::OpenApi {

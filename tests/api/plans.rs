@@ -382,3 +382,31 @@ async fn the_plan_flags_are_checked_at_start() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn the_document_lists_the_plans_an_admin_may_assign() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = plans_app(&dir, &[]).await;
+    let doc = app.get("/openapi.json").send().await.json();
+    let names = &doc["components"]["schemas"]["PlanBody"]["properties"]["plan"]["enum"];
+    assert_eq!(names, &json!(["basic", "premium", "standard"]));
+    // Without --plans the one plan is `default`: naming it changes nothing.
+    let plain = app_without_plans().await;
+    let doc = plain.get("/openapi.json").send().await.json();
+    let names = &doc["components"]["schemas"]["PlanBody"]["properties"]["plan"]["enum"];
+    assert_eq!(names, &json!(["default"]));
+    let r = plain
+        .put("/admin/users/u/plan")
+        .admin()
+        .json(json!({"plan": "default"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["plan"], "default");
+    let tags = &doc["components"]["schemas"]["StartBody"]["properties"]["tags"]["oneOf"][1];
+    assert_eq!(tags["maxProperties"], 8, "{tags}");
+}
+
+async fn app_without_plans() -> TestApp {
+    app(&["--admin-token", ADMIN_TOKEN]).await
+}
