@@ -160,10 +160,7 @@ impl Account {
         }
         match &policy.plans {
             None => policy.default_limit,
-            Some(_) => self
-                .plan(policy)
-                .0
-                .map_or(policy.default_limit, |p| p.limit),
+            Some(book) => self.resolve(&book.read()).0.limit,
         }
     }
 
@@ -172,13 +169,18 @@ impl Account {
         let Some(book) = &policy.plans else {
             return (None, PlanSource::Default);
         };
-        let plans = book.current();
+        let plans = book.read();
+        let (plan, source) = self.resolve(&plans);
+        (Some(plan.clone()), source)
+    }
+
+    /// The plan of `plans` this account has.
+    fn resolve<'p>(&self, plans: &'p super::plan::Plans) -> (&'p Arc<Plan>, PlanSource) {
         let names = self.plan_names.as_deref();
-        let (plan, source) = plans.resolve(
+        plans.resolve(
             names.and_then(|n| n.assigned.as_ref()),
             names.and_then(|n| n.claimed.as_ref()),
-        );
-        (Some(plan.clone()), source)
+        )
     }
 
     /// The plan set for this account through the admin API.

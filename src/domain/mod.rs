@@ -17,7 +17,7 @@ pub use ids::{ContentId, DeviceId, InvalidId, MAX_ID_LEN, PlanName, StreamId, Ta
 pub use plan::{ACCOUNT_RULE, Attr, Plan, PlanBook, PlanSource, Plans, Rule, Scope};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};
 pub use rules::{
-    Conflict, Grant, HeartbeatDecision, Refusal, ResumeDecision, StartDecision, StartRequest,
+    Conflict, Grant, HeartbeatDecision, Marks, Refusal, ResumeDecision, StartDecision, StartRequest,
 };
 pub use secret::{InvalidSecret, SecretHash};
 pub use tags::{InvalidTags, TagName, Tags};

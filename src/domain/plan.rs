@@ -372,6 +372,12 @@ impl PlanBook {
         self.0.load_full()
     }
 
+    /// The plans in use, for a read that ends within the caller (no
+    /// reference count taken: the heartbeat path reads a plan's limit).
+    pub fn read(&self) -> arc_swap::Guard<Arc<Plans>> {
+        self.0.load()
+    }
+
     pub fn replace(&self, plans: Plans) {
         self.0.store(Arc::new(plans));
     }

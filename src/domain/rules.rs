@@ -159,6 +159,36 @@ pub enum HeartbeatDecision {
     Unknown,
 }
 
+/// What a start or a resume may change besides granting: the claims it
+/// records and the streams a plan change revokes. A store that persists
+/// decisions writes the account when a grant happened or these moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marks {
+    limit_claim: Option<Limit>,
+    plan_names: Option<Box<super::account::PlanNames>>,
+    live: usize,
+}
+
+impl Marks {
+    /// Whether `account` moved since these marks were taken.
+    pub fn moved(&self, account: &Account) -> bool {
+        *self != account.marks()
+    }
+}
+
+impl StartDecision {
+    pub fn is_grant(&self) -> bool {
+        matches!(self, StartDecision::Granted(_))
+    }
+}
+
+impl ResumeDecision {
+    /// A stream started again (not one found live after all).
+    pub fn is_grant(&self) -> bool {
+        matches!(self, ResumeDecision::Start(d) if d.is_grant())
+    }
+}
+
 /// A limit a start would break, by the indices of the streams it counts.
 struct Breach {
     rule: Arc<str>,
@@ -167,6 +197,15 @@ struct Breach {
 }
 
 impl Account {
+    /// See [`Marks`].
+    pub fn marks(&self) -> Marks {
+        Marks {
+            limit_claim: self.limit_claim,
+            plan_names: self.plan_names.clone(),
+            live: self.live.len(),
+        }
+    }
+
     /// Applies what `now` and the policy already imply: leases that ran out
     /// become `expired` tombstones, tombstones past retention go, and if the
     /// account holds more live streams than its limit (a lowered

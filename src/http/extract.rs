@@ -41,30 +41,28 @@ impl FromRequestParts<AppState> for Identity {
 }
 
 async fn caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    {
-        match &state.auth {
-            Authenticator::Header => {
-                let mut caller = Caller::new(header_identity(parts)?);
-                if let Some(header) = &state.plan_header {
-                    caller.plan = plan_header(parts, header)?;
+    match &state.auth {
+        Authenticator::Header => {
+            let mut caller = Caller::new(header_identity(parts)?);
+            if let Some(header) = &state.plan_header {
+                caller.plan = plan_header(parts, header)?;
+            }
+            Ok(caller)
+        }
+        Authenticator::Jwt(verifier) => {
+            let token = match bearer(&parts.headers) {
+                Bearer::Token(token) => token,
+                Bearer::Absent => return Err(ApiError::Unauthenticated(TokenError::Missing)),
+                Bearer::Malformed => {
+                    return Err(ApiError::Unauthenticated(TokenError::invalid(
+                        "the Authorization header is not one Bearer token",
+                    )));
                 }
-                Ok(caller)
-            }
-            Authenticator::Jwt(verifier) => {
-                let token = match bearer(&parts.headers) {
-                    Bearer::Token(token) => token,
-                    Bearer::Absent => return Err(ApiError::Unauthenticated(TokenError::Missing)),
-                    Bearer::Malformed => {
-                        return Err(ApiError::Unauthenticated(TokenError::invalid(
-                            "the Authorization header is not one Bearer token",
-                        )));
-                    }
-                };
-                verifier
-                    .verify(token, state.clock.now())
-                    .await
-                    .map_err(ApiError::Unauthenticated)
-            }
+            };
+            verifier
+                .verify(token, state.clock.now())
+                .await
+                .map_err(ApiError::Unauthenticated)
         }
     }
 }

@@ -42,20 +42,11 @@ impl Request {
     pub fn apply(&self, account: &mut Account, now: Timestamp, policy: &Policy) -> (Outcome, bool) {
         match self {
             Request::Start(req) => {
-                let before = (
-                    account.limit_claim,
-                    account.plan_names.clone(),
-                    account.live.len(),
-                );
+                let before = account.marks();
                 let decision = account.start(req.clone(), now, policy);
                 // New claims are recorded whatever the decision, and so is
                 // what a plan change revoked.
-                let after = (
-                    account.limit_claim,
-                    account.plan_names.clone(),
-                    account.live.len(),
-                );
-                let changed = matches!(decision, StartDecision::Granted(_)) || after != before;
+                let changed = decision.is_grant() || before.moved(account);
                 (Outcome::Start(decision), changed)
             }
             Request::End(id, reason) => {
@@ -74,21 +65,12 @@ impl Request {
                 (Outcome::SetLimit(revoked), changed)
             }
             Request::Resume(req) => {
-                let before = (
-                    account.limit_claim,
-                    account.plan_names.clone(),
-                    account.live.len(),
-                );
+                let before = account.marks();
                 let decision = account.resume(req.clone(), now, policy);
-                let after = (
-                    account.limit_claim,
-                    account.plan_names.clone(),
-                    account.live.len(),
-                );
                 // A stream found live after all is renewed by the caller with
                 // its own conditional write; only a start is written here.
-                let granted = matches!(decision, ResumeDecision::Start(StartDecision::Granted(_)));
-                (Outcome::Resume(decision), granted || after != before)
+                let changed = decision.is_grant() || before.moved(account);
+                (Outcome::Resume(decision), changed)
             }
             Request::SetPlan(plan) => {
                 let before = account.plan_names.clone();

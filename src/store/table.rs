@@ -111,10 +111,9 @@ impl<J: Journal> AccountTable<J> {
 
     pub fn start(&self, user: &UserId, req: StartRequest) -> Applied<StartDecision> {
         self.update(user, |acc, now, policy| {
-            let before = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
+            let before = acc.marks();
             let decision = acc.start(req, now, policy);
-            let after = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
-            let change = if matches!(decision, StartDecision::Granted(_)) || after != before {
+            let change = if decision.is_grant() || before.moved(acc) {
                 Change::Recorded
             } else {
                 Change::Volatile
@@ -139,11 +138,9 @@ impl<J: Journal> AccountTable<J> {
 
     pub fn resume(&self, user: &UserId, req: StartRequest) -> Applied<ResumeDecision> {
         self.update(user, |acc, now, policy| {
-            let before = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
+            let before = acc.marks();
             let decision = acc.resume(req, now, policy);
-            let after = (acc.limit_claim, acc.plan_names.clone(), acc.live.len());
-            let granted = matches!(decision, ResumeDecision::Start(StartDecision::Granted(_)));
-            let change = if granted || after != before {
+            let change = if decision.is_grant() || before.moved(acc) {
                 Change::Recorded
             } else {
                 Change::Volatile
