@@ -15,9 +15,15 @@ pub const MAX_LIMIT: u32 = 1000;
 /// How many streams an account may hold at once (0 blocks the account).
 /// Two bytes: an account keeps two of them (override and claim), and
 /// every byte of an account is paid ten million times.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct Limit(NonZeroU16);
+
+impl std::fmt::Debug for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Limit({})", self.get())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("limit must be between 0 and {MAX_LIMIT}, got {0}")]

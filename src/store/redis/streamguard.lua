@@ -24,6 +24,13 @@
 -- o, p    the limit override and the token's limit claim (absent: none)
 -- pa, pc  the plan an admin assigned, the plan the last start claimed
 -- q, to   the next grant seq and the next burial order
+-- gv      the plans (a fingerprint of argv[3]) whose rules the live streams
+--         are known to fit: written after the rules were applied (settle),
+--         dropped when the plans or the account's plan names change
+-- g:<rule>=<value>, g:<rule>
+--         while gv is current: how many live streams each group of the
+--         plan's rules holds (a per rule's group by value, a match rule's
+--         one group), so that a start can be decided from its own groups
 -- A heartbeat reads n, x, tx, o, p, pa, pc and its own lease; while nothing is due
 -- (no lease ran out, no tombstone is past retention, not over the limit)
 -- it rewrites only its own field. Every other write goes through `save`,
@@ -95,6 +102,29 @@ local function parse_rules(line)
   return rules
 end
 
+-- Parsed rules by plan line, and the fingerprint of the packed plans:
+-- a Function library keeps them between calls (an EVALSHA script starts
+-- afresh each time), and plans change rarely.
+local rules_cache, rules_cached = {}, 0
+local fingerprint_of, fingerprint = nil, nil
+
+local function rules_of(line)
+  local rules = rules_cache[line]
+  if rules == nil then
+    if rules_cached >= 64 then rules_cache, rules_cached = {}, 0 end
+    rules = parse_rules(line)
+    rules_cache[line], rules_cached = rules, rules_cached + 1
+  end
+  return rules
+end
+
+local function plans_fingerprint(plans)
+  if plans ~= fingerprint_of then
+    fingerprint_of, fingerprint = plans, string.sub(redis.sha1hex(plans), 1, 16)
+  end
+  return fingerprint
+end
+
 -- A stream's attribute: its content id, or one of its tags.
 local function value_of(l, attr)
   if attr == 'content_id' then return l.content_id end
@@ -111,6 +141,14 @@ local function group_of(rule, l)
     if v == nil or not cond.values[v] then return nil end
   end
   return true
+end
+
+-- The hash field counting the group `rule` counts `l` in, or nil.
+local function group_field(rule, l)
+  local key = group_of(rule, l)
+  if key == nil then return nil end
+  if key == true then return 'g:' .. rule.name end
+  return 'g:' .. rule.name .. '=' .. key
 end
 
 -- The first attribute a required rule needs and `l` lacks.
@@ -244,7 +282,7 @@ local function load(c)
     if redis.call('TYPE', c.key).ok == 'string' then return load_json(c) end
     error(flat)
   end
-  local s = { live = {}, ended = {}, raw = {}, next_seq = 0, next_order = 0, has = {} }
+  local s = { live = {}, ended = {}, raw = {}, next_seq = 0, next_order = 0, has = {}, counts = {} }
   for i = 1, #flat, 2 do
     local field, value = flat[i], flat[i + 1]
     local kind = string.sub(field, 1, 2)
@@ -265,8 +303,13 @@ local function load(c)
     elseif field == 'pc' then s.pc = value; s.has.pc = true
     elseif field == 'q' then s.next_seq = tonumber(value)
     elseif field == 'to' then s.next_order = tonumber(value)
+    elseif field == 'gv' then s.gv, s.counted, s.stored_gv, s.has.gv = value, value, value, true
+    elseif kind == 'g:' then s.counts[field] = tonumber(value)
     end
   end
+  -- The leases as loaded, for `save` to count what came and went.
+  s.loaded = {}
+  for _, l in ipairs(s.live) do s.loaded[l.id] = l end
   table.sort(s.live, by_seq)
   table.sort(s.ended, by_order)
   return s
@@ -360,10 +403,62 @@ local function save(c, s)
     set[#set + 1] = f[1]
     set[#set + 1] = f[2]
   end
+  -- The rules' group counts, kept while the streams are known to fit the
+  -- plan: the stored counts with the streams that came and went, or
+  -- counted afresh for newly applied plans.
+  local fp = nil
+  if c.plans ~= '' then fp = plans_fingerprint(c.plans) end
+  local line = plan_of(c, s)
+  local rules = {}
+  if line and fp and s.gv == fp then rules = rules_of(line) end
+  local stored = s.counts or {}
+  local counts = {}
+  local function count(l, by)
+    for _, rule in ipairs(rules) do
+      local f = group_field(rule, l)
+      if f then counts[f] = (counts[f] or 0) + by end
+    end
+  end
+  if #rules > 0 then
+    if s.counted == fp then
+      -- By lease, not by id: an id may expire and start again in one call.
+      for f, n in pairs(stored) do counts[f] = n end
+      local loaded, now_live = s.loaded or {}, {}
+      for _, l in ipairs(s.live) do
+        now_live[l.id] = l
+        if loaded[l.id] ~= l then count(l, 1) end
+      end
+      for id, l in pairs(loaded) do
+        if now_live[id] ~= l then count(l, -1) end
+      end
+    else
+      for _, l in ipairs(s.live) do count(l, 1) end
+    end
+  end
+  for f, n in pairs(counts) do
+    if n > 0 and n ~= stored[f] then
+      set[#set + 1] = f
+      set[#set + 1] = n
+    end
+  end
+  for f, _ in pairs(stored) do
+    if (counts[f] or 0) <= 0 then del[#del + 1] = f end
+  end
+  local gv = nil
+  if #rules > 0 then gv = fp end
+  if gv ~= nil and gv ~= s.stored_gv then
+    set[#set + 1] = 'gv'
+    set[#set + 1] = gv
+  elseif gv == nil and has.gv then
+    del[#del + 1] = 'gv'
+  end
   hset_chunks(c.key, set)
   hdel_chunks(c.key, del)
+  s.counts, s.counted, s.stored_gv, s.loaded = counts, gv, gv, {}
+  for _, l in ipairs(s.live) do s.loaded[l.id] = l end
   s.raw = want
-  s.has = { x = x ~= nil, tx = tx ~= nil, o = s.limit ~= nil, p = s.plan ~= nil, pa = s.pa ~= nil, pc = s.pc ~= nil }
+  s.has = { x = x ~= nil, tx = tx ~= nil, o = s.limit ~= nil, p = s.plan ~= nil, pa = s.pa ~= nil, pc = s.pc ~= nil,
+    gv = gv ~= nil }
   if s.limit ~= nil or s.pa ~= nil then
     redis.call('PERSIST', c.key)
   else
@@ -454,8 +549,23 @@ end
 -- applies after expiry. Mirrors Account::settle (after Account::expire).
 local function settle(c, s)
   local revoked = trim(c, s)
-  trim_rules(c, s, revoked)
+  if c.plans == '' then
+    s.gv = nil
+    return revoked
+  end
+  -- Only new plans or new plan names can leave streams above a rule.
+  local fp = plans_fingerprint(c.plans)
+  if s.gv ~= fp then
+    trim_rules(c, s, revoked)
+    s.gv = fp
+  end
   return revoked
+end
+
+-- The account's plan names changed: its streams must be checked against
+-- its plan's rules again, and their groups counted again.
+local function plan_changed(s)
+  s.gv, s.counted = nil, nil
 end
 
 -- An account left with nothing forgets its claims. Mirrors
@@ -463,6 +573,7 @@ end
 local function forget_plan_if_idle(s)
   if s.limit == nil and #s.live == 0 and #s.ended == 0 then
     s.plan = nil
+    if s.pc ~= nil then plan_changed(s) end
     s.pc = nil
   end
 end
@@ -542,23 +653,57 @@ end
 -- Mirrors Account::start.
 -- The common start, decided from the summary fields like a heartbeat:
 -- nothing due, a new id, no device to replace, nothing to terminate, no
--- new claim, a plan without rules, and room under the limit. Returns nil
--- when the full path must decide.
+-- new claim, and room under the limit and, when the plan has rules, in
+-- each of the new stream's groups (from their counts, while the account
+-- is known to fit its plan; see gv). Returns nil when the full path must
+-- decide.
 local function quick_start(c, argv)
   local id, content, tags, secret = argv[4], argv[6] or '', argv[8] or '', argv[10] or ''
-  if (argv[5] or '') ~= '' or #argv > 10 or (argv[7] or '') ~= '' or (argv[9] or '') ~= '' then
+  local claim, claimed = argv[7] or '', argv[9] or ''
+  if (argv[5] or '') ~= '' or #argv > 10 then return nil end
+  local key, now = c.key, c.now
+  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', 'q', 'tn', 'l:' .. id, 't:' .. id, 'pa', 'pc', 'gv')
+  if h.err or h[8] then return nil end
+  -- A claim the account does not hold yet is recorded by the full path.
+  if (claim ~= '' and tonumber(claim) ~= tonumber(h[5])) or (claimed ~= '' and claimed ~= h[11]) then
     return nil
   end
-  local key, now = c.key, c.now
-  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', 'q', 'tn', 'l:' .. id, 't:' .. id, 'pa', 'pc')
-  if h.err or h[8] then return nil end
   local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
   local limit = tonumber(h[4]) or tonumber(h[5])
+  local fields, counts, gv = {}, {}, nil
   if c.plans ~= '' then
     local line = resolve_plan(c.plans, h[10] or nil, h[11] or nil)
-    -- A plan with rules needs every stream's attributes: the full path.
-    if string.find(line, ';', 1, true) then return nil end
     limit = limit or plan_limit(line)
+    if string.find(line, ';', 1, true) then
+      local fp = plans_fingerprint(c.plans)
+      if h[12] ~= fp then
+        -- No stream to count: an account without gv has no counts either
+        -- (`save` drops them together), so the first start counts alone.
+        if n > 0 or h[12] then return nil end
+        gv = fp
+      end
+      local new = { content_id = nil, tags = nil }
+      if content ~= '' then new.content_id = content end
+      if tags ~= '' then new.tags = tags end
+      local rules = rules_of(line)
+      for _, rule in ipairs(rules) do
+        if missing_attribute(rule, new) then return nil end
+        local f = group_field(rule, new)
+        if f then
+          fields[#fields + 1] = f
+          counts[#counts + 1] = rule.max
+        end
+      end
+      if #fields > 0 then
+        local held = redis.call('HMGET', key, unpack(fields))
+        for i, f in ipairs(fields) do
+          local after = (tonumber(held[i]) or 0) + 1
+          -- A full group: the full path refuses or evicts, naming it.
+          if after > counts[i] then return nil end
+          counts[i] = after
+        end
+      end
+    end
   end
   limit = limit or c.default_limit
   if n + 1 > limit or (x ~= nil and now >= x) or (tx ~= nil and now >= tx + c.tombstone_ttl) then
@@ -569,7 +714,16 @@ local function quick_start(c, argv)
   if tags ~= '' then lease.tags = tags end
   if secret ~= '' then lease.secret = secret end
   local x_now = x or lease.expires_at
-  redis.call('HSET', key, 'l:' .. id, encode_lease(lease), 'n', n + 1, 'q', lease.seq + 1, 'x', x_now)
+  local set = { 'l:' .. id, encode_lease(lease), 'n', n + 1, 'q', lease.seq + 1, 'x', x_now }
+  for i, f in ipairs(fields) do
+    set[#set + 1] = f
+    set[#set + 1] = counts[i]
+  end
+  if gv then
+    set[#set + 1] = 'gv'
+    set[#set + 1] = gv
+  end
+  redis.call('HSET', key, unpack(set))
   if h[9] then
     -- A new start of an ended id forgets its tombstone; tx stays a lower bound.
     redis.call('HDEL', key, 't:' .. id)
@@ -600,6 +754,7 @@ local function start(keys, argv)
   end
   if (argv[9] or '') ~= '' and s.pc ~= argv[9] then
     s.pc = argv[9]
+    plan_changed(s)
     changed = true
   end
   if #settle(c, s) > 0 then changed = true end
@@ -880,6 +1035,7 @@ local function set_plan(keys, argv)
   local s = load(c)
   local expired = expire(c, s)
   if argv[4] == '' then s.pa = nil else s.pa = argv[4] end
+  plan_changed(s)
   local revoked = settle(c, s)
   forget_plan_if_idle(s)
   save(c, s)
