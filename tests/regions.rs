@@ -197,7 +197,7 @@ async fn moving_an_accounts_home_region_stops_no_viewer_and_bounds_the_excess() 
             // Even accounts: the idle players first; odd: the playing ones.
             order.sort_by_key(|&i| {
                 let p = &players[i];
-                (p.playing.is_some()) == (p.account % 2 == 0)
+                p.playing.is_some() == p.account.is_multiple_of(2)
             });
         }
         for i in order {
@@ -225,12 +225,12 @@ async fn moving_an_accounts_home_region_stops_no_viewer_and_bounds_the_excess() 
         "every stream live at the move heartbeats once at the new home: resumed, or refused for want of room"
     );
     assert!(seen.resumed > 0);
-    for account in 0..ACCOUNTS {
+    for (account, at_move) in live_at_move.iter().enumerate() {
         for round in 0..ROUNDS {
             let most = seen.most[&(account, round)];
             if round == MOVE_AT {
                 assert!(
-                    most <= LIMIT + live_at_move[account],
+                    most <= LIMIT + at_move,
                     "account {account}: {most} streams during the move, over the bound"
                 );
             } else {

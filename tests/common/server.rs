@@ -15,6 +15,7 @@ pub struct Server {
 impl Server {
     /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`) and
     /// waits until it listens.
+    #[allow(dead_code)] // tests/failover.rs starts its servers on fixed ports
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
         Self::start_on("127.0.0.1:0", args, envs)
     }
