@@ -218,6 +218,17 @@ mod tests {
         let wrong = check_refusal(&plan, Some(4), &start, &unknown, known);
         assert!(wrong[0].contains("does not have"), "{wrong:?}");
 
+        // The service's account-wide limit is 2 where the plan says 4.
+        let streams = json!([listed[0], listed[0]]);
+        let wrong = check_refusal(
+            &plan,
+            Some(4),
+            &start,
+            &refusal("account", 2, streams),
+            known,
+        );
+        assert!(wrong[0].contains("plan premium says 4"), "{wrong:?}");
+
         let other_max = refusal("discovery", 2, json!([listed[0], listed[0]]));
         let wrong = check_refusal(&plan, Some(4), &start, &other_max, known);
         assert!(wrong[0].contains("plan premium says 1"), "{wrong:?}");
