@@ -6,7 +6,9 @@
 //! and the run reports how many requests got 503, for how long, and when
 //! the last viewer was re-admitted. Real processes on free ports; each
 //! scenario takes about 15 s. Redis must be installed: a missing
-//! redis-server fails the test, it never skips.
+//! redis-server fails the test, it never skips. The same on the DynamoDB
+//! emulator (its table's items deleted) and on `file:` (its data directory
+//! removed and the process restarted on its port).
 #![cfg(all(feature = "load", feature = "redis"))]
 
 use std::process::{Child, Command};
@@ -24,6 +26,10 @@ use server::Server;
 use support::OwnRedis;
 
 const VIEWERS: &str = "300";
+/// The emulator (moto, one thread) answers a few dozen decisions a second
+/// on a busy machine.
+#[cfg(feature = "dynamodb")]
+const DYNAMODB_VIEWERS: &str = "20";
 /// How long the tool runs, and when (after it began) the store is lost.
 const RUN: Duration = Duration::from_secs(14);
 const LOSS_AT: Duration = Duration::from_secs(5);
@@ -42,14 +48,57 @@ fn grant_key() -> String {
     )
 }
 
+/// streamguard on a fixed port, so that a restarted process is found
+/// where the viewers left it.
+struct Streamguard {
+    server: Server,
+    listen: String,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Streamguard {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        Self {
+            server: Server::start_on(&listen, args, envs),
+            listen,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Kills the process (SIGKILL), does `between`, starts it again.
+    fn restart_after(&mut self, between: impl FnOnce()) {
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+        between();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.server = Server::start_on(&self.listen, &args, &envs);
+    }
+}
+
 /// The load tool against `server`: viewers on accounts of three devices
 /// (the default limit), so every viewer has room and an over-grant could
 /// only be the server's; sessions short enough that some end and start
 /// again around the loss.
-fn load(server: &Server, out: &std::path::Path) -> Child {
+fn load(server: &Server, viewers: &str, out: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_streamguard-load"))
         .args(["--target", &server.url("")])
-        .args(["--viewers", VIEWERS, "--heartbeat", "1s", "--ramp", "1s"])
+        .args(["--viewers", viewers, "--heartbeat", "1s", "--ramp", "1s"])
         .args([
             "--session",
             "8s",
@@ -72,12 +121,26 @@ fn load(server: &Server, out: &std::path::Path) -> Child {
 /// `LOSS_AT`, and checks and prints what the run saw: at least
 /// `min_resumed` viewers must have been resumed.
 fn state_loss(name: &str, store: &str, min_resumed: u64, lose: impl FnOnce()) {
+    state_loss_of(name, store, &[], VIEWERS, "250ms", min_resumed, |_| lose());
+}
+
+/// [`state_loss`] with the server's environment, the number of viewers,
+/// its `--store-timeout`, and a `lose` that may restart the server.
+fn state_loss_of(
+    name: &str,
+    store: &str,
+    envs: &[(&str, &str)],
+    viewers: &str,
+    store_timeout: &str,
+    min_resumed: u64,
+    lose: impl FnOnce(&mut Streamguard),
+) {
     // One scenario at a time: two at once on a small machine time out
     // store calls (503) that no loss caused.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let key = grant_key();
-    let server = Server::start(
+    let mut server = Streamguard::start(
         &[
             "--store",
             store,
@@ -86,16 +149,16 @@ fn state_loss(name: &str, store: &str, min_resumed: u64, lose: impl FnOnce()) {
             "--lease-ttl",
             "30s",
             "--store-timeout",
-            "250ms",
+            store_timeout,
         ],
-        &[],
+        envs,
     );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join(format!("{name}.json"));
-    let mut tool = load(&server, &out);
+    let mut tool = load(&server.server, viewers, &out);
     std::thread::sleep(LOSS_AT);
     let lost_unix_s = unix_now();
-    lose();
+    lose(&mut server);
     let deadline = Instant::now() + RUN + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = tool.try_wait().unwrap() {
@@ -116,7 +179,7 @@ fn state_loss(name: &str, store: &str, min_resumed: u64, lose: impl FnOnce()) {
     let stopped_404 = n(&result["heartbeat_refused"]["unknown"]);
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     eprintln!(
-        "{name}: {VIEWERS} viewers, {} requests; loss at {lost_at:.2} s; \
+        "{name}: {viewers} viewers, {} requests; loss at {lost_at:.2} s; \
          {} answered 503/failed from {:.2} s to {:.2} s ({:.2} s); \
          {} resumed from {:.2} s to {:.2} s (all re-admitted {:.2} s after the loss); \
          {} resumes refused; {stopped_404} stopped by 404; audit violations {}",
@@ -214,10 +277,10 @@ fn flushall_on_one_cluster_shard_stops_no_viewer() {
     });
 }
 
-/// Redis Sentinel processes, killed with the test.
-struct Sentinels(Vec<Child>);
+/// Child processes (Sentinels, the emulator), killed with the test.
+struct Processes(Vec<Child>);
 
-impl Drop for Sentinels {
+impl Drop for Processes {
     fn drop(&mut self) {
         for child in &mut self.0 {
             let _ = child.kill();
@@ -267,7 +330,7 @@ fn sentinel_failover(name: &str, primary_args: &[&str]) {
     let replica = OwnRedis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
-    let mut sentinels = Sentinels(Vec::new());
+    let mut sentinels = Processes(Vec::new());
     for port in &ports {
         let conf = dir.path().join(format!("sentinel-{port}.conf"));
         std::fs::write(
@@ -329,5 +392,92 @@ fn sentinel_failover(name: &str, primary_args: &[&str]) {
     assert!(
         format!("{master:?}").contains(&promoted.to_string()),
         "{master:?}"
+    );
+}
+
+/// The `file:` store's data directory removed with the process killed
+/// (the disk lost with the machine), and the process started again on its
+/// port with an empty directory: every viewer resumes from its grant.
+#[cfg(feature = "embedded")]
+#[test]
+fn a_file_store_restarted_on_an_empty_directory_stops_no_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = format!("file:{}", data.display());
+    state_loss_of(
+        "file-restart",
+        &store,
+        &[],
+        VIEWERS,
+        "250ms",
+        200,
+        |server| {
+            server.restart_after(|| std::fs::remove_dir_all(&data).unwrap());
+        },
+    );
+}
+
+/// Every item of the DynamoDB table deleted under load (the emulator,
+/// scripts/dynamodb-emulator.py): the accounts read as empty, and every
+/// viewer resumes from its grant.
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_items_deleted_under_load_stop_no_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("port");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut emulator = Processes(vec![
+        Command::new("python3")
+            .arg(format!("{root}/scripts/dynamodb-emulator.py"))
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 starts"),
+    ]);
+    wait_until(
+        "the DynamoDB emulator listening",
+        Duration::from_secs(30),
+        || {
+            if let Ok(Some(status)) = emulator.0[0].try_wait() {
+                panic!(
+                    "the DynamoDB emulator exited ({status}); it needs: pip install \"moto[server]\""
+                );
+            }
+            std::fs::read_to_string(&port_file).is_ok_and(|p| !p.trim().is_empty())
+        },
+    );
+    let endpoint = format!(
+        "http://127.0.0.1:{}",
+        std::fs::read_to_string(&port_file).unwrap().trim()
+    );
+    let store = format!("dynamodb://failover?region=us-east-1&endpoint={endpoint}");
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let init = Command::new(env!("CARGO_BIN_EXE_streamguard"))
+        .args(["init", "--store", &store])
+        .envs(aws)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "streamguard init: {init:?}");
+    state_loss_of(
+        "dynamodb-delete",
+        &store,
+        &aws,
+        DYNAMODB_VIEWERS,
+        "2s",
+        10,
+        |_| {
+            let deleted = Command::new("python3")
+                .arg(format!("{root}/scripts/dynamodb-delete-items.py"))
+                .args([&endpoint, "failover"])
+                .output()
+                .unwrap();
+            assert!(deleted.status.success(), "{deleted:?}");
+        },
     );
 }

@@ -1,6 +1,8 @@
 //! `streamguard-load` against the real binary (memory store): a short run
 //! of shared accounts that exercises grants, denials, `terminate` and stops
-//! must pass its own audit and report it all in the JSON result.
+//! must pass its own audit and report it all in the JSON result; with the
+//! service's plans, its audit checks every rule — and fails when the
+//! service enforces a rule or a max the tool's plans do not say.
 #![cfg(feature = "load")]
 
 use std::process::Command;
@@ -145,6 +147,144 @@ fn viewers_heartbeat_with_their_grant_and_lease_secret() {
     assert_eq!(result["resumed"]["count"], 0, "{result:#}");
     assert_eq!(result["unavailable"]["count"], 0, "{result:#}");
     assert_eq!(result["audit"]["violations"], 0, "{result:#}");
+}
+
+const FIXTURE_PLANS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/plans.toml");
+
+/// A short run with plans: the tool reads `tool_plans`, the service
+/// enforces `service_plans`; accounts take the plans in turn (`X-Plan`).
+/// The tool's exit status and its JSON result.
+fn run_with_plans(service_plans: &str, tool_plans: &str) -> (bool, Value) {
+    let server = Server::start(
+        &[
+            "--store",
+            "memory",
+            "--plans",
+            service_plans,
+            "--plan-header",
+            "X-Plan",
+        ],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plans.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_streamguard-load"))
+        .args(["--target", &server.url("")])
+        .args(["--plans", tool_plans, "--plan-header", "X-Plan"])
+        .args([
+            "--viewers",
+            "90",
+            "--heartbeat",
+            "250ms",
+            "--session",
+            "1500ms",
+        ])
+        .args([
+            "--share",
+            "1",
+            "--devices-per-account",
+            "5",
+            "--terminate",
+            "0.5",
+        ])
+        .args([
+            "--duration",
+            "4s",
+            "--connections",
+            "8",
+            "--quiet",
+            "--seed",
+            "11",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--plot")
+        .arg(dir.path().join("plans.svg"))
+        .status()
+        .unwrap();
+    let result = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    (status.success(), result)
+}
+
+/// The fixture's plans with `edit` applied, written next to the test.
+fn edited_plans(dir: &tempfile::TempDir, edit: impl Fn(String) -> String) -> String {
+    let text = edit(std::fs::read_to_string(FIXTURE_PLANS).unwrap());
+    let path = dir.path().join("service-plans.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn with_the_services_plans_every_rule_refuses_sometimes_and_none_is_exceeded() {
+    let (ok, result) = run_with_plans(FIXTURE_PLANS, FIXTURE_PLANS);
+    assert!(ok, "{result:#}");
+    assert_eq!(result["audit"]["violations"], 0, "{result:#}");
+    assert!(result["grants"].as_u64().unwrap() > 50, "{result:#}");
+    assert!(
+        result["status"].get("400").is_none(),
+        "every required tag is sent: {result:#}"
+    );
+    let by_rule = &result["denials_by_rule"];
+    for rule in ["account", "same-title", "discovery"] {
+        assert!(
+            by_rule[rule].as_u64().unwrap_or(0) > 0,
+            "{rule}: {result:#}"
+        );
+    }
+    assert!(result["evictions"].as_u64().unwrap() > 0, "{result:#}");
+}
+
+#[test]
+fn the_audit_fails_when_the_service_enforces_a_rule_the_plans_do_not_have() {
+    let dir = tempfile::tempdir().unwrap();
+    // The service's standard plan allows one stream per title, under a
+    // rule name the tool's file does not know.
+    let service = edited_plans(&dir, |t| {
+        t.replace(
+            r#"{ name = "same-title", per = "content_id", max = 2 },
+]
+
+[plans.premium]"#,
+            r#"{ name = "same-title", per = "content_id", max = 2 },
+  { name = "one-title", per = "content_id", max = 1 },
+]
+
+[plans.premium]"#,
+        )
+    });
+    assert!(
+        std::fs::read_to_string(&service)
+            .unwrap()
+            .contains("one-title")
+    );
+    let (ok, result) = run_with_plans(&service, FIXTURE_PLANS);
+    assert!(!ok, "{result:#}");
+    let examples = result["audit"]["examples"].to_string();
+    assert!(
+        examples.contains(r#"rule \"one-title\", which plan standard does not have"#),
+        "{examples}"
+    );
+}
+
+#[test]
+fn the_audit_fails_when_the_service_lets_a_rule_scope_exceed_its_max() {
+    let dir = tempfile::tempdir().unwrap();
+    // The service grants 4 of a title where the plans say 2: an over-grant
+    // by rule, though never above the account limit.
+    let service = edited_plans(&dir, |t| {
+        t.replace(
+            r#"per = "content_id", max = 2"#,
+            r#"per = "content_id", max = 4"#,
+        )
+    });
+    let (ok, result) = run_with_plans(&service, FIXTURE_PLANS);
+    assert!(!ok, "{result:#}");
+    let examples = result["audit"]["examples"].to_string();
+    assert!(
+        examples.contains("in the scope of rule same-title over its max of 2"),
+        "{examples}"
+    );
+    assert!(!examples.contains("over its limit"), "{examples}");
 }
 
 #[test]

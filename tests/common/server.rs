@@ -15,9 +15,15 @@ pub struct Server {
 impl Server {
     /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`) and
     /// waits until it listens.
+    #[allow(dead_code)] // tests/failover.rs starts its servers on fixed ports
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::start_on("127.0.0.1:0", args, envs)
+    }
+
+    /// The same on `listen` (a fixed port: a restarted server keeps it).
+    pub fn start_on(listen: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_streamguard"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())

@@ -139,10 +139,18 @@ async fn a_stopped_dynamodb_is_503_until_it_answers_again() {
     let init = Command::new(env!("CARGO_BIN_EXE_streamguard"))
         .args(["init", "--store", &store])
         .envs(aws)
-        .stdout(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(init.success(), "streamguard init on the private emulator");
+    assert!(
+        init.status.success(),
+        "streamguard init on the private emulator"
+    );
+    // init says which multi-region mode the table is in (docs/regions.md).
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        said.contains(r#""mode":"single-region""#),
+        "init names the table's mode: {said}"
+    );
     // 500 ms: room for a debug build on a busy machine, under the second.
     let server = Server::start(&["--store", &store, "--store-timeout", "500ms"], &aws);
     wait_ready(&server, 200, Duration::from_secs(10)).await;

@@ -19,9 +19,21 @@
 //! - a heartbeat answered 404 before the stream's tombstone could have
 //!   lapsed stopped a viewer who did nothing wrong (with grants, the
 //!   heartbeat carried one: the store forgot and did not resume): a
-//!   violation; a resume (`resumed`) is a grant and counts like one.
+//!   violation; a resume (`resumed`) is a grant and counts like one;
+//! - every rule of the account's plan is checked like the limit, on the
+//!   same certainly-live streams, and a 409 naming a rule must name one of
+//!   the plan, with its max, listing streams in the start's scope
+//!   ([`rules`]).
+
+mod rules;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use streamguard::domain::Plan;
+
+pub use rules::StreamAttrs;
 
 /// Microseconds since the start of the run.
 pub type Micros = u64;
@@ -39,6 +51,11 @@ pub struct Audit {
 #[derive(Default)]
 struct AccountAudit {
     limit: Option<u32>,
+    /// The account's plan (the implicit one: no rules).
+    plan: Option<Arc<Plan>>,
+    /// Whether the plan's `limit` is the account's (the tool read the
+    /// service's plans file); otherwise starts report the limit.
+    plan_limit: bool,
     streams: HashMap<String, StreamAudit>,
     /// Requests on the account that may end streams (starts, stops), by id,
     /// with their send times.
@@ -47,7 +64,7 @@ struct AccountAudit {
     unexplained: Vec<(String, String, Micros)>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct StreamAudit {
     /// When the answer granting it arrived (`None`: only its end is known yet).
     granted: Option<Micros>,
@@ -56,6 +73,8 @@ struct StreamAudit {
     /// The send time of the request that ended it.
     ended: Option<Micros>,
     ttl: Micros,
+    /// What it was started with (unknown for a stream seen only ending).
+    attrs: Option<Arc<StreamAttrs>>,
 }
 
 /// What a granted start reported.
@@ -65,6 +84,8 @@ pub struct Grant<'a> {
     pub ttl: Micros,
     pub evicted: &'a [String],
     pub replaced: &'a [String],
+    /// What it was started with (`None`: as known already).
+    pub attrs: Option<Arc<StreamAttrs>>,
 }
 
 impl Audit {
@@ -81,6 +102,15 @@ impl Audit {
         self.count += 1;
         if self.violations.len() < 20 {
             self.violations.push(v);
+        }
+    }
+
+    /// `account` has `plan`; `plan_limit`: its `limit` is the account's.
+    pub fn plan(&mut self, account: &str, plan: &Arc<Plan>, plan_limit: bool) {
+        let acc = self.accounts.entry(account.to_owned()).or_default();
+        if acc.plan.is_none() {
+            acc.plan = Some(plan.clone());
+            acc.plan_limit = plan_limit;
         }
     }
 
@@ -116,11 +146,15 @@ impl Audit {
                 certain_until: 0,
                 ended: None,
                 ttl: g.ttl,
+                attrs: None,
             });
         s.granted = Some(now);
+        if g.attrs.is_some() {
+            s.attrs.clone_from(&g.attrs);
+        }
         s.certain_until = s.certain_until.max(sent + g.ttl);
         let horizon = acc.in_flight.values().copied().min().unwrap_or(Micros::MAX);
-        let live: Vec<&String> = acc
+        let certain: Vec<(&String, &StreamAudit)> = acc
             .streams
             .iter()
             .filter(|(_, s)| {
@@ -130,17 +164,34 @@ impl Audit {
                     .min(horizon);
                 s.granted.is_some_and(|g| g <= now) && now < until
             })
-            .map(|(id, _)| id)
             .collect();
-        if live.len() > g.limit as usize {
-            let mut ids: Vec<_> = live.iter().map(|s| s.as_str()).collect();
+        let mut found = Vec::new();
+        if certain.len() > g.limit as usize {
+            let mut ids: Vec<_> = certain.iter().map(|(id, _)| id.as_str()).collect();
             ids.sort_unstable();
-            let v = format!(
+            found.push(format!(
                 "account {account} held {} live streams over its limit of {}: {}",
-                live.len(),
+                certain.len(),
                 g.limit,
                 ids.join(", ")
-            );
+            ));
+        }
+        let with_attrs: Vec<(&str, &StreamAttrs)> = certain
+            .iter()
+            .filter_map(|(id, s)| Some((id.as_str(), s.attrs.as_deref()?)))
+            .collect();
+        for rule in acc.plan.iter().flat_map(|p| &p.rules) {
+            if let Some(ids) = rules::overfull(rule, &with_attrs) {
+                found.push(format!(
+                    "account {account} held {} live streams in the scope of rule {} over its max of {}: {}",
+                    ids.len(),
+                    rule.name,
+                    rule.max.get(),
+                    ids.join(", ")
+                ));
+            }
+        }
+        for v in found {
             self.violation(v);
         }
         acc_gc(self.accounts.get_mut(account).unwrap(), now);
@@ -167,8 +218,39 @@ impl Audit {
                 ttl,
                 evicted: &[],
                 replaced: &[],
+                attrs: None,
             },
         );
+    }
+
+    /// A 409 `stream-limit-reached` (`body`) refused a start or resume with
+    /// attributes `start` on `account`: it must be consistent with the
+    /// account's plan and with what the tool started.
+    pub fn limit_reached(&mut self, account: &str, start: &StreamAttrs, body: &Value) {
+        let Some(acc) = self.accounts.get(account) else {
+            return;
+        };
+        let Some(plan) = &acc.plan else { return };
+        let account_limit = if acc.plan_limit {
+            Some(plan.limit.get())
+        } else {
+            acc.limit
+        };
+        let known = |id: &str| acc.streams.get(id).and_then(|s| s.attrs.as_deref());
+        let wrong = rules::check_refusal(plan, account_limit, start, body, known);
+        for v in wrong {
+            self.violation(format!("account {account}: {v}"));
+        }
+    }
+
+    /// The attributes `stream` was started with, if the tool still knows.
+    pub fn attrs_of(&self, account: &str, stream: &str) -> Option<Arc<StreamAttrs>> {
+        self.accounts
+            .get(account)?
+            .streams
+            .get(stream)?
+            .attrs
+            .clone()
     }
 
     /// A heartbeat of `stream` sent at `sent` renewed it.
@@ -197,7 +279,7 @@ impl Audit {
         let Some(acc) = self.accounts.get_mut(account) else {
             return;
         };
-        let Some(s) = acc.streams.get(stream).copied() else {
+        let Some(s) = acc.streams.get(stream).cloned() else {
             return;
         };
         let could_expire = now >= s.certain_until;
@@ -293,6 +375,7 @@ impl AccountAudit {
                 certain_until: 0,
                 ended: None,
                 ttl,
+                attrs: None,
             });
         s.ended = Some(s.ended.map_or(at, |e| e.min(at)));
     }
@@ -311,6 +394,7 @@ mod tests {
             ttl: TTL,
             evicted,
             replaced: &[],
+            attrs: None,
         }
     }
 

@@ -19,6 +19,7 @@
 mod audit;
 mod client;
 mod jwt;
+mod load_plans;
 mod report;
 mod sim;
 
@@ -123,6 +124,16 @@ pub struct Args {
     /// Where to write the SVG plot of throughput and latency over time.
     #[arg(long, default_value = "streamguard-load.svg")]
     pub plot: PathBuf,
+    /// The service's `--plans` file: the tool reads each account's plan
+    /// from it, draws `content_id` and tags so that its rules refuse
+    /// sometimes, and audits every rule as it audits the limit.
+    #[arg(long)]
+    pub plans: Option<PathBuf>,
+    /// The service's `--plan-header`: accounts take the file's plans in
+    /// turn and name theirs in this header (default: every account has the
+    /// file's `default`).
+    #[arg(long, requires = "plans")]
+    pub plan_header: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -167,10 +178,14 @@ fn main() -> anyhow::Result<()> {
             args.viewers, args.heartbeat
         );
     }
+    let plans = match &args.plans {
+        Some(path) => load_plans::LoadPlans::load(path, args.plan_header.clone())?,
+        None => load_plans::LoadPlans::implicit(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let outcome = runtime.block_on(sim::run(args.clone(), addr))?;
+    let outcome = runtime.block_on(sim::run(args.clone(), addr, plans))?;
     report::print_table(&outcome);
     report::write_json(&args, &outcome, &args.out)?;
     report::plot(&outcome, &args.plot)?;

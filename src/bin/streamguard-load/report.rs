@@ -62,6 +62,9 @@ pub fn print_table(o: &Outcome) {
     }
     println!("{:<24} {:>14}", "grants", o.grants);
     println!("{:<24} {:>14}", "denials (limit)", o.denials);
+    for (rule, n) in &o.denials_by_rule {
+        println!("{:<24} {n:>14}", format!("  by rule {rule}"));
+    }
     println!("{:<24} {:>14}", "id conflicts", o.conflicts);
     println!("{:<24} {:>14}", "terminates sent", o.terminates_sent);
     println!("{:<24} {:>14}", "evictions", o.evictions);
@@ -102,6 +105,8 @@ pub fn write_json(args: &Args, o: &Outcome, path: &Path) -> anyhow::Result<()> {
             "connections": args.connections,
             "duration_s": args.duration.as_secs_f64(),
             "identity": if args.jwt_secret.is_some() { "jwt" } else { "header" },
+            "plans": args.plans,
+            "plan_header": args.plan_header,
         },
         "preload": o.preload.map(|(n, took, failed)| json!({
             "streams": n, "seconds": took.as_secs_f64(), "refused": failed,
@@ -115,6 +120,7 @@ pub fn write_json(args: &Args, o: &Outcome, path: &Path) -> anyhow::Result<()> {
         "status": status,
         "grants": o.grants,
         "denials": o.denials,
+        "denials_by_rule": o.denials_by_rule,
         "conflicts": o.conflicts,
         "terminates_sent": o.terminates_sent,
         "evictions": o.evictions,

@@ -1,20 +1,23 @@
 //! The simulation: one task owns every viewer, the schedule and the audit;
 //! `--connections` worker tasks carry its requests.
 
+mod preload;
+mod run;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use hyper::Method;
 use serde_json::Value;
-use tokio::sync::{Mutex, mpsc};
+
+pub use run::run;
 
 use crate::audit::{Audit, Grant, Micros};
-use crate::client::{Answer, Call, Connection, Identity};
-use crate::{Args, Loop, Mix, jwt};
+use crate::client::{Answer, Call};
+use crate::load_plans::{LoadPlans, StartAttrs};
+use crate::{Args, Mix};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -55,6 +58,9 @@ struct Viewer {
     /// sent with every heartbeat, so a store that forgot the stream
     /// re-admits it (`resumed`).
     grant: Option<String>,
+    /// The `content_id` and tags of the next stream's start, drawn once:
+    /// its retries (with `terminate`, or after a failure) ask the same.
+    next: Option<StartAttrs>,
 }
 
 struct Job {
@@ -110,6 +116,8 @@ pub struct Outcome {
     pub status: BTreeMap<u16, u64>,
     pub grants: u64,
     pub denials: u64,
+    /// Denials by the rule that refused first (`account`: the limit).
+    pub denials_by_rule: BTreeMap<String, u64>,
     pub conflicts: u64,
     pub evictions: u64,
     pub replaced: u64,
@@ -126,6 +134,7 @@ pub struct Outcome {
 
 struct Sim {
     args: Args,
+    plans: LoadPlans,
     run: u32,
     rng: fastrand::Rng,
     viewers: Vec<Viewer>,
@@ -145,6 +154,7 @@ struct Sim {
     status: BTreeMap<u16, u64>,
     grants: u64,
     denials: u64,
+    denials_by_rule: BTreeMap<String, u64>,
     conflicts: u64,
     evictions: u64,
     replaced: u64,
@@ -160,6 +170,100 @@ fn micros(d: Duration) -> Micros {
 }
 
 impl Sim {
+    /// The viewers (the shared ones first, grouped by account, then one
+    /// account each) and, for sessions, their first starts spread over the
+    /// ramp.
+    fn new(args: Args, run: u32, mut rng: fastrand::Rng, plans: LoadPlans) -> Self {
+        let shared = (f64::from(args.viewers) * args.share) as u32;
+        let per = args.devices_per_account.max(1);
+        let shared_accounts = shared.div_ceil(per);
+        let viewers: Vec<Viewer> = (0..args.viewers)
+            .map(|v| Viewer {
+                account: if v < shared {
+                    v / per
+                } else {
+                    shared_accounts + (v - shared)
+                },
+                session: 0,
+                state: State::Idle,
+                session_end: 0,
+                terminate: None,
+                busy: false,
+                key: rng.u128(..),
+                grant: None,
+                next: None,
+            })
+            .collect();
+        let ramp = micros(args.ramp.unwrap_or(args.heartbeat));
+        let mut heap = BinaryHeap::with_capacity(viewers.len());
+        if args.mix.is_none() {
+            for v in 0..args.viewers {
+                heap.push(Reverse((rng.u64(0..=ramp), v)));
+            }
+        }
+        let histogram = || Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+        Sim {
+            args,
+            plans,
+            run,
+            rng,
+            viewers,
+            heap,
+            audit: Audit::default(),
+            next_job: 0,
+            in_flight: 0,
+            started: Instant::now(),
+            counting: true,
+            latency: histogram(),
+            second: histogram(),
+            second_count: 0,
+            series: Vec::new(),
+            per_kind: BTreeMap::new(),
+            status: BTreeMap::new(),
+            grants: 0,
+            denials: 0,
+            denials_by_rule: BTreeMap::new(),
+            conflicts: 0,
+            evictions: 0,
+            replaced: 0,
+            terminates_sent: 0,
+            ended: BTreeMap::new(),
+            resumes: Window::default(),
+            resume_refused: 0,
+            unavailable: Window::default(),
+        }
+    }
+
+    fn outcome(
+        self,
+        started_unix_s: f64,
+        elapsed: Duration,
+        preload: Option<(u64, Duration, u64)>,
+    ) -> Outcome {
+        Outcome {
+            started_unix_s,
+            elapsed,
+            violations: self.audit.count(),
+            examples: self.audit.violations().to_vec(),
+            latency: self.latency,
+            per_kind: self.per_kind,
+            status: self.status,
+            grants: self.grants,
+            denials: self.denials,
+            denials_by_rule: self.denials_by_rule,
+            conflicts: self.conflicts,
+            evictions: self.evictions,
+            replaced: self.replaced,
+            terminates_sent: self.terminates_sent,
+            ended: self.ended,
+            resumes: self.resumes,
+            resume_refused: self.resume_refused,
+            unavailable: self.unavailable,
+            series: self.series,
+            preload,
+        }
+    }
+
     fn account_id(&self, account: u32) -> String {
         format!("acct-{:04x}{account:06}", self.run & 0xffff)
     }
@@ -204,7 +308,8 @@ impl Sim {
             State::Live if due < viewer.session_end => Kind::Heartbeat,
             State::Live => Kind::Stop,
         });
-        let account = self.account_id(viewer.account);
+        let account_no = viewer.account;
+        let account = self.account_id(account_no);
         let (session, terminate) = (viewer.session, viewer.terminate.clone());
         let grant = match kind {
             Kind::Heartbeat => viewer.grant.clone(),
@@ -212,12 +317,17 @@ impl Sim {
         };
         let call = match kind {
             Kind::Start => {
-                let mut body = serde_json::json!({
-                    "stream_id": self.stream_id(v, session + 1),
-                    "device_id": format!("dev-{v:010}"),
-                    "content_id": format!("title-{:06}", self.rng.u32(0..20_000)),
-                    "lease_secret": self.lease_secret(v, session + 1),
-                });
+                let plan = self.plans.plan_of(account_no);
+                self.audit.plan(&account, plan, !self.plans.is_implicit());
+                let attrs = match self.viewers[v as usize].next.take() {
+                    Some(attrs) => attrs,
+                    None => self.plans.draw(&mut self.rng),
+                };
+                let mut body = attrs.json.clone();
+                body["stream_id"] = self.stream_id(v, session + 1).into();
+                body["device_id"] = format!("dev-{v:010}").into();
+                body["lease_secret"] = self.lease_secret(v, session + 1).into();
+                self.viewers[v as usize].next = Some(attrs);
                 if let Some(t) = terminate {
                     body["terminate"] = serde_json::json!([t]);
                     self.terminates_sent += 1;
@@ -227,7 +337,7 @@ impl Sim {
                     path: "/streams".into(),
                     account,
                     body: Some(body.to_string()),
-                    headers: Vec::new(),
+                    headers: self.plans.header(account_no).into_iter().collect(),
                 }
             }
             Kind::Heartbeat => {
@@ -358,6 +468,7 @@ impl Sim {
                 let ttl = lease_ttl(&b["stream"]).unwrap_or(90_000_000);
                 let stream = self.stream_id(v, self.viewers[v as usize].session + 1);
                 let limit = b["limit"].as_u64().unwrap_or(3) as u32;
+                let attrs = self.viewers[v as usize].next.take().map(|a| a.attrs);
                 self.audit.granted(
                     &account,
                     job.id,
@@ -369,6 +480,7 @@ impl Sim {
                         ttl,
                         evicted: &evicted,
                         replaced: &replaced,
+                        attrs,
                     },
                 );
                 self.grants += 1;
@@ -391,6 +503,13 @@ impl Sim {
                     .is_some_and(|t| t.ends_with("stream-limit-reached"));
                 if limited {
                     self.denials += 1;
+                    let rule = b["rule"].as_str().unwrap_or("account").to_owned();
+                    if self.counting {
+                        *self.denials_by_rule.entry(rule).or_default() += 1;
+                    }
+                    if let Some(next) = &self.viewers[v as usize].next {
+                        self.audit.limit_reached(&account, &next.attrs, &b);
+                    }
                 } else {
                     self.conflicts += 1;
                 }
@@ -439,6 +558,9 @@ impl Sim {
                 // the store had forgotten this one): refused like a start,
                 // the player stops and offers to end another stream.
                 let stream = self.stream_id(v, self.viewers[v as usize].session);
+                if let Some(attrs) = self.audit.attrs_of(&account, &stream) {
+                    self.audit.limit_reached(&account, &attrs, &body());
+                }
                 self.audit.refused(&account, &stream, "limit-reached", done);
                 self.resume_refused += 1;
                 let viewer = &mut self.viewers[v as usize];
@@ -484,299 +606,4 @@ fn lease_ttl(stream: &Value) -> Option<Micros> {
     };
     let ttl = parse("expires_at")? - parse("started_at")?;
     u64::try_from(ttl.whole_microseconds()).ok()
-}
-
-fn identity(args: &Args) -> Identity {
-    match &args.jwt_secret {
-        Some(secret) => Identity::Jwt(jwt::Signer::new(secret).expect("checked in main")),
-        None => Identity::Header,
-    }
-}
-
-/// Fills the server with `count` live streams, one per account.
-async fn preload(args: &Args, addr: SocketAddr, run: u32) -> (u64, Duration, u64) {
-    let started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let bar = crate::report::bar(args, args.preload, "preload");
-    let tasks: Vec<_> = (0..args.connections)
-        .map(|_| {
-            let (next, failed, bar) = (next.clone(), failed.clone(), bar.clone());
-            let mut conn = Connection::new(addr, identity(args));
-            let count = args.preload;
-            tokio::spawn(async move {
-                use std::sync::atomic::Ordering::Relaxed;
-                loop {
-                    let i = next.fetch_add(1, Relaxed);
-                    if i >= count {
-                        break;
-                    }
-                    let call = Call {
-                        method: Method::POST,
-                        path: "/streams".into(),
-                        account: format!("pre{:03x}-{i:07}", run & 0xfff),
-                        body: Some(format!(
-                            r#"{{"stream_id":"{:04x}p{i:017x}"}}"#,
-                            run & 0xffff
-                        )),
-                        headers: Vec::new(),
-                    };
-                    if conn.send(&call).await.status != 201 {
-                        failed.fetch_add(1, Relaxed);
-                    }
-                    if i % 1024 == 0 {
-                        bar.set_position(i);
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let _ = t.await;
-    }
-    bar.finish_and_clear();
-    let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
-    (args.preload, started.elapsed(), failed)
-}
-
-pub async fn run(args: Args, addr: SocketAddr) -> anyhow::Result<Outcome> {
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let run = rng.u32(..);
-    // The target must answer before anything is measured (`GET /` is
-    // streamguard's legacy health check, and the hello server's route).
-    let mut probe = Connection::new(addr, Identity::Header);
-    let health = probe
-        .send(&Call {
-            method: Method::GET,
-            path: "/".into(),
-            account: String::new(),
-            body: None,
-            headers: Vec::new(),
-        })
-        .await;
-    if health.status != 200 {
-        anyhow::bail!("{} does not answer GET /", args.target);
-    }
-    let preloaded = if args.preload > 0 {
-        let p = preload(&args, addr, run).await;
-        eprintln!(
-            "preloaded {} streams in {:.1} s ({:.0}/s), {} refused",
-            p.0,
-            p.1.as_secs_f64(),
-            p.0 as f64 / p.1.as_secs_f64(),
-            p.2
-        );
-        Some(p)
-    } else {
-        None
-    };
-
-    // Viewers: the shared ones first, grouped by account, then one account each.
-    let shared = (f64::from(args.viewers) * args.share) as u32;
-    let per = args.devices_per_account.max(1);
-    let shared_accounts = shared.div_ceil(per);
-    let viewers: Vec<Viewer> = (0..args.viewers)
-        .map(|v| Viewer {
-            account: if v < shared {
-                v / per
-            } else {
-                shared_accounts + (v - shared)
-            },
-            session: 0,
-            state: State::Idle,
-            session_end: 0,
-            terminate: None,
-            busy: false,
-            key: rng.u128(..),
-            grant: None,
-        })
-        .collect();
-    let ramp = micros(args.ramp.unwrap_or(args.heartbeat));
-    let mut heap = BinaryHeap::with_capacity(viewers.len());
-    if args.mix.is_none() {
-        for v in 0..args.viewers {
-            heap.push(Reverse((rng.u64(0..=ramp), v)));
-        }
-    }
-    let histogram = || Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
-    let mut sim = Sim {
-        args: args.clone(),
-        run,
-        rng,
-        viewers,
-        heap,
-        audit: Audit::default(),
-        next_job: 0,
-        in_flight: 0,
-        started: Instant::now(),
-        counting: true,
-        latency: histogram(),
-        second: histogram(),
-        second_count: 0,
-        series: Vec::new(),
-        per_kind: BTreeMap::new(),
-        status: BTreeMap::new(),
-        grants: 0,
-        denials: 0,
-        conflicts: 0,
-        evictions: 0,
-        replaced: 0,
-        terminates_sent: 0,
-        ended: BTreeMap::new(),
-        resumes: Window::default(),
-        resume_refused: 0,
-        unavailable: Window::default(),
-    };
-
-    let (job_tx, job_rx) = mpsc::unbounded_channel::<Job>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let started = sim.started;
-    let started_unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-        - started.elapsed().as_secs_f64();
-    let workers: Vec<_> = (0..args.connections)
-        .map(|_| {
-            let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
-            let mut conn = Connection::new(addr, identity(&args));
-            tokio::spawn(async move {
-                loop {
-                    let job = { job_rx.lock().await.recv().await };
-                    let Some(job) = job else { break };
-                    let answer = conn.send(&job.call).await;
-                    let done = micros(started.elapsed());
-                    if done_tx.send(Done { job, answer, done }).is_err() {
-                        break;
-                    }
-                }
-            })
-        })
-        .collect();
-    drop(done_tx);
-
-    let end = micros(args.duration);
-    let bar = crate::report::bar(&args, args.duration.as_secs().max(1), "run");
-    let mut next_second = 1_000_000;
-    let mix_interval = args.rate.map(|r| 1e6 / r);
-    let mut mix_sent = 0u64;
-    // tokio's timer ticks in whole milliseconds: a send due in 0.2 ms would
-    // leave up to a millisecond late, and the lateness would count as the
-    // server's latency. A timerfd wakes the loop at the microsecond.
-    let mut timer = tokio_timerfd::Delay::new(sim.started)?;
-    loop {
-        let now = sim.now();
-        while now >= next_second {
-            sim.close_second(next_second / 1_000_000);
-            let last = sim.series.last().unwrap();
-            bar.set_position(next_second / 1_000_000);
-            bar.set_message(format!(
-                "{} req/s, p99 {:.1} ms, {} grants, {} denials, audit {}",
-                last.requests,
-                last.p99_ms,
-                sim.grants,
-                sim.denials,
-                sim.audit.count()
-            ));
-            next_second += 1_000_000;
-        }
-        if now >= end {
-            break;
-        }
-        // Send what is due.
-        let closed = args.mode == Loop::Closed;
-        let mut wake = end;
-        if let Some(mix) = args.mix {
-            loop {
-                let due = match (closed, mix_interval) {
-                    (true, _) | (false, None) => now,
-                    (false, Some(every)) => (mix_sent as f64 * every) as Micros,
-                };
-                if closed && sim.in_flight >= args.connections {
-                    break;
-                }
-                if !closed && due > now {
-                    wake = wake.min(due);
-                    break;
-                }
-                if !closed && mix_interval.is_none() && sim.in_flight >= args.connections {
-                    break;
-                }
-                let Some((v, kind)) = sim.mix_pick(mix) else {
-                    break;
-                };
-                let job = sim.job(v, due, Some(kind));
-                mix_sent += 1;
-                let _ = job_tx.send(job);
-            }
-        } else {
-            while let Some(&Reverse((due, v))) = sim.heap.peek() {
-                if closed && sim.in_flight >= args.connections {
-                    break;
-                }
-                if !closed && due > now {
-                    wake = wake.min(due);
-                    break;
-                }
-                sim.heap.pop();
-                let scheduled = if closed { now } else { due };
-                let job = sim.job(v, scheduled, None);
-                let _ = job_tx.send(job);
-            }
-        }
-        timer.reset(sim.started + Duration::from_micros(wake.min(next_second)));
-        tokio::select! {
-            Some(done) = done_rx.recv() => {
-                sim.answered(done);
-                while let Ok(done) = done_rx.try_recv() {
-                    sim.answered(done);
-                }
-            }
-            _ = &mut timer => {}
-        }
-    }
-    bar.finish_and_clear();
-    let elapsed = sim.started.elapsed();
-    sim.counting = false;
-    // Let what is in flight come back (it counts for the audit, not the rate).
-    drop(job_tx);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.in_flight > 0 && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(200), done_rx.recv()).await {
-            Ok(Some(done)) => sim.answered(done),
-            Ok(None) => break,
-            Err(_) => {}
-        }
-    }
-    for w in workers {
-        w.abort();
-    }
-    sim.audit.finish();
-    Ok(Outcome {
-        started_unix_s,
-        elapsed,
-        latency: sim.latency,
-        per_kind: sim.per_kind,
-        status: sim.status,
-        grants: sim.grants,
-        denials: sim.denials,
-        conflicts: sim.conflicts,
-        evictions: sim.evictions,
-        replaced: sim.replaced,
-        terminates_sent: sim.terminates_sent,
-        ended: sim.ended,
-        resumes: sim.resumes,
-        resume_refused: sim.resume_refused,
-        unavailable: sim.unavailable,
-        violations: sim.audit.count(),
-        examples: sim.audit.violations().to_vec(),
-        series: sim.series,
-        preload: preloaded,
-    })
 }

@@ -2,7 +2,10 @@
 //! partition key `pk` and sort key `sk`, TTL on `ttl`), and every start
 //! checks that its key schema is the one the store needs, saying what is
 //! wrong when it is not; a table of the single-item layout (no sort key)
-//! is refused with the way to move to a new one.
+//! is refused with the way to move to a new one. `init` also says whether
+//! the table is single-region or a global table, and in which mode ([`mode`]).
+
+mod mode;
 
 use std::time::Duration;
 
@@ -67,7 +70,9 @@ pub async fn create(client: &Client, table: &str) -> Result<(), StoreError> {
         .await
         .map_err(|e| StoreError::unavailable("waiting for the DynamoDB table", e))?;
     check(client, table).await?;
-    enable_ttl(client, table).await
+    enable_ttl(client, table).await?;
+    mode::report(client, table).await;
+    Ok(())
 }
 
 /// Fails unless the table exists with the key schema the store needs.
