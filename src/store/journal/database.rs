@@ -1,13 +1,6 @@
-//! The SQLite database: its file, its tables, and the transaction that
-//! writes one batch.
-//!
-//! - `accounts (user_id, state)`: each account that is not idle, its state
-//!   as the JSON of `domain::Account`; the row is deleted when it is idle.
-//! - `renewals (user_id, stream_id, expires_at)`: lease deadlines written
-//!   behind by heartbeats, newer than the account row's when a heartbeat
-//!   came after the account's last decision; the larger deadline wins.
-//! - `meta ('synced_at', value)`: every renewal decided before this
-//!   instant (milliseconds) is on disk.
+//! The SQLite database: its file, its tables (`accounts`, `renewals`,
+//! `meta`; what they hold: DESIGN.md, "file:", data model), and the
+//! transaction that writes one batch.
 
 use std::collections::HashMap;
 use std::path::Path;
