@@ -121,3 +121,134 @@ pub(super) fn lost_a_race(e: &TransactWriteItemsError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+    use crate::domain::{Account, EndReason, StartRequest, StreamId, Timestamp};
+
+    const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    fn user() -> UserId {
+        UserId::parse("u").unwrap()
+    }
+
+    fn start(account: &mut Account, id: &str, now: Timestamp) {
+        let req = StartRequest::new(StreamId::parse(id).unwrap());
+        account.start(req, now, &Policy::default());
+    }
+
+    /// Each write as (kind, sort key, condition, the `:v`/`:e` value).
+    fn shape(writes: &[TransactWriteItem]) -> Vec<(&str, String, Option<&str>, Option<String>)> {
+        let value = |values: Option<&HashMap<String, AttributeValue>>| {
+            let values = values?;
+            let n = values.get(":v").or(values.get(":e"))?;
+            Some(n.as_n().unwrap().clone())
+        };
+        let sk = |item: &Item| item[item::SK].as_s().unwrap().clone();
+        writes
+            .iter()
+            .map(|w| match (w.put(), w.delete()) {
+                (Some(p), _) => (
+                    "put",
+                    sk(p.item()),
+                    p.condition_expression(),
+                    value(p.expression_attribute_values()),
+                ),
+                (_, Some(d)) => (
+                    "delete",
+                    sk(d.key()),
+                    d.condition_expression(),
+                    value(d.expression_attribute_values()),
+                ),
+                _ => panic!("only puts and deletes"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_first_grant_creates_the_account_item_if_there_is_none() {
+        let before = Account::default();
+        let mut after = before.clone();
+        start(&mut after, "a", T0);
+        let diff = Diff::between(&before, &after, T0);
+        let writes = transaction("t", &user(), None, &diff, &Policy::default());
+        assert_eq!(
+            shape(&writes),
+            [
+                (
+                    "put",
+                    "#account".into(),
+                    Some("attribute_not_exists(#pk)"),
+                    None
+                ),
+                ("put", "lease#a".into(), None, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_account_left_idle_is_deleted_at_the_version_read() {
+        let policy = Policy::default();
+        let mut before = Account::default();
+        start(&mut before, "a", T0);
+        let mut after = before.clone();
+        after.end(
+            &StreamId::parse("a").unwrap(),
+            EndReason::Stopped,
+            T0,
+            &policy,
+        );
+        // Past the tombstone's retention, nothing is left to keep.
+        let later = T0 + policy.tombstone_ttl() + Duration::from_secs(1);
+        after.expire(later, &policy);
+        assert!(after.is_idle());
+        let diff = Diff::between(&before, &after, T0);
+        let writes = transaction("t", &user(), Some(3), &diff, &policy);
+        assert_eq!(
+            shape(&writes),
+            [
+                (
+                    "delete",
+                    "#account".into(),
+                    Some("#v = :v"),
+                    Some("3".into())
+                ),
+                ("delete", "lease#a".into(), None, None),
+            ]
+        );
+        let none = transaction("t", &user(), None, &diff, &policy);
+        assert_eq!(shape(&none), [("delete", "lease#a".into(), None, None)]);
+    }
+
+    #[test]
+    fn an_expired_lease_is_deleted_or_replaced_only_at_the_deadline_read() {
+        let policy = Policy::default();
+        let mut before = Account::default();
+        start(&mut before, "a", T0);
+        start(&mut before, "b", T0);
+        let deadline = before.live[0].expires_at.as_millis().to_string();
+        let now = T0 + Duration::from_secs(100);
+        let mut after = before.clone();
+        start(&mut after, "a", now);
+        let diff = Diff::between(&before, &after, now);
+        let writes = transaction("t", &user(), Some(1), &diff, &policy);
+        assert_eq!(
+            shape(&writes),
+            [
+                ("put", "#account".into(), Some("#v = :v"), Some("1".into())),
+                (
+                    "delete",
+                    "lease#b".into(),
+                    Some("#e = :e"),
+                    Some(deadline.clone())
+                ),
+                ("put", "lease#a".into(), Some("#e = :e"), Some(deadline)),
+            ]
+        );
+    }
+}
