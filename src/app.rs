@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
-use crate::domain::Clock;
+use crate::domain::{Clock, SystemClock};
 use crate::http::{self, AppState, router};
 use crate::store::{self, StoreError};
 use crate::{grant, plans, server, telemetry, ticks};
@@ -32,6 +32,58 @@ pub enum StartError {
     /// A secret file (`--admin-token-file`) could not be read.
     #[error("{0}")]
     SecretFile(String),
+    /// The configured store, named, failed (as [`start`] reports it).
+    #[error("store {store}")]
+    StoreAt {
+        store: String,
+        #[source]
+        source: StoreError,
+    },
+    /// Binding an address or serving failed.
+    #[error(transparent)]
+    Serve(#[from] std::io::Error),
+}
+
+/// Whether this process was started by AWS Lambda.
+#[cfg(feature = "lambda")]
+pub fn in_lambda() -> bool {
+    crate::lambda::is_lambda()
+}
+
+/// Whether this process was started by AWS Lambda: never, without the
+/// `lambda` feature.
+#[cfg(not(feature = "lambda"))]
+pub fn in_lambda() -> bool {
+    false
+}
+
+/// Starts logging as `config` asks (JSON lines under Lambda).
+pub fn init_logging(config: &Config) -> telemetry::Logging {
+    let settings = telemetry::LogSettings::new(config.ops.log_format, in_lambda());
+    telemetry::init_logging(&settings)
+}
+
+/// `streamguard init`: prepares the configured store.
+pub async fn init(config: &Config) -> Result<(), StoreError> {
+    store::init(&config.store, config.store_options()).await?;
+    tracing::info!(store = %config.store, "store is ready");
+    Ok(())
+}
+
+/// `streamguard serve`: builds the state on the system clock, gives back
+/// what the store's restore freed, and [`run`]s until shutdown.
+pub async fn start(config: &Config) -> Result<(), StartError> {
+    let state = app_state(config, Arc::new(SystemClock))
+        .await
+        .map_err(|e| match e {
+            StartError::Store(source) => StartError::StoreAt {
+                store: config.store.to_string(),
+                source,
+            },
+            other => other,
+        })?;
+    give_back_freed_memory();
+    Ok(run(config, state).await?)
 }
 
 /// Connects the configured store, loads identity and grant keys, and

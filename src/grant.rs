@@ -9,8 +9,9 @@
 //! expire, move it first, and drop the old one a lease later.
 //!
 //! Grants are signed with ring, not through jsonwebtoken: a heartbeat signs
-//! one, and ring signs P-256 twelve times and Ed25519 1.6 times faster than
-//! the RustCrypto backend jsonwebtoken is built with (BENCHMARKS.md). Only
+//! one, and ring signs both P-256 and Ed25519 faster than the RustCrypto
+//! backend jsonwebtoken is built with (BENCHMARKS.md, identity and
+//! grants). Only
 //! the compact serialisation (RFC 7515 §7.1: two base64url JSON parts and
 //! the signature) is written here; the cryptography is ring's.
 

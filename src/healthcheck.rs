@@ -1,7 +1,8 @@
 //! `streamguard healthcheck`: asks the server on this host for `/healthz`
 //! (on `--metrics-listen` when set, whose connection slots API clients
-//! cannot take, else on `--listen`) and succeeds on 200. Container images without a shell or curl (scratch,
-//! distroless) run it as their health check.
+//! cannot take, else on `--listen`) and succeeds on 200. Container images
+//! without a shell or curl (scratch, distroless) run it as their health
+//! check.
 //!
 //! One request to our own server over loopback, so plain HTTP/1.1 on a
 //! `TcpStream` rather than an HTTP client dependency.
@@ -10,8 +11,16 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use crate::config::Config;
+
 /// How long the check waits to connect, and then for the answer.
 const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Checks the server `config` describes: on its metrics address when it
+/// has one, else on its API address.
+pub fn check_configured(config: &Config) -> io::Result<()> {
+    check(config.ops.metrics_listen.unwrap_or(config.listen))
+}
 
 /// Checks the server listening on `listen`; a wildcard address (`0.0.0.0`,
 /// `[::]`) is reached through loopback.

@@ -31,8 +31,8 @@ pub mod telemetry;
 mod ticks;
 
 pub use app::{
-    Serving, StartError, app_state, forget_idle_throttle_keys, give_back_freed_memory, run, serve,
-    serve_with_metrics, shutdown_signal,
+    Serving, StartError, app_state, forget_idle_throttle_keys, give_back_freed_memory, in_lambda,
+    init, init_logging, run, serve, serve_with_metrics, shutdown_signal, start,
 };
 pub use config::Config;
 pub use http::{AppState, router};

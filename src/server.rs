@@ -59,7 +59,8 @@ pub async fn run(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         // At most 100 header lines: hyper's own limit. Setting another with
         // `max_headers` makes hyper fill a header array of that size at
-        // every request, ≈ 1 % of a heartbeat's CPU.
+        // every request, a visible share of a heartbeat's CPU (BENCHMARKS.md,
+        // where a heartbeat's CPU goes).
         // hyper's smallest read buffer is 8 KiB; headers must fit in it.
         .max_buf_size(MAX_HEADER_BYTES.max(8192));
     builder

@@ -175,7 +175,7 @@ impl Rule {
     /// themselves. Every decision but a heartbeat asks it of every rule, so
     /// a `per` rule first counts values by a 64-bit hash (integer sort) and
     /// only a value whose hash is seen more than `max` times is compared as
-    /// text: at 1 000 streams an account settles in a few µs.
+    /// text (BENCHMARKS.md, plans: start + stop at 1 000 streams).
     pub fn overfull_group(&self, live: &[Lease]) -> Option<Vec<usize>> {
         let max = self.max.get() as usize;
         let attr = match &self.scope {

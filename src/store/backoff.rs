@@ -1,6 +1,7 @@
 //! How long a decision that lost a conditional write (on a remote store:
-//! DynamoDB today) waits before it tries again: exponential from 1 ms up to 100 ms, with full jitter so that the
-//! losers of one race do not collide again in the next, and bounded.
+//! DynamoDB today) waits before it tries again: exponential from 1 ms up to
+//! 100 ms, with full jitter so that the losers of one race do not collide
+//! again in the next, and bounded.
 //!
 //! The bound is generous on purpose. Under sustained contention from k
 //! instances a decision loses each round with probability about (k-1)/k, so

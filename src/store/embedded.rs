@@ -22,8 +22,8 @@ use crate::domain::{
 
 /// Restored accounts queued for the journal ahead of what it has written,
 /// at most (twice this): each queued write holds the account's serialized
-/// state, and holding all of them at once (10 M) left ≈ 60 B per stream of
-/// freed memory in the process after the restart.
+/// state, and holding all of them at once left freed memory in the
+/// process after the restart (BENCHMARKS.md, restart of `file:`).
 const RESTORE_AHEAD: u64 = 65_536;
 
 pub struct EmbeddedStore {

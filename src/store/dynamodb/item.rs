@@ -1,9 +1,7 @@
-//! One account as items of one partition (`pk` = the account id):
-//!
-//! | `sk` | attributes |
-//! |---|---|
-//! | `#account` | `version` (N, +1 on every transaction), `limit`, `plan` (the limit claim), `next_seq` (N), `plan_names` (S: the assigned and claimed plan names as JSON), `ended` (S: the tombstones as JSON, at most 100), `ttl` |
-//! | `lease#<stream id>` | `started_at`, `expires_at`, `seq` (N), `device_id`, `content_id`, `tags` (S; tags as a JSON object), `secret` (S; the lease secret's hash, hex), `ttl` |
+//! One account as items of one partition (`pk` = the account id): the
+//! `#account` item and one `lease#<stream id>` item per live lease, laid
+//! out as DESIGN.md describes ("dynamodb", data model); here they are
+//! encoded and decoded.
 //!
 //! A heartbeat updates its lease item alone. Everything else changes the
 //! account item (its version is what transactions are conditioned on) and

@@ -19,37 +19,34 @@
 //! Why a heartbeat that bumps no version cannot make a start decide
 //! wrongly: see DESIGN.md, "DynamoDB".
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{DynamoDbUrl, StoreError, StreamStore};
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Lease, Limit, PlanName, Policy,
+    AccountView, Clock, EndReason, HeartbeatDecision, Lease, Limit, PlanName, Policy,
     ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 use crate::telemetry;
 
+mod commit;
+mod diff;
 mod item;
-mod table;
+mod schema;
 
 use super::backoff::Backoff;
 use super::group::{self, Groups, Job, Outcome, Request};
-use item::{ACCOUNT_SK, EXPIRES_AT, Item, PK, Stored, TTL, VERSION};
+use commit::Commit;
+use diff::{Diff, MAX_TRANSACTION_ITEMS};
+use item::{ACCOUNT_SK, EXPIRES_AT, Item, PK, Stored, TTL};
 
 /// The key `ping` reads: not a valid account id, so never an account.
 const PING_KEY: &str = "#ping";
-
-/// Most items one `TransactWriteItems` may hold (DynamoDB's limit).
-const MAX_TRANSACTION_ITEMS: usize = 100;
 
 pub struct DynamoDbStore {
     inner: Arc<Inner>,
@@ -61,14 +58,6 @@ struct Inner {
     policy: Policy,
     clock: Arc<dyn Clock>,
     groups: Groups,
-}
-
-/// Whether a transaction went through.
-enum Commit {
-    Done,
-    /// Someone else changed the account (or renewed a lease this
-    /// transaction ends as expired) first.
-    Conflict,
 }
 
 impl DynamoDbStore {
@@ -101,7 +90,7 @@ impl DynamoDbStore {
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StoreError> {
-        table::check(&client, table).await?;
+        schema::check(&client, table).await?;
         Ok(Arc::new(Self {
             inner: Arc::new(Inner {
                 client,
@@ -121,7 +110,7 @@ impl DynamoDbStore {
     /// Creates `table` (on-demand billing, partition key `pk`, sort key
     /// `sk`) and enables TTL on its `ttl` attribute, unless already done.
     pub async fn create_table(config: &SdkConfig, table: &str) -> Result<(), StoreError> {
-        table::create(&Client::new(config), table).await
+        schema::create(&Client::new(config), table).await
     }
 
     async fn submit(&self, user: &UserId, change: Request) -> Result<Outcome, StoreError> {
@@ -258,82 +247,7 @@ impl Inner {
         version: Option<u64>,
         diff: &Diff,
     ) -> Result<Commit, StoreError> {
-        let table = &self.table;
-        let user = user.as_str();
-        let mut writes = Vec::with_capacity(diff.items());
-        let version_condition =
-            |names: &mut HashMap<String, String>, values: &mut Item| -> String {
-                match version {
-                    Some(v) => {
-                        names.insert("#v".into(), VERSION.into());
-                        values.insert(":v".into(), item::number(v));
-                        "#v = :v".into()
-                    }
-                    None => {
-                        names.insert("#pk".into(), PK.into());
-                        "attribute_not_exists(#pk)".into()
-                    }
-                }
-            };
-        let (mut names, mut values) = (HashMap::new(), Item::new());
-        let condition = version_condition(&mut names, &mut values);
-        if diff.account.is_idle() {
-            if version.is_some() {
-                let delete = Delete::builder()
-                    .table_name(table)
-                    .set_key(Some(item::key(user, ACCOUNT_SK)))
-                    .condition_expression(condition)
-                    .set_expression_attribute_names(Some(names))
-                    .set_expression_attribute_values((!values.is_empty()).then_some(values))
-                    .build()
-                    .expect("table and key are set");
-                writes.push(TransactWriteItem::builder().delete(delete).build());
-            }
-        } else {
-            let next = version.map_or(1, |v| v + 1);
-            let put = Put::builder()
-                .table_name(table)
-                .set_item(Some(item::encode_account(
-                    user,
-                    &diff.account,
-                    next,
-                    &self.policy,
-                )))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values((!values.is_empty()).then_some(values))
-                .build()
-                .expect("table and item are set");
-            writes.push(TransactWriteItem::builder().put(put).build());
-        }
-        for end in &diff.ended {
-            let mut delete = Delete::builder()
-                .table_name(table)
-                .set_key(Some(item::key(user, &item::lease_sk(end.id.as_str()))));
-            if let Some(read) = end.expired_at {
-                // Ended as expired on what we read: only if no heartbeat
-                // renewed it since.
-                delete = delete
-                    .condition_expression("#e = :e")
-                    .expression_attribute_names("#e", EXPIRES_AT)
-                    .expression_attribute_values(":e", item::number(read.as_millis()));
-            }
-            let delete = delete.build().expect("table and key are set");
-            writes.push(TransactWriteItem::builder().delete(delete).build());
-        }
-        for (lease, replaces_expired) in &diff.added {
-            let mut put = Put::builder()
-                .table_name(table)
-                .set_item(Some(item::encode_lease(user, lease, &self.policy)));
-            if let Some(read) = replaces_expired {
-                put = put
-                    .condition_expression("#e = :e")
-                    .expression_attribute_names("#e", EXPIRES_AT)
-                    .expression_attribute_values(":e", item::number(read.as_millis()));
-            }
-            let put = put.build().expect("table and item are set");
-            writes.push(TransactWriteItem::builder().put(put).build());
-        }
+        let writes = commit::transaction(&self.table, user, version, diff, &self.policy);
         if writes.is_empty() {
             return Ok(Commit::Done);
         }
@@ -345,22 +259,11 @@ impl Inner {
             .await;
         match sent {
             Ok(_) => Ok(Commit::Done),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
-                    if cancelled.cancellation_reasons().iter().any(|r| {
-                        matches!(
-                            r.code(),
-                            Some("ConditionalCheckFailed" | "TransactionConflict")
-                        )
-                    }) =>
-                {
-                    Ok(Commit::Conflict)
-                }
-                _ => Err(StoreError::unavailable(
-                    "writing the account to DynamoDB",
-                    e,
-                )),
-            },
+            Err(e) if e.as_service_error().is_some_and(commit::lost_a_race) => Ok(Commit::Conflict),
+            Err(e) => Err(StoreError::unavailable(
+                "writing the account to DynamoDB",
+                e,
+            )),
         }
     }
 
@@ -434,100 +337,6 @@ enum Renewal {
     Closed,
     /// No such lease item (or the emulator did not say): read to know why.
     NotLive,
-}
-
-/// What a decision changed, as items to write.
-struct Diff {
-    /// The account after the decision (its item is always rewritten).
-    account: Account,
-    /// Lease items to delete.
-    ended: Vec<Ended>,
-    /// Lease items to put, with the `expires_at` read of an expired lease
-    /// item of the same id it replaces.
-    added: Vec<(Lease, Option<crate::domain::Timestamp>)>,
-}
-
-struct Ended {
-    id: StreamId,
-    /// Set when the lease ended as expired on what was read: the delete
-    /// is conditioned on `expires_at` being unchanged.
-    expired_at: Option<crate::domain::Timestamp>,
-}
-
-impl Diff {
-    fn between(before: &Account, after: &Account, now: crate::domain::Timestamp) -> Diff {
-        let kept: HashMap<&StreamId, &Lease> = after.live.iter().map(|l| (&l.id, l)).collect();
-        let read: HashMap<&StreamId, &Lease> = before.live.iter().map(|l| (&l.id, l)).collect();
-        let expired_read = |l: &Lease| (!l.is_live(now)).then_some(l.expires_at);
-        let ended = before
-            .live
-            .iter()
-            .filter(|l| !kept.contains_key(&l.id))
-            .map(|l| Ended {
-                id: l.id.clone(),
-                expired_at: expired_read(l),
-            })
-            .collect();
-        let added = after
-            .live
-            .iter()
-            .filter(|l| read.get(&l.id).is_none_or(|old| old.seq != l.seq))
-            .map(|l| (l.clone(), read.get(&l.id).and_then(|old| expired_read(old))))
-            .collect();
-        Diff {
-            account: after.clone(),
-            ended,
-            added,
-        }
-    }
-
-    /// Items in the transaction.
-    fn items(&self) -> usize {
-        1 + self.ended.len() + self.added.len()
-    }
-
-    /// The first `MAX_TRANSACTION_ITEMS - 1` lease items this diff ends,
-    /// with the account as it is once they are gone: a state every reader
-    /// settles to the same result (see DESIGN.md). Leases that expiry and
-    /// the limit in force end anyway (what any reader's rules end) go
-    /// first, the decision's own ends last.
-    fn first_part(
-        &self,
-        before: &Account,
-        after: &Account,
-        now: crate::domain::Timestamp,
-        policy: &Policy,
-    ) -> Diff {
-        let mut settled = before.clone();
-        settled.expire(now, policy);
-        let still_live: std::collections::HashSet<&StreamId> =
-            settled.live.iter().map(|l| &l.id).collect();
-        let mut order: Vec<&Ended> = self.ended.iter().collect();
-        order.sort_by_key(|e| still_live.contains(&e.id));
-        let (first, rest) = order.split_at(order.len().min(MAX_TRANSACTION_ITEMS - 1));
-        let ended: Vec<Ended> = first
-            .iter()
-            .map(|e| Ended {
-                id: e.id.clone(),
-                expired_at: e.expired_at,
-            })
-            .collect();
-        let gone: std::collections::HashSet<&StreamId> = ended.iter().map(|e| &e.id).collect();
-        let pending: std::collections::HashSet<&StreamId> = rest.iter().map(|e| &e.id).collect();
-        let mut account = after.clone();
-        account.live = before
-            .live
-            .iter()
-            .filter(|l| !gone.contains(&l.id))
-            .cloned()
-            .collect();
-        account.ended.retain(|t| !pending.contains(&t.id));
-        Diff {
-            account,
-            ended,
-            added: Vec::new(),
-        }
-    }
 }
 
 async fn sdk_config(url: &DynamoDbUrl) -> SdkConfig {

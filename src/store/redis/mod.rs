@@ -3,7 +3,7 @@
 //!
 //! Each account is one hash, `<prefix>:{<account>}` (the braces make it its
 //! own cluster hash slot), one field per lease and tombstone plus a few
-//! small ones (see `streamguard.lua`). Each decision is one `FCALL` (or
+//! small ones (DESIGN.md, "Redis and Redis Cluster", data model). Each decision is one `FCALL` (or
 //! `EVALSHA` on Redis < 7) of a Lua function that runs the same rules as
 //! `domain::rules` on that key alone, with `now` from the Redis server's
 //! clock: one round trip, atomic because Redis runs a script without

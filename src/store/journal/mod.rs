@@ -1,0 +1,237 @@
+//! Group-committed persistence of account states to SQLite.
+//!
+//! Decisions hand the new state of an account to [`SqliteJournal::record`]
+//! (cheap: a push under a mutex) and get a log sequence number. One writer
+//! thread takes everything pending, writes it in one transaction, and one
+//! fsync later publishes the highest number it made durable; answers wait
+//! for their number. Many concurrent requests thus share one fsync.
+//!
+//! Heartbeats are written behind: [`SqliteJournal::renewed`] notes the new
+//! deadline of a lease (nobody waits for it), and the writer persists the
+//! notes with its next batch, at the latest [`FLUSH_EVERY`] later, in a
+//! `renewals` table, together with `synced_at`: a time before which every
+//! renewal is on disk. While any lease may still be live the writer moves
+//! `synced_at` on every [`FLUSH_EVERY`] even with nothing else to write, so
+//! after a crash the restore can tell a lease that had run out (its
+//! deadline is before `synced_at`: no renewal can be missing, and a lease
+//! that ran out is never renewed again) from one that may have been renewed
+//! in the last unflushed moment (see `EmbeddedStore::open`).
+//!
+//! Changes no answer waits for (the sweeper's expiries) wait in a separate,
+//! coalesced queue and go to disk a bounded chunk per transaction, after the
+//! acknowledged writes (a small chunk while answers wait, a large one when
+//! none do): when a million leases lapse at once, a grant still waits for
+//! one small transaction, not for a million rows.
+//!
+//! The parts: [`queue`] (what waits for the writer), [`writer`] (the
+//! thread and its transactions), [`database`] (the file, its tables and
+//! how a batch is written), [`restore`] (reading them back at start).
+
+mod database;
+mod queue;
+mod restore;
+mod writer;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use super::StoreError;
+use super::table::Journal;
+use crate::domain::{Account, Clock, StreamId, Timestamp, UserId};
+pub(crate) use database::open;
+use queue::{Pending, Write};
+pub(crate) use restore::Restored;
+use writer::Writer;
+
+/// The longest a renewal waits in memory before the writer takes it. With
+/// the writer's note slack this bounds how far `synced_at` trails the clock
+/// while leases may be live: the write-behind bound (2 s, while the disk
+/// keeps up).
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How far the writer got.
+#[derive(Clone, Copy, Debug, Default)]
+struct Durable {
+    lsn: u64,
+    /// The last write failed: nothing can be acknowledged until a retry
+    /// succeeds.
+    failed: bool,
+}
+
+/// What the handle and the writer thread share.
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+pub(crate) struct SqliteJournal {
+    shared: Arc<Shared>,
+    durable: watch::Receiver<Durable>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteJournal {
+    /// Starts the writer thread on an opened database. `clock` and
+    /// `lease_ttl` time `synced_at` (see the module's documentation).
+    pub(crate) fn start(conn: Connection, clock: Arc<dyn Clock>, lease_ttl: Duration) -> Self {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::new()),
+            wake: Condvar::new(),
+        });
+        let (tx, durable) = watch::channel(Durable::default());
+        let writer = {
+            let writer = Writer::new(conn, shared.clone(), tx, clock, lease_ttl);
+            std::thread::Builder::new()
+                .name("streamguard-journal".into())
+                .spawn(move || writer.run())
+                .expect("spawning the journal writer")
+        };
+        Self {
+            shared,
+            durable,
+            writer: Mutex::new(Some(writer)),
+        }
+    }
+
+    /// Resolves once everything up to `lsn` is on disk.
+    pub(crate) async fn wait(&self, lsn: u64) -> Result<(), StoreError> {
+        let reached = |d: &Durable| d.lsn >= lsn || d.failed;
+        let current = *self.durable.borrow();
+        let durable = if reached(&current) {
+            current
+        } else {
+            let mut rx = self.durable.clone();
+            let seen = rx.wait_for(reached).await;
+            seen.map(|d| *d).unwrap_or(Durable {
+                lsn: 0,
+                failed: true,
+            })
+        };
+        if durable.lsn >= lsn {
+            Ok(())
+        } else {
+            Err(StoreError::unavailable(
+                "writing to disk",
+                "the journal writer failed",
+            ))
+        }
+    }
+
+    /// Notes a heartbeat's new deadline, to be written behind. Cheap: a
+    /// lookup under the queue's mutex, and an id copy only for the first
+    /// renewal of a lease between two flushes.
+    pub(crate) fn renewed(&self, user: &UserId, stream: &StreamId, expires_at: Timestamp) {
+        if !self.is_healthy() {
+            return;
+        }
+        let mut pending = self.shared.pending.lock().unwrap();
+        match pending.renewals.get_mut(user) {
+            Some(leases) => match leases.iter_mut().find(|(id, _)| id == stream) {
+                Some((_, at)) => *at = (*at).max(expires_at),
+                None => leases.push((stream.clone(), expires_at)),
+            },
+            None => {
+                pending
+                    .renewals
+                    .insert(user.clone(), vec![(stream.clone(), expires_at)]);
+            }
+        }
+    }
+
+    pub(crate) fn is_healthy(&self) -> bool {
+        !self.durable.borrow().failed
+    }
+
+    /// Writes what is pending, stops the writer and waits for it.
+    pub(crate) fn close(&self) {
+        self.shared.pending.lock().unwrap().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(writer) = self.writer.lock().unwrap().take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Journal for SqliteJournal {
+    fn record(&self, user: &UserId, account: &Account) -> u64 {
+        // Queued even while the disk fails: the writer retries, and the
+        // state must reach the disk once it can (the store refuses new
+        // decisions meanwhile; this is a race with one, or the sweeper).
+        let state = (!account.is_idle())
+            .then(|| serde_json::to_vec(account).expect("an account always serializes"));
+        let mut pending = self.shared.pending.lock().unwrap();
+        let lsn = pending.next_lsn;
+        pending.next_lsn += 1;
+        pending.behind.cancel(user);
+        pending.writes.push(Write {
+            lsn,
+            user: user.clone(),
+            state,
+        });
+        drop(pending);
+        self.shared.wake.notify_one();
+        lsn
+    }
+
+    fn record_behind(&self, user: &UserId, account: &Account) {
+        if !self.is_healthy() {
+            return;
+        }
+        let state = (!account.is_idle())
+            .then(|| serde_json::to_vec(account).expect("an account always serializes"));
+        self.shared.pending.lock().unwrap().behind.push(user, state);
+        self.shared.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Limit;
+
+    fn user(n: u32) -> UserId {
+        UserId::parse(&format!("u{n}")).unwrap()
+    }
+
+    /// An account told apart by its limit override.
+    fn account(limit: u32) -> Account {
+        Account {
+            limit: Some(Limit::new(limit).unwrap()),
+            ..Account::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_newest_state_wins_whichever_queue_it_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open(dir.path()).unwrap();
+        let clock = Arc::new(crate::domain::SystemClock);
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90));
+        for n in 0..5_000 {
+            journal.record_behind(&user(n), &account(1));
+        }
+        // An acknowledged write supersedes the queued one...
+        let lsn = journal.record(&user(7), &account(2));
+        // ...and a later background write supersedes an acknowledged one.
+        journal.record(&user(8), &account(2));
+        journal.record_behind(&user(8), &account(3));
+        journal.wait(lsn).await.unwrap();
+        journal.close();
+
+        let (_, stored) = open(dir.path()).unwrap();
+        let limit = |n: u32| {
+            let (_, acc) = stored.accounts.iter().find(|(u, _)| *u == user(n)).unwrap();
+            acc.limit.unwrap().get()
+        };
+        assert_eq!(
+            stored.accounts.len(),
+            5_000,
+            "close drains the background queue"
+        );
+        assert_eq!((limit(7), limit(8), limit(9)), (2, 3, 1));
+    }
+}

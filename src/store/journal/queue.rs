@@ -1,0 +1,123 @@
+//! What waits for the writer: acknowledged writes in log order, the
+//! coalesced background queue, and renewals noted by heartbeats.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::domain::{StreamId, Timestamp, UserId};
+
+/// Everything recorded and not yet taken by the writer; behind the
+/// journal's one mutex.
+pub(super) struct Pending {
+    pub next_lsn: u64,
+    pub writes: Vec<Write>,
+    pub behind: Behind,
+    /// Renewed deadlines not yet taken by the writer, per account.
+    pub renewals: Renewals,
+    pub closing: bool,
+}
+
+impl Pending {
+    pub fn new() -> Self {
+        Self {
+            next_lsn: 1,
+            writes: Vec::new(),
+            behind: Behind::default(),
+            renewals: HashMap::new(),
+            closing: false,
+        }
+    }
+}
+
+/// Renewed lease deadlines, per account.
+pub(super) type Renewals = HashMap<UserId, Vec<(StreamId, Timestamp)>>;
+
+/// An acknowledged write: an answer waits until its `lsn` is durable.
+pub(super) struct Write {
+    pub lsn: u64,
+    pub user: UserId,
+    /// The account's new state as JSON; `None` deletes it.
+    pub state: Option<Vec<u8>>,
+}
+
+/// A write no answer waits for: the account and its state (`None`
+/// deletes it).
+pub(super) type BehindWrite = (UserId, Option<Vec<u8>>);
+
+/// Writes no answer waits for, oldest first, at most one per account: a
+/// newer state replaces a queued one in place, and an acknowledged write
+/// of the account (which carries the newer state) cancels it.
+#[derive(Default)]
+pub(super) struct Behind {
+    queue: VecDeque<Option<BehindWrite>>,
+    /// Position in `queue` of each account's queued write, counted from
+    /// the first write ever queued (`popped` of them are gone).
+    index: HashMap<UserId, u64>,
+    popped: u64,
+}
+
+impl Behind {
+    pub fn push(&mut self, user: &UserId, state: Option<Vec<u8>>) {
+        match self.index.get(user) {
+            Some(&at) => self.queue[(at - self.popped) as usize] = Some((user.clone(), state)),
+            None => {
+                self.index
+                    .insert(user.clone(), self.popped + self.queue.len() as u64);
+                self.queue.push_back(Some((user.clone(), state)));
+            }
+        }
+    }
+
+    pub fn cancel(&mut self, user: &UserId) {
+        if let Some(at) = self.index.remove(user) {
+            self.queue[(at - self.popped) as usize] = None;
+        }
+    }
+
+    pub fn take(&mut self, max: usize) -> Vec<BehindWrite> {
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            let Some(slot) = self.queue.pop_front() else {
+                break;
+            };
+            self.popped += 1;
+            if let Some((user, state)) = slot {
+                self.index.remove(&user);
+                taken.push((user, state));
+            }
+        }
+        taken
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(n: u32) -> UserId {
+        UserId::parse(&format!("u{n}")).unwrap()
+    }
+
+    #[test]
+    fn behind_keeps_one_write_per_account_in_first_queued_order() {
+        let mut behind = Behind::default();
+        behind.push(&user(1), Some(b"1a".to_vec()));
+        behind.push(&user(2), Some(b"2".to_vec()));
+        behind.push(&user(1), Some(b"1b".to_vec()));
+        behind.push(&user(3), None);
+        behind.cancel(&user(2));
+        let first = behind.take(1);
+        assert_eq!(first, [(user(1), Some(b"1b".to_vec()))]);
+        assert_eq!(
+            behind.take(10),
+            [(user(3), None)],
+            "the cancelled write is gone"
+        );
+        assert!(behind.is_empty());
+        behind.push(&user(1), None);
+        assert_eq!(behind.take(10), [(user(1), None)]);
+    }
+}

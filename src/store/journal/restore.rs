@@ -1,0 +1,74 @@
+//! Reading back what the database holds when the store opens.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use crate::domain::{Account, StreamId, Timestamp, UserId};
+use crate::store::StoreError;
+
+/// What the database holds.
+#[derive(Debug, Default)]
+pub(crate) struct Restored {
+    pub accounts: Vec<(UserId, Account)>,
+    /// Lease deadlines written behind by heartbeats; newer than the
+    /// account row's when a heartbeat came after the last decision.
+    pub renewals: HashMap<(UserId, StreamId), Timestamp>,
+    /// Every renewal decided before this instant is in `renewals` or in the
+    /// account rows. `None` for a database never synced (fresh, or older).
+    pub synced_at: Option<Timestamp>,
+}
+
+pub(super) fn renewals(conn: &Connection) -> Result<Restored, StoreError> {
+    let read = |e| StoreError::unavailable("reading the database", e);
+    let mut restored = Restored::default();
+    let mut stmt = conn
+        .prepare("SELECT user_id, stream_id, expires_at FROM renewals")
+        .map_err(read)?;
+    let mut rows = stmt.query([]).map_err(read)?;
+    while let Some(row) = rows.next().map_err(read)? {
+        let (user, stream): (String, String) =
+            (row.get(0).map_err(read)?, row.get(1).map_err(read)?);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            detail: format!("renewal of {user:?}/{stream:?}: {detail}"),
+        };
+        let key = (
+            UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?,
+            StreamId::parse(&stream).map_err(|e| corrupt(e.to_string()))?,
+        );
+        restored
+            .renewals
+            .insert(key, Timestamp::from_millis(row.get(2).map_err(read)?));
+    }
+    restored.synced_at = conn
+        .query_row("SELECT value FROM meta WHERE key = 'synced_at'", [], |r| {
+            r.get(0)
+        })
+        .map(Timestamp::from_millis)
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(read(e)),
+        })?;
+    Ok(restored)
+}
+
+pub(super) fn accounts(conn: &Connection) -> Result<Vec<(UserId, Account)>, StoreError> {
+    let read = |e| StoreError::unavailable("reading the database", e);
+    let mut stmt = conn
+        .prepare("SELECT user_id, state FROM accounts")
+        .map_err(read)?;
+    let mut rows = stmt.query([]).map_err(read)?;
+    let mut accounts = Vec::new();
+    while let Some(row) = rows.next().map_err(read)? {
+        let user: String = row.get(0).map_err(read)?;
+        let state: Vec<u8> = row.get(1).map_err(read)?;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            detail: format!("account {user:?}: {detail}"),
+        };
+        let id = UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?;
+        let account = serde_json::from_slice(&state).map_err(|e| corrupt(e.to_string()))?;
+        accounts.push((id, account));
+    }
+    Ok(accounts)
+}
