@@ -16,6 +16,9 @@
 # heartbeats into 410s. The run ends with the server's RSS and its count of
 # answers other than 200 (wrk's "Non-2xx").
 #
+# SG_ARGS adds flags (e.g. "--rate-per-stream 0 --rate-per-account 0" to
+# see what the throttles cost).
+#
 # Needs `cargo build --release --bin streamguard --example hello_json`, wrk.
 set -euo pipefail
 STREAMS=${1:-100000} ROUNDS=${2:-3} DURATION=${3:-5s}
@@ -29,7 +32,7 @@ trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
 
 python3 benches/fill_file_store.py "$DATA/store" "$STREAMS" audience >/dev/null
 taskset -c 0 "$SG" --listen "127.0.0.1:$PORT" --store "file:$DATA/store" \
-  --lease-ttl "$LEASE_TTL" >/dev/null 2>&1 &
+  --lease-ttl "$LEASE_TTL" ${SG_ARGS:-} >/dev/null 2>&1 &
 SERVER=$!
 wait_http "http://127.0.0.1:$PORT/readyz" 900
 
