@@ -78,8 +78,10 @@ struct Pending {
     next_lsn: u64,
     writes: Vec<Write>,
     behind: Behind,
-    /// Renewed deadlines not yet taken by the writer, per account.
-    renewals: HashMap<UserId, Vec<(StreamId, Timestamp)>>,
+    /// Renewed deadlines not yet taken by the writer, as noted: a push
+    /// costs a heartbeat no lookup and, once the buffer has grown, no
+    /// allocation; the writer keeps the latest per lease.
+    renewals: Vec<(UserId, StreamId, Timestamp)>,
     closing: bool,
 }
 
@@ -283,7 +285,7 @@ impl SqliteJournal {
                 next_lsn: 1,
                 writes: Vec::new(),
                 behind: Behind::default(),
-                renewals: HashMap::new(),
+                renewals: Vec::new(),
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -328,24 +330,15 @@ impl SqliteJournal {
     }
 
     /// Notes a heartbeat's new deadline, to be written behind. Cheap: a
-    /// lookup under the queue's mutex, and an id copy only for the first
-    /// renewal of a lease between two flushes.
+    /// push under the queue's mutex (ids up to 24 bytes are copied inline).
     pub(crate) fn renewed(&self, user: &UserId, stream: &StreamId, expires_at: Timestamp) {
         if !self.is_healthy() {
             return;
         }
         let mut pending = self.shared.pending.lock().unwrap();
-        match pending.renewals.get_mut(user) {
-            Some(leases) => match leases.iter_mut().find(|(id, _)| id == stream) {
-                Some((_, at)) => *at = (*at).max(expires_at),
-                None => leases.push((stream.clone(), expires_at)),
-            },
-            None => {
-                pending
-                    .renewals
-                    .insert(user.clone(), vec![(stream.clone(), expires_at)]);
-            }
-        }
+        pending
+            .renewals
+            .push((user.clone(), stream.clone(), expires_at));
     }
 
     pub(crate) fn is_healthy(&self) -> bool {
@@ -407,7 +400,9 @@ fn write_loop(
     let mut synced_at = None;
     // What the last attempt failed to write, kept for the next one.
     let mut batch: Vec<Write> = Vec::new();
-    let mut renewals: HashMap<UserId, Vec<(StreamId, Timestamp)>> = HashMap::new();
+    let mut renewals: HashMap<(UserId, StreamId), Timestamp> = HashMap::new();
+    // The notes taken from `pending`, whose buffer goes back to it.
+    let mut noted = Vec::new();
     let mut behind: Vec<(UserId, Option<Vec<u8>>)> = Vec::new();
     let mut failing = false;
     loop {
@@ -439,19 +434,15 @@ fn write_loop(
                 behind = pending.behind.take(chunk);
             }
             more_behind = !pending.behind.is_empty();
-            for (user, leases) in std::mem::take(&mut pending.renewals) {
-                let known = renewals.entry(user).or_default();
-                for (stream, at) in leases {
-                    match known.iter_mut().find(|(id, _)| *id == stream) {
-                        Some((_, old)) => *old = (*old).max(at),
-                        None => known.push((stream, at)),
-                    }
-                }
-            }
+            std::mem::swap(&mut pending.renewals, &mut noted);
             // Nobody can record any more (the store was dropped unclosed):
             // write what is left, then stop.
             pending.closing || Arc::strong_count(shared) == 1
         };
+        for (user, stream, at) in noted.drain(..) {
+            let latest = renewals.entry((user, stream)).or_insert(at);
+            *latest = (*latest).max(at);
+        }
         // Every renewal noted before now (less the slack) is in `renewals`.
         let now = clock.now();
         if !batch.is_empty() || !renewals.is_empty() {
@@ -511,7 +502,7 @@ fn write_batch(
     conn: &mut Connection,
     batch: &[Write],
     behind: &[(UserId, Option<Vec<u8>>)],
-    renewals: &HashMap<UserId, Vec<(StreamId, Timestamp)>>,
+    renewals: &HashMap<(UserId, StreamId), Timestamp>,
     synced_at: Timestamp,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
@@ -545,14 +536,12 @@ fn write_batch(
              ON CONFLICT (user_id, stream_id) DO UPDATE
              SET expires_at = max(expires_at, excluded.expires_at)",
         )?;
-        for (user, leases) in renewals {
-            for (stream, expires_at) in leases {
-                renew.execute(params![
-                    user.as_str(),
-                    stream.as_str(),
-                    expires_at.as_millis()
-                ])?;
-            }
+        for ((user, stream), expires_at) in renewals {
+            renew.execute(params![
+                user.as_str(),
+                stream.as_str(),
+                expires_at.as_millis()
+            ])?;
         }
         tx.prepare_cached(
             "INSERT INTO meta (key, value) VALUES ('synced_at', ?1)
