@@ -115,7 +115,29 @@ pub struct Account {
     pub ended: ThinList<Tombstone>,
     #[serde(default)]
     pub next_seq: u32,
+    /// The plans generation this account's streams were last checked
+    /// against; see [`SettledFor`].
+    #[serde(skip)]
+    pub(crate) settled: SettledFor,
 }
+
+/// Which generation of the plans ([`super::plan::Plans::generation`]) an
+/// account's live streams are known to fit, so that a decision re-checks
+/// the rules only after the plans or the account's plan names changed.
+/// Only a plan change can leave streams above a rule: a start admits
+/// within the rules, and nothing else adds streams. 0 is "not known"
+/// (a new or loaded account, or changed plan names). A cache, not state:
+/// two accounts that differ only here are equal.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SettledFor(pub(crate) u32);
+
+impl PartialEq for SettledFor {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SettledFor {}
 
 /// The plan names an account records.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +202,7 @@ impl Account {
     }
 
     /// The plan of `plans` this account has.
-    fn resolve<'p>(&self, plans: &'p super::plan::Plans) -> (&'p Arc<Plan>, PlanSource) {
+    pub(super) fn resolve<'p>(&self, plans: &'p super::plan::Plans) -> (&'p Arc<Plan>, PlanSource) {
         let names = self.plan_names.as_deref();
         plans.resolve(
             names.and_then(|n| n.assigned.as_ref()),
@@ -197,6 +219,7 @@ impl Account {
     pub(crate) fn edit_plan_names(&mut self, f: impl FnOnce(&mut PlanNames)) {
         let mut names = self.plan_names.take().map(|b| *b).unwrap_or_default();
         f(&mut names);
+        self.settled = SettledFor::default();
         if names != PlanNames::default() {
             self.plan_names = Some(Box::new(names));
         }

@@ -3,6 +3,7 @@
 //! how a rule scopes streams; [`super::rules`] applies them in a decision.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -86,14 +87,14 @@ pub struct Rule {
 
 /// The streams one rule counts together with a given stream.
 pub enum Group<'r> {
-    SameValue(&'r Attr, String),
+    SameValue(&'r Attr, &'r str),
     Matching(&'r [(Attr, Vec<TagValue>)]),
 }
 
 impl Group<'_> {
     pub fn contains(&self, s: Attrs<'_>) -> bool {
         match self {
-            Group::SameValue(attr, value) => attr.value_of(s) == Some(value.as_str()),
+            Group::SameValue(attr, value) => attr.value_of(s) == Some(*value),
             Group::Matching(conds) => matches_all(conds, s),
         }
     }
@@ -109,11 +110,9 @@ fn matches_all(conds: &[(Attr, Vec<TagValue>)], s: Attrs<'_>) -> bool {
 impl Rule {
     /// The group this rule counts `s` in, or `None` when the rule does not
     /// apply to it.
-    pub fn group_of<'r>(&'r self, s: Attrs<'_>) -> Option<Group<'r>> {
+    pub fn group_of<'r>(&'r self, s: Attrs<'r>) -> Option<Group<'r>> {
         match &self.scope {
-            Scope::Per(attr) => attr
-                .value_of(s)
-                .map(|v| Group::SameValue(attr, v.to_owned())),
+            Scope::Per(attr) => attr.value_of(s).map(|v| Group::SameValue(attr, v)),
             Scope::Match(conds) => matches_all(conds, s).then_some(Group::Matching(conds)),
         }
     }
@@ -123,14 +122,14 @@ impl Rule {
         if !self.required {
             return None;
         }
-        let attrs: Vec<&Attr> = match &self.scope {
-            Scope::Per(attr) => vec![attr],
-            Scope::Match(conds) => conds.iter().map(|(a, _)| a).collect(),
-        };
-        attrs
-            .into_iter()
-            .find(|a| a.value_of(s).is_none())
-            .map(Attr::name)
+        match &self.scope {
+            Scope::Per(attr) => attr.value_of(s).is_none().then(|| attr.name()),
+            Scope::Match(conds) => conds
+                .iter()
+                .map(|(a, _)| a)
+                .find(|a| a.value_of(s).is_none())
+                .map(Attr::name),
+        }
     }
 
     /// The groups this rule counts among `live`, as indices into it: one
@@ -257,6 +256,9 @@ pub struct Plans {
     default: usize,
     /// No `--plans`: one plan, `--default-limit` and no rules.
     implicit: bool,
+    /// Which plans these are: a number no other plans put in a
+    /// [`PlanBook`] in this process had (0 until a book holds them).
+    generation: u32,
 }
 
 impl Plans {
@@ -270,6 +272,7 @@ impl Plans {
             })],
             default: 0,
             implicit: true,
+            generation: 0,
         }
     }
 
@@ -283,11 +286,18 @@ impl Plans {
             plans: plans.into_iter().map(Arc::new).collect(),
             default,
             implicit: false,
+            generation: 0,
         })
     }
 
     pub fn is_implicit(&self) -> bool {
         self.implicit
+    }
+
+    /// See the field; accounts remember it to skip re-checking rules that
+    /// have not changed ([`super::account::SettledFor`]).
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     pub fn get(&self, name: &PlanName) -> Option<&Arc<Plan>> {
@@ -363,9 +373,14 @@ impl Plans {
 #[derive(Debug)]
 pub struct PlanBook(ArcSwap<Plans>);
 
+/// The last plans generation given out in this process. One counter for
+/// every book, so that plans put in use anywhere never share a generation
+/// (tests build many books; an account may meet several).
+static GENERATIONS: AtomicU32 = AtomicU32::new(0);
+
 impl PlanBook {
     pub fn new(plans: Plans) -> Self {
-        Self(ArcSwap::from_pointee(plans))
+        Self(ArcSwap::from_pointee(Self::generation(plans)))
     }
 
     pub fn current(&self) -> Arc<Plans> {
@@ -378,8 +393,17 @@ impl PlanBook {
         self.0.load()
     }
 
+    /// Puts `plans` in use under a new generation, so that an account
+    /// checked against other plans is checked again.
     pub fn replace(&self, plans: Plans) {
-        self.0.store(Arc::new(plans));
+        self.0.store(Arc::new(Self::generation(plans)));
+    }
+
+    fn generation(mut plans: Plans) -> Plans {
+        // Wraps after four billion plan files: 0 stays "never checked".
+        let taken = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        plans.generation = taken.wrapping_add(1).max(1);
+        plans
     }
 }
 

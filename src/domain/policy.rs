@@ -1,6 +1,7 @@
 //! The knobs of admission: how many streams, for how long, and what happens
 //! when an account is full.
 
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,23 +17,28 @@ pub const MAX_LIMIT: u32 = 1000;
 /// every byte of an account is paid ten million times.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
-pub struct Limit(u16);
+pub struct Limit(NonZeroU16);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("limit must be between 0 and {MAX_LIMIT}, got {0}")]
 pub struct LimitOutOfRange(pub i64);
 
 impl Limit {
+    /// The limit of an account nothing else sets: 3.
+    pub const DEFAULT: Limit = Limit(NonZeroU16::new(4).expect("nonzero"));
+
     pub fn new(n: u32) -> Result<Self, LimitOutOfRange> {
         if n <= MAX_LIMIT {
-            Ok(Self(n as u16))
+            // Stored one above the limit, so that `Option<Limit>` fits in
+            // two bytes (zero is the `None`).
+            Ok(Self(NonZeroU16::MIN.saturating_add(n as u16)))
         } else {
             Err(LimitOutOfRange(i64::from(n)))
         }
     }
 
     pub fn get(self) -> u32 {
-        u32::from(self.0)
+        u32::from(self.0.get() - 1)
     }
 
     /// A limit given as a JSON number: a whole number from 0 to 1000,
@@ -53,7 +59,7 @@ impl Limit {
 
     /// Whether `active` streams leave no room for one more.
     pub fn is_reached_by(self, active: usize) -> bool {
-        active >= self.0 as usize
+        active >= self.get() as usize
     }
 }
 
@@ -106,7 +112,7 @@ impl Policy {
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            default_limit: Limit(3),
+            default_limit: Limit::DEFAULT,
             lease_ttl: Duration::from_secs(90),
             on_limit: OnLimit::Reject,
             plans: None,

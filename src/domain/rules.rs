@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::account::{Account, EndReason, Lease, Tombstone};
+use super::account::{Account, EndReason, Lease, SettledFor, Tombstone};
 use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, PlanName, StreamId};
 use super::plan::{ACCOUNT_RULE, Attrs, Group, Rule};
@@ -250,9 +250,14 @@ impl Account {
     /// the streams revoked, the limit's first.
     pub fn settle(&mut self, now: Timestamp, policy: &Policy) -> Vec<StreamId> {
         let (_, mut revoked) = self.lapse(now, policy);
-        let (Some(plan), _) = self.plan(policy) else {
+        let Some(book) = &policy.plans else {
             return revoked;
         };
+        let plans = book.read();
+        if self.settled.0 == plans.generation() {
+            return revoked;
+        }
+        let (plan, _) = self.resolve(&plans);
         for rule in &plan.rules {
             while let Some(group) = rule.overfull_group(&self.live) {
                 let victim = match policy.on_limit {
@@ -271,6 +276,7 @@ impl Account {
                 self.bury(lease.id, EndReason::Revoked, now);
             }
         }
+        self.settled = SettledFor(plans.generation());
         revoked
     }
 
@@ -379,6 +385,8 @@ impl Account {
         let mut evicted = Vec::new();
         let mut replaced = Vec::new();
         let mut overflowed = Vec::new();
+        // Rebuilt in one block: an `ExactVec` reallocates at every push.
+        let mut live = Vec::with_capacity(self.live.len() + 1);
         for (i, lease) in std::mem::take(&mut self.live).into_iter().enumerate() {
             if terminated(&lease) {
                 evicted.push(lease.id.clone());
@@ -389,7 +397,7 @@ impl Account {
             } else if let Some(pos) = overflow.iter().position(|&o| o == i) {
                 overflowed.push((pos, lease));
             } else {
-                self.live.push(lease);
+                live.push(lease);
             }
         }
         // Evictions are buried and reported in the order they were chosen.
@@ -412,7 +420,8 @@ impl Account {
             pace: Default::default(),
         };
         self.next_seq = self.next_seq.saturating_add(1);
-        self.live.push(stream.clone());
+        live.push(stream.clone());
+        self.live = live.into();
         StartDecision::Granted(Grant {
             stream,
             evicted,
@@ -434,18 +443,19 @@ impl Account {
             });
         }
         for (rule, group) in groups {
-            let scope: Vec<usize> = kept
-                .iter()
-                .copied()
-                .filter(|&i| group.contains((&self.live[i]).into()))
-                .collect();
-            if rule.max.is_reached_by(scope.len()) {
-                out.push(Breach {
-                    rule: rule.name.clone(),
-                    limit: rule.max,
-                    scope,
-                });
+            let in_scope = |i: &usize| group.contains((&self.live[*i]).into());
+            // Counted first: most starts breach nothing, and need no list.
+            if !rule
+                .max
+                .is_reached_by(kept.iter().filter(|i| in_scope(i)).count())
+            {
+                continue;
             }
+            out.push(Breach {
+                rule: rule.name.clone(),
+                limit: rule.max,
+                scope: kept.iter().copied().filter(in_scope).collect(),
+            });
         }
         out
     }
