@@ -16,7 +16,8 @@
 # heartbeats into 410s. The run ends with the server's RSS and its count of
 # answers other than 200 (wrk's "Non-2xx").
 #
-# SG_ARGS adds flags (e.g. "--rate-per-stream 0 --rate-per-account 0" to
+# SG_B=path/to/another/build measures it too in each round, on a copy of
+# the same population (before/after in one run). SG_ARGS adds flags (e.g. "--rate-per-stream 0 --rate-per-account 0" to
 # see what the throttles cost).
 #
 # Needs `cargo build --release --bin streamguard --example hello_json`, wrk.
@@ -27,14 +28,24 @@ PORT=${PORT:-18099} HELLO_PORT=${HELLO_PORT:-18098} LEASE_TTL=${LEASE_TTL:-1h}
 SCRIPT=benches/load/audience.lua
 . "$(dirname "$0")/pinned.sh"
 DATA=$(mktemp -d)
-SERVER=
-trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
+SERVERS=()
+trap 'for s in "${SERVERS[@]}"; do kill "$s" 2>/dev/null; done; rm -rf "$DATA"' EXIT
 
 python3 benches/fill_file_store.py "$DATA/store" "$STREAMS" audience >/dev/null
-taskset -c 0 "$SG" --listen "127.0.0.1:$PORT" --store "file:$DATA/store" \
-  --lease-ttl "$LEASE_TTL" ${SG_ARGS:-} >/dev/null 2>&1 &
-SERVER=$!
-wait_http "http://127.0.0.1:$PORT/readyz" 900
+[ -n "${SG_B:-}" ] && cp -r "$DATA/store" "$DATA/store-b"
+# serve BINARY STORE_DIR PORT: starts it pinned to core 0, once ready.
+serve() {
+  taskset -c 0 "$1" --listen "127.0.0.1:$3" --store "file:$2" \
+    --lease-ttl "$LEASE_TTL" ${SG_ARGS:-} >/dev/null 2>&1 &
+  SERVERS+=($!)
+  wait_http "http://127.0.0.1:$3/readyz" 900
+}
+serve "$SG" "$DATA/store" "$PORT"
+SERVER=${SERVERS[0]}
+if [ -n "${SG_B:-}" ]; then
+  serve "$SG_B" "$DATA/store-b" $((PORT + 2))
+  SERVER_B=${SERVERS[1]}
+fi
 
 echo "# $STREAMS live streams, random heartbeats, $ROUNDS rounds of $DURATION, load average $(cut -d' ' -f1 /proc/loadavg)"
 echo "# round server us_cpu_per_request requests_per_s non_2xx"
@@ -48,5 +59,12 @@ for round in $(seq "$ROUNDS"); do
   echo "$round hello $h"
   echo "$round streamguard $g"
   echo "$h $g" | awk -v r="$round" '{ printf "%s ratio cpu %.2f, rate %.2f\n", r, $4 / $1, $5 / $2 }'
+  if [ -n "${SG_B:-}" ]; then
+    b=$(pinned_load "$SERVER_B" "$DURATION" "$SCRIPT" "http://127.0.0.1:$((PORT + 2))" "$STREAMS")
+    echo "$round streamguard-b $b"
+    echo "$h $b" | awk -v r="$round" '{ printf "%s ratio-b cpu %.2f, rate %.2f\n", r, $4 / $1, $5 / $2 }'
+  fi
 done
-echo "# streamguard RSS $(awk '/VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$SERVER/status")"
+for s in "${SERVERS[@]}"; do
+  echo "# RSS of $(tr '\0' ' ' <"/proc/$s/cmdline" | cut -d' ' -f1): $(awk '/VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$s/status")"
+done

@@ -7,14 +7,21 @@
 
 use std::time::Duration;
 
-use super::clock::Timestamp;
+/// Pace instants count in ticks of 1/16 ms: rates up to 16 000 a second
+/// are exact to 62.5 µs.
+const TICKS_PER_MS: u64 = 16;
 
-/// Pace instants count in ticks of 1/16 ms since the UNIX epoch: rates up
-/// to 16 000 a second are exact to 62.5 µs.
-const TICKS_PER_MS: i64 = 16;
+/// An instant on the clock flood limits use: monotonic, from any origin
+/// (the store's process start), not the decisions' injected clock — a
+/// flood is real time, also while a test holds the lease clock still.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PaceInstant(u64);
 
-fn ticks(now: Timestamp) -> u64 {
-    (now.as_millis().max(0) * TICKS_PER_MS) as u64
+impl PaceInstant {
+    /// `since` after the origin.
+    pub fn after(since: Duration) -> Self {
+        PaceInstant((since.as_micros() as u64).saturating_mul(TICKS_PER_MS) / 1000)
+    }
 }
 
 /// `n` requests a second with a burst of `n`.
@@ -32,7 +39,7 @@ impl Rate {
     pub fn per_second(n: u32) -> Option<Self> {
         let n = u64::from(n);
         (n > 0).then(|| {
-            let period = (1000 * TICKS_PER_MS as u64 / n).max(1);
+            let period = (1000 * TICKS_PER_MS / n).max(1);
             Rate {
                 period,
                 tolerance: period * (n - 1),
@@ -85,15 +92,13 @@ pub struct Pace(u64);
 
 impl Pace {
     /// Counts one request at `now` if `rate` admits it.
-    pub fn admit(&mut self, now: Timestamp, rate: Rate) -> Verdict {
-        let t = ticks(now);
+    pub fn admit(&mut self, now: PaceInstant, rate: Rate) -> Verdict {
+        let t = now.0;
         let empty_at = self.0.max(t);
         let ahead = empty_at - t;
         if ahead > rate.tolerance {
             let wait_ticks = ahead - rate.tolerance;
-            return Verdict::Wait(Duration::from_micros(
-                wait_ticks * 1000 / TICKS_PER_MS as u64,
-            ));
+            return Verdict::Wait(Duration::from_micros(wait_ticks * 1000 / TICKS_PER_MS));
         }
         self.0 = empty_at + rate.period;
         Verdict::Pass
@@ -116,8 +121,8 @@ impl PartialEq for LeasePace {
 impl Eq for LeasePace {}
 
 impl LeasePace {
-    pub fn admit(&mut self, now: Timestamp, rate: Rate) -> Verdict {
-        let t = ticks(now);
+    pub fn admit(&mut self, now: PaceInstant, rate: Rate) -> Verdict {
+        let t = now.0;
         let mut pace = match self.0 {
             0 => Pace::default(),
             low => Pace(t.wrapping_add(i64::from(low.wrapping_sub(t as u32) as i32) as u64)),
@@ -133,13 +138,12 @@ impl LeasePace {
 mod tests {
     use super::*;
 
-    const T0: i64 = 1_800_000_000_000;
-
-    fn at(ms: i64) -> Timestamp {
-        Timestamp::from_millis(T0 + ms)
+    /// `ms` after an origin far from 0 (in ticks, 2^34 + a little).
+    fn at(ms: u64) -> PaceInstant {
+        PaceInstant::after(Duration::from_millis(1_073_741_900 + ms))
     }
 
-    fn passed(admit: &mut impl FnMut(Timestamp) -> Verdict, now: Timestamp, n: usize) -> usize {
+    fn passed(admit: &mut impl FnMut(PaceInstant) -> Verdict, now: PaceInstant, n: usize) -> usize {
         (0..n).filter(|_| admit(now) == Verdict::Pass).count()
     }
 

@@ -4,14 +4,15 @@
 //! A [`Journal`] sees every change while the account is still locked, so
 //! the order it records for one account is the order of the decisions.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use dashmap::DashMap;
 
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Pace, Paced, PlanName,
-    Policy, Rates, ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, Timestamp,
-    UserId, Verdict,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Pace, PaceInstant, Paced,
+    PlanName, Policy, Rates, ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId,
+    Timestamp, UserId, Verdict,
 };
 use crate::telemetry;
 
@@ -61,6 +62,12 @@ enum Change {
     Volatile,
     /// A change an acknowledgement promises (grant, end, limit).
     Recorded,
+}
+
+/// Now on the flood limits' clock: monotonic, from the first call.
+fn pace_now() -> PaceInstant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    PaceInstant::after(ORIGIN.get_or_init(Instant::now).elapsed())
 }
 
 /// Shards of the account map: many, so a shard's lock guards few accounts.
@@ -193,7 +200,7 @@ impl<J: Journal> AccountTable<J> {
         let Some(mut entry) = self.accounts.get_mut(user) else {
             return Paced::NOT_KEPT;
         };
-        let now = self.clock.now();
+        let now = pace_now();
         let entry = &mut **entry;
         let stream = match (stream, rates.stream) {
             (Some(id), Some(rate)) => match entry.account.live.iter_mut().find(|l| &l.id == id) {
@@ -422,9 +429,14 @@ mod tests {
         assert_eq!(table.pace(&user("v"), Some(&a), rates), Paced::NOT_KEPT);
         let other = table.pace(&u, Some(&StreamId::parse("c").unwrap()), rates);
         assert_eq!(other.stream, Verdict::NotKept);
-        // A second later both buckets are full again; heartbeats never
-        // noticed any of it.
-        clock.advance(Duration::from_secs(1));
+        // Paces follow real time, not the decisions' clock: held still, it
+        // refills nothing; 150 ms later a has room for one more.
+        clock.advance(Duration::from_secs(60));
+        assert!(matches!(
+            table.pace(&u, Some(&a), rates).stream,
+            Verdict::Wait(_)
+        ));
+        std::thread::sleep(Duration::from_millis(150));
         assert!(pass(table.pace(&u, Some(&a), rates)));
         let beat = table.heartbeat(&u, &a, None).value;
         assert!(matches!(beat, HeartbeatDecision::Renewed(_)), "{beat:?}");
