@@ -161,7 +161,11 @@ pub(crate) struct SqliteJournal {
 }
 
 /// Opens (creating if needed) the database in `dir`, takes its exclusive
-/// lock and returns every stored account.
+/// lock and returns every stored account. The page cache may grow to
+/// 64 MiB (SQLite's default is 2 MiB): heartbeats renew leases at random,
+/// and each renewal written behind upserts a row of `renewals` (one per
+/// live stream) on a page that, with the default, was rarely cached — a
+/// read of 4 KB from the file per heartbeat (BENCHMARKS.md, audience).
 pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
     private_files(dir)?;
     let conn = Connection::open(dir.join(DB_FILE))
@@ -170,6 +174,7 @@ pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA locking_mode = EXCLUSIVE;
+         PRAGMA cache_size = -65536;
          CREATE TABLE IF NOT EXISTS accounts (
              user_id TEXT PRIMARY KEY NOT NULL,
              state   BLOB NOT NULL
