@@ -46,7 +46,7 @@ PY
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 out=$(pinned_load "$SERVER" "$DURATION" benches/load/audience.lua "http://127.0.0.1:$SG_PORT" "$STREAMS")
 stats=$(redis-cli -p "$RPORT" INFO commandstats | tr -d '\r' | grep '^cmdstat_fcall:')
-calls=$(echo "$stats" | sed 's/.*calls=\([0-9]*\),.*/\1/')
+calls=$(echo "$stats" | sed 's/^cmdstat_fcall:calls=\([0-9]*\),.*/\1/')
 usec=$(echo "$stats" | sed 's/.*usec_per_call=\([0-9.]*\),.*/\1/')
 set -- $out
 echo "# $STREAMS live streams, random heartbeats over HTTP for $DURATION, load average $(cut -d' ' -f1 /proc/loadavg)"
