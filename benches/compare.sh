@@ -14,7 +14,6 @@ set -euo pipefail
 WHAT=$1 ROUNDS=${2:-3} DURATION=${3:-5s}
 SG=${SG:-target/release/streamguard} HELLO=${HELLO:-target/release/examples/hello_json}
 PORT=${PORT:-18099}
-HZ=$(getconf CLK_TCK)
 DATA=$(mktemp -d)
 trap 'rm -rf "$DATA"' EXIT
 
@@ -25,25 +24,21 @@ case $WHAT in
   *) echo "unknown WHAT: $WHAT" >&2; exit 2 ;;
 esac
 
+. "$(dirname "$0")/pinned.sh"
+
 # measure NAME CMD...: starts the server pinned to core 0, loads it from
 # core 1, prints "NAME us_per_request requests_per_s".
 measure() {
   local name=$1; shift
   STREAMGUARD_LOG=$LOG taskset -c 0 "$@" >/dev/null 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
+  wait_http "http://127.0.0.1:$PORT/"
   curl -sf -H 'X-ID: bench-user' -H 'Content-Type: application/json' \
     -d '{"stream_id":"bench-stream"}' "http://127.0.0.1:$PORT/streams" >/dev/null || true
-  local before after out
-  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  out=$(taskset -c 1 wrk -t1 -c64 -d"$DURATION" -s "$SCRIPT" "http://127.0.0.1:$PORT")
-  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local out
+  out=$(pinned_load "$pid" "$DURATION" "$SCRIPT" "http://127.0.0.1:$PORT")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  local n rps
-  n=$(echo "$out" | awk '/requests in/ {print $1}')
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  awk -v name="$name" -v t=$((after - before)) -v hz="$HZ" -v n="$n" -v rps="$rps" \
-    'BEGIN { printf "%s %.2f %.0f\n", name, t / hz * 1e6 / n, rps }'
+  echo "$name ${out% *}"
 }
 
 echo "# $WHAT, $ROUNDS rounds of $DURATION, load average $(cut -d' ' -f1 /proc/loadavg)"

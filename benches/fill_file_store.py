@@ -3,9 +3,16 @@
 each, in the very format the server journals (the JSON of `Account`), so a
 restart at 10 M live streams can be timed without 10 M durable starts.
 
-    python3 benches/fill_file_store.py DIR N
+    python3 benches/fill_file_store.py DIR N [one|audience]
 
-Ids are the load tool's: account `acct-0001234567`, 22-character stream ids.
+`one` (default): N one-stream accounts; ids are the load tool's: account
+`acct-0001234567`, 22-character stream ids.
+
+`audience`: N live streams in accounts of 1, 2 and 3 streams in turn (six
+streams per three accounts), each with a device and a content id, laid out
+so that `benches/load/audience.lua` can name any of them from its index:
+stream i is `str-%012d` % i, in account `acct-%010d` % (3 * (i // 6) +
+AUDIENCE_SLOT[i % 6]).
 """
 import json
 import os
@@ -14,6 +21,9 @@ import sys
 import time
 
 directory, count = sys.argv[1], int(sys.argv[2])
+layout = sys.argv[3] if len(sys.argv) > 3 else "one"
+# Which of its block's three accounts the stream at i % 6 belongs to.
+AUDIENCE_SLOT = [0, 1, 1, 2, 2, 2]
 os.makedirs(directory, exist_ok=True)
 db = sqlite3.connect(os.path.join(directory, "streamguard.sqlite3"))
 db.executescript(
@@ -27,7 +37,7 @@ db.executescript(
 now = int(time.time() * 1000)
 
 
-def rows():
+def one_stream_rows():
     for n in range(count):
         state = {
             "live": [
@@ -44,6 +54,36 @@ def rows():
         yield (f"acct-{n:010}", json.dumps(state, separators=(",", ":")).encode())
 
 
+def lease(i, seq):
+    return {
+        "id": f"str-{i:012d}",
+        "device_id": f"dev-{i:012d}",
+        "content_id": f"movie-{i % 5000}",
+        "started_at": now,
+        "expires_at": now + 90_000,
+        "seq": seq,
+    }
+
+
+def audience_rows():
+    account, streams = None, []
+    for i in range(count):
+        a = 3 * (i // 6) + AUDIENCE_SLOT[i % 6]
+        if a != account and streams:
+            yield row(account, streams)
+            streams = []
+        account = a
+        streams.append(lease(i, len(streams)))
+    if streams:
+        yield row(account, streams)
+
+
+def row(account, streams):
+    state = {"live": streams, "ended": [], "next_seq": len(streams)}
+    return (f"acct-{account:010}", json.dumps(state, separators=(",", ":")).encode())
+
+
+rows = {"one": one_stream_rows, "audience": audience_rows}[layout]
 started = time.time()
 with db:
     db.executemany("INSERT OR REPLACE INTO accounts VALUES (?, ?)", rows())

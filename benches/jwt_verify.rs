@@ -153,6 +153,7 @@ fn main() {
         started_at: now,
         expires_at: now + Duration::from_secs(90),
         seq: 0,
+        pace: Default::default(),
     };
     for (file, name) in [
         ("grant-ed25519.pem", "sign grant EdDSA"),

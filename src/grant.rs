@@ -312,6 +312,7 @@ mod tests {
             started_at: now,
             expires_at: now + Duration::from_secs(90),
             seq: 0,
+            pace: Default::default(),
         };
         let grant = signer.sign(&user, &lease, now).unwrap();
         let header = grant.split('.').next().unwrap();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, PlanName, StreamId};
+use super::pace::LeasePace;
 use super::plan::{Plan, PlanSource};
 use super::policy::{Limit, Policy};
 use super::secret::SecretHash;
@@ -34,7 +35,11 @@ pub struct Lease {
     pub started_at: Timestamp,
     pub expires_at: Timestamp,
     /// Grant order within the account; breaks `started_at` ties.
-    pub seq: u64,
+    pub seq: u32,
+    /// The per-stream flood limit's state, kept here by the stores that
+    /// hold leases in memory; never stored or compared.
+    #[serde(skip)]
+    pub pace: LeasePace,
 }
 
 impl Lease {
@@ -43,7 +48,7 @@ impl Lease {
     }
 
     /// Sort key of "oldest first".
-    pub(crate) fn age_key(&self) -> (Timestamp, u64) {
+    pub(crate) fn age_key(&self) -> (Timestamp, u32) {
         (self.started_at, self.seq)
     }
 }
@@ -109,7 +114,7 @@ pub struct Account {
     #[serde(default)]
     pub ended: ThinList<Tombstone>,
     #[serde(default)]
-    pub next_seq: u64,
+    pub next_seq: u32,
     /// The plans generation this account's streams were last checked
     /// against; see [`SettledFor`].
     #[serde(skip)]
@@ -512,6 +517,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&back).unwrap(), "[3]");
         // What a ten-million-account table pays per account.
         assert!(std::mem::size_of::<Account>() <= 48);
+        // And per lease, its flood-limit pace included: mimalloc's
+        // 112-byte class holds a one-lease account's list.
+        assert!(std::mem::size_of::<Lease>() <= 112);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod clock;
 pub mod ids;
+pub mod pace;
 pub mod plan;
 pub mod policy;
 pub mod rules;
@@ -14,6 +15,7 @@ pub use account::{
 };
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ContentId, DeviceId, InvalidId, MAX_ID_LEN, PlanName, StreamId, TagValue, UserId};
+pub use pace::{LeasePace, Pace, PaceInstant, Paced, Rate, Rates, Verdict};
 pub use plan::{ACCOUNT_RULE, Attr, Plan, PlanBook, PlanSource, Plans, Rule, Scope};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};
 pub use rules::{

@@ -481,7 +481,8 @@ mod tests {
                 secret: None,
                 started_at: Timestamp::from_millis(i as i64),
                 expires_at: Timestamp::from_millis(1_000_000),
-                seq: i as u64,
+                seq: i as u32,
+                pace: Default::default(),
             })
             .collect();
         for max in 0..5 {

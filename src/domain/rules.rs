@@ -417,8 +417,9 @@ impl Account {
             started_at: now,
             expires_at: now + policy.lease_ttl,
             seq: self.next_seq,
+            pace: Default::default(),
         };
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         live.push(stream.clone());
         self.live = live.into();
         StartDecision::Granted(Grant {

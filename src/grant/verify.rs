@@ -222,6 +222,7 @@ mod tests {
             started_at: T0,
             expires_at: T0 + Duration::from_millis(90_500),
             seq: 0,
+            pace: Default::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Authenticator;
-use crate::domain::{Clock, Policy};
+use crate::domain::{Clock, Policy, StreamId, UserId};
 use crate::grant::GrantSigner;
 use crate::secret::Secret;
 use crate::store::{StoreError, StreamStore};
@@ -129,6 +129,20 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
+    }
+
+    /// The flood limits of a request that acts for `user` (429 over them).
+    pub fn throttle_account(&self, user: &UserId) -> Result<(), ApiError> {
+        self.ops
+            .throttle
+            .check_account(user, |rates| self.store.pace(user, None, rates))
+    }
+
+    /// The flood limits of a request about stream `id` of `user`.
+    pub fn throttle_stream(&self, user: &UserId, id: &StreamId) -> Result<(), ApiError> {
+        self.ops
+            .throttle
+            .check_stream(user, id, |rates| self.store.pace(user, Some(id), rates))
     }
 
     /// A handle that does not keep the state alive (for background tasks).

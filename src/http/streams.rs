@@ -31,7 +31,7 @@ pub async fn list(
     State(state): State<AppState>,
     Identity(Caller { user, .. }): Identity,
 ) -> Result<Json<StreamsResponse>, ApiError> {
-    state.ops.throttle.check_account(&user)?;
+    state.throttle_account(&user)?;
     let view = state.call("view", state.store.view(&user)).await?;
     Ok(Json(StreamsResponse::new(&user, &view, &state.policy)))
 }
@@ -59,7 +59,7 @@ pub async fn start(
     }): Identity,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<Response, ApiError> {
-    state.ops.throttle.check_account(&user)?;
+    state.throttle_account(&user)?;
     let req = StartRequest {
         limit_claim,
         plan,
@@ -171,7 +171,7 @@ pub async fn heartbeat(
     headers: HeaderMap,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let user = caller.user.clone();
-    state.ops.throttle.check_stream(&user, &id)?;
+    state.throttle_stream(&user, &id)?;
     let secret = lease_secret(&headers);
     let decision = match state
         .call(
@@ -248,7 +248,7 @@ pub async fn stop(
     Identity(Caller { user, .. }): Identity,
     StreamPath(id): StreamPath,
 ) -> Result<StatusCode, ApiError> {
-    state.ops.throttle.check_stream(&user, &id)?;
+    state.throttle_stream(&user, &id)?;
     let ended = state
         .call("end", state.store.end(&user, &id, EndReason::Stopped))
         .await?;
@@ -314,6 +314,7 @@ fn unenforced(
         started_at: now,
         expires_at: now + state.policy.lease_ttl,
         seq: 0,
+        pace: Default::default(),
     })
 }
 

@@ -5,9 +5,14 @@
 //! The handlers call [`Throttle::check_account`] or
 //! [`Throttle::check_stream`] with the account the identity extractor found,
 //! so the same check applies whatever proves the identity (`X-ID`, a JWT's
-//! `sub`). Keys are a keyed hash of the ids, so a check allocates nothing;
-//! idle keys are dropped by [`Throttle::forget_idle`], which the service runs
-//! every few seconds, so the limiter's memory follows the active keys only.
+//! `sub`). The store counts first, where it keeps paces with its accounts
+//! (`StreamStore::pace`: the `memory` and `file:` stores, for the accounts
+//! and live streams they hold), so a heartbeat's limits are found by the
+//! lookup that finds its account. What no store keeps (remote stores,
+//! unknown accounts and streams) is counted here, in maps keyed by a keyed
+//! hash of the ids, so a check allocates nothing; idle keys are dropped by
+//! [`Throttle::forget_idle`], which the service runs every few seconds, so
+//! those maps follow the active keys only.
 
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
@@ -18,7 +23,7 @@ use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::ApiError;
-use crate::domain::{StreamId, UserId};
+use crate::domain::{Paced, Rate, Rates, StreamId, UserId, Verdict};
 
 /// Default requests per second for one stream. A player heartbeats every
 /// `lease_ttl / 3` (30 s by default); retries after errors stay far below.
@@ -35,6 +40,8 @@ pub const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
 pub const ADMIN_FAILURE_BURST: u32 = 20;
 
 pub struct Throttle {
+    /// The limits, for the stores that count them with their accounts.
+    rates: Rates,
     per_stream: Option<DefaultKeyedRateLimiter<u64>>,
     per_account: Option<DefaultKeyedRateLimiter<u64>>,
     /// Failed admin authentications, all clients together.
@@ -54,6 +61,10 @@ fn limiter(per_second: u32) -> Option<DefaultKeyedRateLimiter<u64>> {
 impl Throttle {
     pub fn new(per_stream: u32, per_account: u32) -> Self {
         Self {
+            rates: Rates {
+                stream: Rate::per_second(per_stream),
+                account: Rate::per_second(per_account),
+            },
             per_stream: limiter(per_stream),
             per_account: limiter(per_account),
             admin_failures: RateLimiter::direct(
@@ -98,18 +109,52 @@ impl Throttle {
         })
     }
 
-    /// A request that acts for `user`.
-    pub fn check_account(&self, user: &UserId) -> Result<(), ApiError> {
-        let key = self.keys.hash_one(user.as_str());
-        check(self.per_account.as_ref(), key, "account")
+    /// A request that acts for `user`; `kept` counts it where the store
+    /// keeps paces (`|rates| store.pace(user, None, rates)`).
+    pub fn check_account(
+        &self,
+        user: &UserId,
+        kept: impl FnOnce(Rates) -> Paced,
+    ) -> Result<(), ApiError> {
+        if self.rates.account.is_none() {
+            return Ok(());
+        }
+        self.account_verdict(user, kept(self.rates).account)
     }
 
     /// A request about one stream of `user`: counts for the stream and for
-    /// the account.
-    pub fn check_stream(&self, user: &UserId, id: &StreamId) -> Result<(), ApiError> {
-        let key = self.keys.hash_one((user.as_str(), id.as_str()));
-        check(self.per_stream.as_ref(), key, "stream")?;
-        self.check_account(user)
+    /// the account; `kept` as for [`Throttle::check_account`], with the
+    /// stream.
+    pub fn check_stream(
+        &self,
+        user: &UserId,
+        id: &StreamId,
+        kept: impl FnOnce(Rates) -> Paced,
+    ) -> Result<(), ApiError> {
+        if self.rates == Rates::default() {
+            return Ok(());
+        }
+        let paced = kept(self.rates);
+        match paced.stream {
+            Verdict::Pass => {}
+            Verdict::Wait(wait) => return Err(refused("stream", wait)),
+            Verdict::NotKept => {
+                let key = self.keys.hash_one((user.as_str(), id.as_str()));
+                check(self.per_stream.as_ref(), key, "stream")?;
+            }
+        }
+        self.account_verdict(user, paced.account)
+    }
+
+    fn account_verdict(&self, user: &UserId, verdict: Verdict) -> Result<(), ApiError> {
+        match verdict {
+            Verdict::Pass => Ok(()),
+            Verdict::Wait(wait) => Err(refused("account", wait)),
+            Verdict::NotKept => {
+                let key = self.keys.hash_one(user.as_str());
+                check(self.per_account.as_ref(), key, "account")
+            }
+        }
     }
 
     /// Drops the keys whose bucket is full again (they behave as new ones),
@@ -144,12 +189,15 @@ fn check(
         return Ok(());
     };
     limiter.check_key(&key).map_err(|not_until| {
-        crate::telemetry::throttled(scope);
         // The limiter's own clock: making a new one calibrates it, which
         // cost a 429 three times a whole heartbeat.
-        let wait = not_until.wait_time_from(limiter.clock().now());
-        throttled(wait)
+        refused(scope, not_until.wait_time_from(limiter.clock().now()))
     })
+}
+
+fn refused(scope: &'static str, wait: Duration) -> ApiError {
+    crate::telemetry::throttled(scope);
+    throttled(wait)
 }
 
 fn throttled(wait: Duration) -> ApiError {
@@ -172,17 +220,22 @@ mod tests {
         StreamId::parse(s).unwrap()
     }
 
+    /// A store that keeps no paces: the throttle counts everything.
+    fn none(_: Rates) -> Paced {
+        Paced::NOT_KEPT
+    }
+
     #[test]
     fn a_stream_flood_is_cut_and_other_streams_pass() {
         let t = Throttle::new(10, 1000);
         let (alice, tv) = (user("alice"), stream("tv"));
         let passed = (0..400)
-            .filter(|_| t.check_stream(&alice, &tv).is_ok())
+            .filter(|_| t.check_stream(&alice, &tv, none).is_ok())
             .count();
         assert!((10..=12).contains(&passed), "{passed} passed");
-        assert!(t.check_stream(&alice, &stream("phone")).is_ok());
-        assert!(t.check_stream(&user("bob"), &tv).is_ok());
-        match t.check_stream(&alice, &tv) {
+        assert!(t.check_stream(&alice, &stream("phone"), none).is_ok());
+        assert!(t.check_stream(&user("bob"), &tv, none).is_ok());
+        match t.check_stream(&alice, &tv, none) {
             Err(ApiError::Throttled { retry_after_s }) => assert_eq!(retry_after_s, 1),
             other => panic!("{other:?}"),
         }
@@ -193,18 +246,53 @@ mod tests {
         let t = Throttle::new(10, 50);
         let alice = user("alice");
         let passed = (0..100)
-            .filter(|i| t.check_stream(&alice, &stream(&format!("s{i}"))).is_ok())
+            .filter(|i| {
+                t.check_stream(&alice, &stream(&format!("s{i}")), none)
+                    .is_ok()
+            })
             .count();
         assert!((50..=52).contains(&passed), "{passed} passed");
-        assert!(t.check_account(&alice).is_err());
-        assert!(t.check_account(&user("bob")).is_ok());
+        assert!(t.check_account(&alice, none).is_err());
+        assert!(t.check_account(&user("bob"), none).is_ok());
+    }
+
+    #[test]
+    fn what_the_store_keeps_it_counts_and_the_maps_stay_empty() {
+        let t = Throttle::new(10, 50);
+        let (alice, tv) = (user("alice"), stream("tv"));
+        let wait = |ms| Verdict::Wait(Duration::from_millis(ms));
+        let kept = |stream, account| move |_: Rates| Paced { stream, account };
+        assert!(
+            t.check_stream(&alice, &tv, kept(Verdict::Pass, Verdict::Pass))
+                .is_ok()
+        );
+        match t.check_stream(&alice, &tv, kept(wait(1500), Verdict::Pass)) {
+            Err(ApiError::Throttled { retry_after_s }) => assert_eq!(retry_after_s, 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            t.check_stream(&alice, &tv, kept(Verdict::Pass, wait(10)))
+                .is_err()
+        );
+        assert!(
+            t.check_account(&alice, kept(Verdict::Pass, wait(10)))
+                .is_err()
+        );
+        assert!(t.is_empty(), "nothing counted here");
+        // A stream the store lacks in an account it has: the stream is
+        // counted here, the account there.
+        assert!(
+            t.check_stream(&alice, &tv, kept(Verdict::NotKept, Verdict::Pass))
+                .is_ok()
+        );
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
     fn zero_turns_a_scope_off() {
         let t = Throttle::new(0, 0);
         let (alice, tv) = (user("alice"), stream("tv"));
-        assert!((0..10_000).all(|_| t.check_stream(&alice, &tv).is_ok()));
+        assert!((0..10_000).all(|_| t.check_stream(&alice, &tv, none).is_ok()));
         assert!(t.is_empty());
     }
 
@@ -212,7 +300,7 @@ mod tests {
     fn idle_keys_are_forgotten() {
         let t = Throttle::new(1000, 1000);
         for i in 0..1000 {
-            t.check_account(&user(&format!("u{i}"))).unwrap();
+            t.check_account(&user(&format!("u{i}")), none).unwrap();
         }
         assert_eq!(t.len(), 1000);
         // One request used a thousandth of each bucket; one millisecond

@@ -16,8 +16,8 @@ use super::sweeper;
 use super::table::{AccountTable, Applied, Journal};
 use super::{StoreError, StreamStore};
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy,
-    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, Timestamp, UserId,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Paced, PlanName, Policy,
+    Rates, ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, Timestamp, UserId,
 };
 
 /// Restored accounts queued for the journal ahead of what it has written,
@@ -198,6 +198,10 @@ impl StreamStore for EmbeddedStore {
         self.durable(self.table.set_plan(user, plan)).await
     }
 
+    fn pace(&self, user: &UserId, stream: Option<&StreamId>, rates: Rates) -> Paced {
+        self.table.pace(user, stream, rates)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.writable()
     }
@@ -238,6 +242,7 @@ mod tests {
             started_at: T0,
             expires_at,
             seq: 0,
+            pace: Default::default(),
         }
     }
 

@@ -8,8 +8,8 @@ use super::sweeper;
 use super::table::AccountTable;
 use super::{StoreError, StreamStore};
 use crate::domain::{
-    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, ResumeDecision,
-    SecretHash, StartDecision, StartRequest, StreamId, UserId,
+    AccountView, Clock, EndReason, HeartbeatDecision, Limit, Paced, PlanName, Policy, Rates,
+    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 
 pub struct MemoryStore {
@@ -72,6 +72,10 @@ impl StreamStore for MemoryStore {
         plan: Option<PlanName>,
     ) -> Result<Vec<StreamId>, StoreError> {
         Ok(self.table.set_plan(user, plan).value)
+    }
+
+    fn pace(&self, user: &UserId, stream: Option<&StreamId>, rates: Rates) -> Paced {
+        self.table.pace(user, stream, rates)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

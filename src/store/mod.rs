@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy, ResumeDecision,
-    SecretHash, StartDecision, StartRequest, StreamId, UserId,
+    AccountView, Clock, EndReason, HeartbeatDecision, Limit, Paced, PlanName, Policy, Rates,
+    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, UserId,
 };
 
 #[cfg(feature = "dynamodb")]
@@ -133,6 +133,15 @@ pub trait StreamStore: Send + Sync + 'static {
         user: &UserId,
         plan: Option<PlanName>,
     ) -> Result<Vec<StreamId>, StoreError>;
+
+    /// Counts a request of `user` (about `stream`, if given) against the
+    /// flood limits `rates`, where this store keeps them with its accounts
+    /// (`memory`, `file:`: the lease's pace in the lease, the account's
+    /// beside it, found by one lookup). Stores that keep none, and accounts
+    /// or streams a store lacks, answer `NotKept`: the caller counts those.
+    fn pace(&self, _user: &UserId, _stream: Option<&StreamId>, _rates: Rates) -> Paced {
+        Paced::NOT_KEPT
+    }
 
     /// Succeeds when the store can serve requests.
     async fn ping(&self) -> Result<(), StoreError>;

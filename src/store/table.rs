@@ -4,13 +4,15 @@
 //! A [`Journal`] sees every change while the account is still locked, so
 //! the order it records for one account is the order of the decisions.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use dashmap::DashMap;
 
 use crate::domain::{
-    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, PlanName, Policy,
-    ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId, Timestamp, UserId,
+    Account, AccountView, Clock, EndReason, HeartbeatDecision, Limit, Pace, PaceInstant, Paced,
+    PlanName, Policy, Rates, ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId,
+    Timestamp, UserId, Verdict,
 };
 use crate::telemetry;
 
@@ -39,6 +41,18 @@ struct Entry {
     account: Account,
     /// Journal position of the last recorded change of this account.
     lsn: u64,
+    /// The per-account flood limit's state (a lease's is in the lease).
+    pace: Pace,
+}
+
+impl Entry {
+    fn new(account: Account) -> Box<Self> {
+        Box::new(Entry {
+            account,
+            lsn: 0,
+            pace: Pace::default(),
+        })
+    }
 }
 
 /// What one operation did, as far as persistence cares.
@@ -48,6 +62,12 @@ enum Change {
     Volatile,
     /// A change an acknowledgement promises (grant, end, limit).
     Recorded,
+}
+
+/// Now on the flood limits' clock: monotonic, from the first call.
+fn pace_now() -> PaceInstant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    PaceInstant::after(ORIGIN.get_or_init(Instant::now).elapsed())
 }
 
 /// Shards of the account map: many, so a shard's lock guards few accounts.
@@ -97,9 +117,7 @@ impl<J: Journal> AccountTable<J> {
             journal,
         };
         for (user, account) in accounts {
-            table
-                .accounts
-                .insert(user, Box::new(Entry { account, lsn: 0 }));
+            table.accounts.insert(user, Entry::new(account));
         }
         table
     }
@@ -175,6 +193,29 @@ impl<J: Journal> AccountTable<J> {
         })
     }
 
+    /// Counts a request of `user` (about `stream`, if given) against the
+    /// flood limits kept in the account's entry: the lease's pace, then the
+    /// account's. `NotKept` for an account or stream this table lacks.
+    pub fn pace(&self, user: &UserId, stream: Option<&StreamId>, rates: Rates) -> Paced {
+        let Some(mut entry) = self.accounts.get_mut(user) else {
+            return Paced::NOT_KEPT;
+        };
+        let now = pace_now();
+        let entry = &mut **entry;
+        let stream = match (stream, rates.stream) {
+            (Some(id), Some(rate)) => match entry.account.live.iter_mut().find(|l| &l.id == id) {
+                Some(lease) => lease.pace.admit(now, rate),
+                None => Verdict::NotKept,
+            },
+            _ => Verdict::Pass,
+        };
+        let account = match (stream, rates.account) {
+            (Verdict::Wait(_), _) | (_, None) => Verdict::Pass,
+            (_, Some(rate)) => entry.pace.admit(now, rate),
+        };
+        Paced { stream, account }
+    }
+
     pub fn view(&self, user: &UserId) -> Applied<AccountView> {
         let now = self.clock.now();
         match self.accounts.get(user) {
@@ -225,12 +266,10 @@ impl<J: Journal> AccountTable<J> {
         user: &UserId,
         op: impl FnOnce(&mut Account, Timestamp, &Policy) -> (R, Change),
     ) -> Applied<R> {
-        let mut entry = self.accounts.entry(user.clone()).or_insert_with(|| {
-            Box::new(Entry {
-                account: Account::default(),
-                lsn: 0,
-            })
-        });
+        let mut entry = self
+            .accounts
+            .entry(user.clone())
+            .or_insert_with(|| Entry::new(Account::default()));
         let applied = self.apply(user, &mut entry, op);
         let idle = entry.account.is_idle();
         drop(entry);
@@ -350,6 +389,57 @@ mod tests {
         let restored = table.accounts.get(&user("r")).unwrap();
         assert_eq!(restored.account.live.capacity(), 1);
         assert_eq!(serde_json::to_string(&restored.account).unwrap(), json);
+    }
+
+    #[test]
+    fn the_entry_keeps_each_leases_pace_and_the_accounts() {
+        let (table, clock) = table();
+        let (u, a, b) = (
+            user("u"),
+            StreamId::parse("a").unwrap(),
+            StreamId::parse("b").unwrap(),
+        );
+        table.start(&u, req("a"));
+        table.start(&u, req("b"));
+        let rates = Rates {
+            stream: crate::domain::Rate::per_second(10),
+            account: crate::domain::Rate::per_second(15),
+        };
+        let pass = |p: Paced| p.stream == Verdict::Pass && p.account == Verdict::Pass;
+        let passed = (0..100)
+            .filter(|_| pass(table.pace(&u, Some(&a), rates)))
+            .count();
+        assert_eq!(passed, 10, "a's burst");
+        let refused = table.pace(&u, Some(&a), rates);
+        assert!(matches!(refused.stream, Verdict::Wait(_)), "{refused:?}");
+        assert_eq!(
+            refused.account,
+            Verdict::Pass,
+            "not counted for the account"
+        );
+        let passed = (0..100)
+            .filter(|_| pass(table.pace(&u, Some(&b), rates)))
+            .count();
+        assert_eq!(passed, 5, "b has its own pace, the account 5 left");
+        assert!(matches!(
+            table.pace(&u, None, rates).account,
+            Verdict::Wait(_)
+        ));
+        // Unknown accounts and streams are left to the caller.
+        assert_eq!(table.pace(&user("v"), Some(&a), rates), Paced::NOT_KEPT);
+        let other = table.pace(&u, Some(&StreamId::parse("c").unwrap()), rates);
+        assert_eq!(other.stream, Verdict::NotKept);
+        // Paces follow real time, not the decisions' clock: held still, it
+        // refills nothing; 150 ms later a has room for one more.
+        clock.advance(Duration::from_secs(60));
+        assert!(matches!(
+            table.pace(&u, Some(&a), rates).stream,
+            Verdict::Wait(_)
+        ));
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(pass(table.pace(&u, Some(&a), rates)));
+        let beat = table.heartbeat(&u, &a, None).value;
+        assert!(matches!(beat, HeartbeatDecision::Renewed(_)), "{beat:?}");
     }
 
     #[test]

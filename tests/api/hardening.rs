@@ -138,6 +138,39 @@ async fn a_heartbeat_flood_gets_429_before_the_store_is_asked() {
 }
 
 #[tokio::test]
+async fn a_live_streams_flood_is_cut_by_the_pace_kept_in_its_lease() {
+    let app = app(&[]).await;
+    for stream in ["tv", "phone"] {
+        let reply = app
+            .post("/streams")
+            .user("flood")
+            .json(json!({ "stream_id": stream }))
+            .send()
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        let reply = app.post("/streams/tv/heartbeat").user("flood").send().await;
+        statuses.push(reply.status.as_u16());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((10..=12).contains(&ok), "{statuses:?}");
+    assert_eq!(ok + statuses.iter().filter(|s| **s == 429).count(), 200);
+    let reply = app
+        .post("/streams/phone/heartbeat")
+        .user("flood")
+        .send()
+        .await;
+    assert_eq!(reply.status, 200, "another stream has its own pace");
+    assert_eq!(
+        app.state.ops.throttle.len(),
+        1,
+        "only the first start, before the account existed, was counted outside it"
+    );
+}
+
+#[tokio::test]
 async fn a_burst_of_100_starts_reaches_the_store_and_the_limit_decides() {
     let (app, store) = counting(&[]).await;
     // Concurrently, as players of one account starting at once would.

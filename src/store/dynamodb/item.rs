@@ -154,6 +154,7 @@ pub fn decode_lease(id: &str, item: &Item) -> Result<Lease, StoreError> {
         started_at: Timestamp::from_millis(need_number(item, STARTED_AT)?),
         expires_at: Timestamp::from_millis(need_number(item, EXPIRES_AT)?),
         seq: need_number(item, SEQ)?,
+        pace: Default::default(),
     })
 }
 

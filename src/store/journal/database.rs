@@ -2,20 +2,23 @@
 //! `meta`; what they hold: DESIGN.md, "file:", data model), and the
 //! transaction that writes one batch.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use super::queue::{BehindWrite, Write};
+use super::queue::{BehindWrite, Renewals, Write};
 use super::restore::{self, Restored};
-use crate::domain::{StreamId, Timestamp, UserId};
+use crate::domain::Timestamp;
 use crate::store::StoreError;
 
 const DB_FILE: &str = "streamguard.sqlite3";
 
 /// Opens (creating if needed) the database in `dir`, takes its exclusive
-/// lock and returns every stored account.
+/// lock and returns every stored account. The page cache may grow to
+/// 64 MiB (SQLite's default is 2 MiB): heartbeats renew leases at random,
+/// and each renewal written behind upserts a row of `renewals` (one per
+/// live stream) on a page the default cache rarely held (BENCHMARKS.md,
+/// audience).
 pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
     private_files(dir)?;
     let conn = Connection::open(dir.join(DB_FILE))
@@ -24,6 +27,7 @@ pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA locking_mode = EXCLUSIVE;
+         PRAGMA cache_size = -65536;
          CREATE TABLE IF NOT EXISTS accounts (
              user_id TEXT PRIMARY KEY NOT NULL,
              state   BLOB NOT NULL
@@ -83,7 +87,7 @@ pub(super) fn write_batch(
     conn: &mut Connection,
     batch: &[Write],
     behind: &[BehindWrite],
-    renewals: &HashMap<UserId, Vec<(StreamId, Timestamp)>>,
+    renewals: &Renewals,
     synced_at: Timestamp,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
@@ -117,14 +121,12 @@ pub(super) fn write_batch(
              ON CONFLICT (user_id, stream_id) DO UPDATE
              SET expires_at = max(expires_at, excluded.expires_at)",
         )?;
-        for (user, leases) in renewals {
-            for (stream, expires_at) in leases {
-                renew.execute(params![
-                    user.as_str(),
-                    stream.as_str(),
-                    expires_at.as_millis()
-                ])?;
-            }
+        for ((user, stream), expires_at) in renewals {
+            renew.execute(params![
+                user.as_str(),
+                stream.as_str(),
+                expires_at.as_millis()
+            ])?;
         }
         tx.prepare_cached(
             "INSERT INTO meta (key, value) VALUES ('synced_at', ?1)

@@ -122,24 +122,15 @@ impl SqliteJournal {
     }
 
     /// Notes a heartbeat's new deadline, to be written behind. Cheap: a
-    /// lookup under the queue's mutex, and an id copy only for the first
-    /// renewal of a lease between two flushes.
+    /// push under the queue's mutex (ids up to 24 bytes are copied inline).
     pub(crate) fn renewed(&self, user: &UserId, stream: &StreamId, expires_at: Timestamp) {
         if !self.is_healthy() {
             return;
         }
         let mut pending = self.shared.pending.lock().unwrap();
-        match pending.renewals.get_mut(user) {
-            Some(leases) => match leases.iter_mut().find(|(id, _)| id == stream) {
-                Some((_, at)) => *at = (*at).max(expires_at),
-                None => leases.push((stream.clone(), expires_at)),
-            },
-            None => {
-                pending
-                    .renewals
-                    .insert(user.clone(), vec![(stream.clone(), expires_at)]);
-            }
-        }
+        pending
+            .renewals
+            .push((user.clone(), stream.clone(), expires_at));
     }
 
     pub(crate) fn is_healthy(&self) -> bool {

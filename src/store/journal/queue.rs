@@ -11,8 +11,10 @@ pub(super) struct Pending {
     pub next_lsn: u64,
     pub writes: Vec<Write>,
     pub behind: Behind,
-    /// Renewed deadlines not yet taken by the writer, per account.
-    pub renewals: Renewals,
+    /// Renewed deadlines not yet taken by the writer, as noted: a push
+    /// costs a heartbeat no lookup and, once the buffer has grown, no
+    /// allocation; the writer keeps the latest per lease.
+    pub renewals: Vec<Renewal>,
     pub closing: bool,
 }
 
@@ -22,14 +24,17 @@ impl Pending {
             next_lsn: 1,
             writes: Vec::new(),
             behind: Behind::default(),
-            renewals: HashMap::new(),
+            renewals: Vec::new(),
             closing: false,
         }
     }
 }
 
-/// Renewed lease deadlines, per account.
-pub(super) type Renewals = HashMap<UserId, Vec<(StreamId, Timestamp)>>;
+/// A heartbeat's renewed deadline, as noted.
+pub(super) type Renewal = (UserId, StreamId, Timestamp);
+
+/// The latest renewed deadline per lease, as the writer writes them.
+pub(super) type Renewals = HashMap<(UserId, StreamId), Timestamp>;
 
 /// An acknowledged write: an answer waits until its `lsn` is durable.
 pub(super) struct Write {

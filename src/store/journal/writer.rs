@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::database::write_batch;
-use super::queue::{BehindWrite, Renewals, Write};
+use super::queue::{BehindWrite, Renewal, Renewals, Write};
 use super::{Durable, FLUSH_EVERY, Shared};
 use crate::domain::{Clock, Timestamp};
 
@@ -45,6 +45,8 @@ pub(super) struct Writer {
     batch: Vec<Write>,
     behind: Vec<BehindWrite>,
     renewals: Renewals,
+    /// The notes last taken from `Pending`, whose buffer goes back to it.
+    noted: Vec<Renewal>,
     /// The last attempt failed.
     failing: bool,
 }
@@ -76,6 +78,7 @@ impl Writer {
             batch: Vec::new(),
             behind: Vec::new(),
             renewals: HashMap::new(),
+            noted: Vec::new(),
             failing: false,
         }
     }
@@ -145,19 +148,17 @@ impl Writer {
             self.behind = pending.behind.take(chunk);
         }
         let more_behind = !pending.behind.is_empty();
-        for (user, leases) in std::mem::take(&mut pending.renewals) {
-            let known = self.renewals.entry(user).or_default();
-            for (stream, at) in leases {
-                match known.iter_mut().find(|(id, _)| *id == stream) {
-                    Some((_, old)) => *old = (*old).max(at),
-                    None => known.push((stream, at)),
-                }
-            }
+        std::mem::swap(&mut pending.renewals, &mut self.noted);
+        // Nobody can record any more (the store was dropped unclosed):
+        // write what is left, then stop.
+        let closing = pending.closing || Arc::strong_count(shared) == 1;
+        drop(pending);
+        for (user, stream, at) in self.noted.drain(..) {
+            let latest = self.renewals.entry((user, stream)).or_insert(at);
+            *latest = (*latest).max(at);
         }
         Taken {
-            // Nobody can record any more (the store was dropped unclosed):
-            // write what is left, then stop.
-            closing: pending.closing || Arc::strong_count(shared) == 1,
+            closing,
             more_behind,
         }
     }
