@@ -161,11 +161,11 @@ fn walk_the_rules(mix: Mix, on_limit: OnLimit, seed: u64) -> Seen {
         let mut granted = None;
         let mut reported: Vec<StreamId> = Vec::new();
         // A resume of a live stream is a heartbeat: it does not apply rules.
-        let decided = match (&op, &outcome) {
-            (Op::Heartbeat(..) | Op::EditPlans(_) | Op::View, _) => false,
-            (_, Outcome::Resume(ResumeDecision::Heartbeat(_))) => false,
-            _ => true,
-        };
+        let decided = !matches!(
+            (&op, &outcome),
+            (Op::Heartbeat(..) | Op::EditPlans(_) | Op::View, _)
+                | (_, Outcome::Resume(ResumeDecision::Heartbeat(_)))
+        );
         let start = match (&op, outcome) {
             (Op::Start(req), Outcome::Start(d)) => Some((req, d)),
             (Op::Resume(req), Outcome::Resume(ResumeDecision::Start(d))) => Some((req, d)),
