@@ -5,44 +5,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamguard::domain::{Limit, ManualClock, OnLimit, Policy, Timestamp, UserId};
+use streamguard::domain::{
+    Limit, ManualClock, OnLimit, PlanBook, Plans, Policy, Timestamp, UserId,
+};
 #[cfg(any(feature = "redis", feature = "dynamodb"))]
 use streamguard::store::StreamStore;
 use streamguard::store::{self, StoreUrl};
 
 use crate::workload::{Backend, Time};
 
-/// The plans every backend decides with: the default plan has the
-/// account's limit and a per-title rule; the others a channel group, a
-/// required attribute, and a smaller limit.
-pub fn plans(limit: u32) -> String {
-    format!(
-        r#"
-default = "p2"
-[plans.p1]
-limit = 1
-[plans.p2]
-limit = {limit}
-rules = [ {{ name = "same-title", per = "content_id", max = 1 }} ]
-[plans.p3]
-limit = 3
-rules = [
-  {{ name = "group", match = {{ channel = ["dmax"] }}, max = 1 }},
-  {{ name = "titled", per = "content_id", max = 2, required = true }},
-]
-"#
-    )
-}
-
+/// Plans are on; `workload::check` draws the file the stores decide with
+/// (and edits it between rounds).
 pub fn policy(limit: u32, on_limit: OnLimit, lease_ttl: Duration) -> Policy {
-    let plans = streamguard::plans::parse(&plans(limit)).expect("the test plans parse");
     Policy {
         default_limit: Limit::new(limit).unwrap(),
         lease_ttl,
         on_limit,
-        plans: Some(std::sync::Arc::new(streamguard::domain::PlanBook::new(
-            plans,
-        ))),
+        plans: Some(Arc::new(PlanBook::new(Plans::implicit(
+            Limit::new(limit).unwrap(),
+        )))),
     }
 }
 
@@ -80,6 +61,7 @@ pub async fn memory(on_limit: OnLimit) -> Backend {
         time: Time::Manual(clock),
         policy,
         users: users(ACCOUNTS),
+        plan_edits: true,
         _keep: Box::new(()),
     }
 }
@@ -99,6 +81,7 @@ pub async fn file(on_limit: OnLimit) -> Backend {
         time: Time::Manual(clock),
         policy,
         users: users(ACCOUNTS),
+        plan_edits: true,
         _keep: Box::new(dir),
     }
 }
@@ -160,6 +143,7 @@ pub async fn redis(
         },
         policy,
         users: users(ACCOUNTS),
+        plan_edits: true,
         _keep: Box::new(()),
     }
 }
@@ -190,6 +174,7 @@ pub async fn dynamodb(on_limit: OnLimit) -> Backend {
         time: Time::Manual(clock),
         policy,
         users: users(ACCOUNTS),
+        plan_edits: false,
         _keep: Box::new(()),
     }
 }

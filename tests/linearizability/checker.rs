@@ -93,16 +93,12 @@ fn effect_free(op: &Op) -> bool {
         (Input::View | Input::Heartbeat(..), _) => true,
         (Input::Stop(_) | Input::Revoke(_), Output::Ended(false)) => true,
         (
-            Input::Start {
-                plan: None,
-                claimed: None,
-                ..
-            },
+            Input::Start(req),
             Output::LimitReached { .. }
             | Output::AlreadyLive { .. }
             | Output::Conflict
             | Output::Missing(_),
-        ) => true,
+        ) => req.limit_claim.is_none() && req.plan.is_none(),
         _ => false,
     }
 }

@@ -18,6 +18,9 @@ mod checker;
 mod emulator;
 mod history;
 mod nonatomic;
+#[allow(dead_code)]
+#[path = "../common/walk.rs"]
+mod walk;
 mod workload;
 
 use std::sync::Arc;
@@ -176,6 +179,7 @@ async fn a_non_atomic_store_is_caught() {
         time: Time::Manual(clock),
         policy,
         users: backends::users(3),
+        plan_edits: true,
         _keep: Box::new(()),
     };
     let w = Workload::new(300);

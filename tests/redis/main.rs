@@ -12,3 +12,6 @@ mod scripts;
 #[path = "../common/server.rs"]
 mod server;
 mod support;
+#[allow(dead_code)]
+#[path = "../common/walk.rs"]
+mod walk;

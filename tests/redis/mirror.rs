@@ -1,34 +1,19 @@
-//! The Lua scripts against the Rust rules they mirror: the same random walk
-//! of operations, step by step, must give the same decisions; through
-//! `FCALL` and through the `EVALSHA` fallback, and on an account that
-//! starts out in the old JSON string layout.
+//! The Lua scripts against the Rust rules they mirror: the shared random
+//! walk (`tests/common/walk.rs`), step by step, must give the same
+//! decisions and the same views; through `FCALL` and through the `EVALSHA`
+//! fallback, on an account that starts out in the old JSON string layout,
+//! and with drawn plans files, tags, secrets, resumes and plan changes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use streamguard::domain::{
-    Account, DeviceId, EndReason, Limit, ManualClock, OnLimit, Policy, StartRequest, StreamId,
-    Timestamp, UserId,
+    Account, Limit, ManualClock, OnLimit, PlanBook, Policy, Timestamp, UserId,
 };
 use streamguard::store::{RedisStore, RedisTime, ScriptCalls, StoreUrl, StreamStore};
 
 use crate::support::{shared_url, unique_prefix};
-
-/// A tiny deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::walk::{self, Mix, Outcome, Walk};
 
 /// Where the walk begins.
 #[derive(Clone, Copy, PartialEq)]
@@ -40,12 +25,15 @@ enum Begin {
     OldLayout,
 }
 
-async fn walk(on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
+async fn walk(mix: Mix, on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
+    let mut walk = Walk::new(seed, mix);
     let policy = Policy {
         default_limit: Limit::new(2).unwrap(),
         lease_ttl: Duration::from_secs(30),
         on_limit,
-        plans: None,
+        plans: mix
+            .attributes
+            .then(|| Arc::new(PlanBook::new(walk.plans()))),
     };
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
     let prefix = unique_prefix("mirror");
@@ -64,14 +52,12 @@ async fn walk(on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
     assert_eq!(redis.script_calls(), calls, "Redis 7 takes the library");
     let user = UserId::parse("walker").unwrap();
     let mut model = Account::default();
-    let mut rng = Rng(seed);
-    let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
-
     let on_redis_from = match begin {
         Begin::Empty => 0,
         Begin::OldLayout => 200,
     };
-    for step in 0..600 {
+    let mut outcomes = std::collections::HashMap::new();
+    for step in 0..if mix.attributes { 800 } else { 600 } {
         if step == on_redis_from && begin == Begin::OldLayout {
             let mut con = redis::Client::open(shared_url())
                 .unwrap()
@@ -84,110 +70,53 @@ async fn walk(on_limit: OnLimit, seed: u64, calls: ScriptCalls, begin: Begin) {
                 .query::<()>(&mut con)
                 .unwrap();
         }
-        clock.advance(Duration::from_millis(rng.below(12_000)));
+        clock.advance(walk.clock_step(Duration::from_secs(12)));
         let now = streamguard::domain::Clock::now(&clock);
-        let id = sid(rng.below(6));
-        let context = format!("seed {seed}, step {step}");
-        if step < on_redis_from {
-            model_only(&mut model, &mut rng, id, now, &policy);
-            if model.is_idle() {
-                model = Account::default();
-            }
-            continue;
+        let op = walk.op();
+        let context = format!("seed {seed}, step {step}: {op}");
+        let expected = walk::apply(&mut model, &op, now, &policy);
+        if let Outcome::Start(d) = &expected {
+            let kind = format!("{d:?}")
+                .split(['(', ' '])
+                .next()
+                .unwrap()
+                .to_owned();
+            *outcomes.entry(kind).or_insert(0) += 1;
         }
-        match rng.below(10) {
-            0..=3 => {
-                let req = StartRequest {
-                    device_id: (rng.below(2) == 0)
-                        .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
-                    terminate: (0..rng.below(3)).map(|_| sid(rng.below(6))).collect(),
-                    limit_claim: (rng.below(4) == 0)
-                        .then(|| streamguard::domain::Limit::new(rng.below(5) as u32).unwrap()),
-                    ..StartRequest::new(id)
-                };
-                let expected = model.start(req.clone(), now, &policy);
-                assert_eq!(
-                    redis.start(&user, req).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            4..=5 => {
-                let expected = model.heartbeat(&id, now, &policy);
-                assert_eq!(
-                    redis.heartbeat(&user, &id).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            6 => {
-                let reason = if rng.below(2) == 0 {
-                    EndReason::Stopped
-                } else {
-                    EndReason::Revoked
-                };
-                let expected = model.end(&id, reason, now, &policy);
-                assert_eq!(
-                    redis.end(&user, &id, reason).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            7 => {
-                let limit = match rng.below(5) {
-                    4 => None,
-                    n => Some(Limit::new(n as u32).unwrap()),
-                };
-                let expected = model.set_limit(limit, now, &policy);
-                assert_eq!(
-                    redis.set_limit(&user, limit).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            _ => {}
+        if step >= on_redis_from {
+            let answer = walk::run(redis.as_ref(), &user, &op).await.unwrap();
+            assert_eq!(answer, expected, "{context}");
         }
         if model.is_idle() {
             // Every store forgets an idle account at once, grant counter
             // and plan included.
             model = Account::default();
         }
-        assert_eq!(
-            redis.view(&user).await.unwrap(),
-            model.view(now, &policy),
-            "{context}"
-        );
+        if step >= on_redis_from {
+            assert_eq!(
+                redis.view(&user).await.unwrap(),
+                model.view(now, &policy),
+                "{context}"
+            );
+        }
     }
-}
-
-/// A step of the walk on the model alone (the same draws as on Redis).
-fn model_only(model: &mut Account, rng: &mut Rng, id: StreamId, now: Timestamp, policy: &Policy) {
-    let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
-    match rng.below(10) {
-        0..=3 => {
-            let req = StartRequest {
-                device_id: (rng.below(2) == 0)
-                    .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
-                terminate: (0..rng.below(3)).map(|_| sid(rng.below(6))).collect(),
-                limit_claim: (rng.below(4) == 0).then(|| Limit::new(rng.below(5) as u32).unwrap()),
-                ..StartRequest::new(id)
-            };
-            model.start(req, now, policy);
-        }
-        4..=5 => {
-            model.heartbeat(&id, now, policy);
-        }
-        6 => {
-            model.end(&id, EndReason::Stopped, now, policy);
-        }
-        7 => {
-            let limit = match rng.below(5) {
-                4 => None,
-                n => Some(Limit::new(n as u32).unwrap()),
-            };
-            model.set_limit(limit, now, policy);
-        }
-        _ => {}
+    // The walk must reach every outcome, or it proves little.
+    // (A retry with the same attributes and secret is rare with them.)
+    let kinds = if mix.attributes {
+        [
+            "Granted",
+            "LimitReached",
+            "MissingAttribute",
+            "StreamIdConflict",
+        ]
+    } else {
+        ["Granted", "LimitReached", "AlreadyLive", "StreamIdConflict"]
+    };
+    for outcome in kinds {
+        assert!(
+            outcomes.get(outcome).copied().unwrap_or(0) > 3,
+            "seed {seed}: {outcome} seen {outcomes:?}"
+        );
     }
 }
 
@@ -195,6 +124,7 @@ fn model_only(model: &mut Account, rng: &mut Rng, id: StreamId, now: Timestamp, 
 async fn the_scripts_decide_like_the_rust_rules_under_reject() {
     for seed in [1, 2, 3] {
         walk(
+            Mix::LIMITS,
             OnLimit::Reject,
             0x5EED_0000 + seed,
             ScriptCalls::Auto,
@@ -208,6 +138,7 @@ async fn the_scripts_decide_like_the_rust_rules_under_reject() {
 async fn the_scripts_decide_like_the_rust_rules_under_evict_oldest() {
     for seed in [1, 2, 3] {
         walk(
+            Mix::LIMITS,
             OnLimit::EvictOldest,
             0xE51C_0000 + seed,
             ScriptCalls::Auto,
@@ -220,6 +151,7 @@ async fn the_scripts_decide_like_the_rust_rules_under_evict_oldest() {
 #[tokio::test]
 async fn the_evalsha_fallback_decides_like_the_rust_rules() {
     walk(
+        Mix::LIMITS,
         OnLimit::Reject,
         0xEA1_0001,
         ScriptCalls::Evalsha,
@@ -227,6 +159,7 @@ async fn the_evalsha_fallback_decides_like_the_rust_rules() {
     )
     .await;
     walk(
+        Mix::PLANS,
         OnLimit::EvictOldest,
         0xEA1_0002,
         ScriptCalls::Evalsha,
@@ -239,6 +172,7 @@ async fn the_evalsha_fallback_decides_like_the_rust_rules() {
 async fn an_account_in_the_old_layout_goes_on_deciding_like_the_rust_rules() {
     for seed in [1, 2, 3] {
         walk(
+            Mix::LIMITS,
             OnLimit::Reject,
             0x01D_0000 + seed,
             ScriptCalls::Auto,
@@ -246,6 +180,7 @@ async fn an_account_in_the_old_layout_goes_on_deciding_like_the_rust_rules() {
         )
         .await;
         walk(
+            Mix::LIMITS,
             OnLimit::EvictOldest,
             0x01D_1000 + seed,
             ScriptCalls::Auto,
@@ -255,200 +190,18 @@ async fn an_account_in_the_old_layout_goes_on_deciding_like_the_rust_rules() {
     }
 }
 
-/// Plans for the rules walk: every rule form, with maxima small enough that
-/// the walk meets every refusal; the second file tightens and loosens them,
-/// as an operator's edit would.
-const PLANS: [&str; 2] = [
-    r#"
-default = "standard"
-[plans.standard]
-limit = 3
-rules = [ { name = "same-title", per = "content_id", max = 1 } ]
-[plans.premium]
-limit = 4
-rules = [
-  { name = "same-title", per = "content_id", max = 2 },
-  { name = "uhd", match = { quality = ["uhd"] }, max = 1 },
-  { name = "group", match = { channel = ["dmax", "tlc"], quality = ["hd", "uhd"] }, max = 1 },
-  { name = "per-channel", per = "channel", max = 1, required = true },
-]
-[plans.basic]
-limit = 1
-"#,
-    r#"
-default = "premium"
-[plans.standard]
-limit = 2
-[plans.premium]
-limit = 3
-rules = [ { name = "per-quality", per = "quality", max = 1 } ]
-"#,
-];
-
-/// The walk with plans and tags: starts with content, tags, claimed plans,
-/// terminate lists and devices; heartbeats, stops, admin limits and plans,
-/// and plans file edits. Every decision and every view must match.
-async fn walk_plans(on_limit: OnLimit, seed: u64) {
-    use streamguard::domain::{ContentId, PlanBook, PlanName, Tags};
-    let files: Vec<_> = PLANS
-        .iter()
-        .map(|f| streamguard::plans::parse(f).unwrap())
-        .collect();
-    let book = Arc::new(PlanBook::new(files[0].clone()));
-    let policy = Policy {
-        default_limit: Limit::new(2).unwrap(),
-        lease_ttl: Duration::from_secs(30),
-        on_limit,
-        plans: Some(book.clone()),
-    };
-    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
-    let prefix = unique_prefix("mirror-plans");
-    let url = format!("{}?prefix={prefix}", shared_url());
-    let StoreUrl::Redis(target) = url.parse().unwrap() else {
-        unreachable!()
-    };
-    let redis = RedisStore::open(
-        &target,
-        policy.clone(),
-        RedisTime::Clock(Arc::new(clock.clone())),
-    )
-    .await
-    .unwrap();
-    let user = UserId::parse("walker").unwrap();
-    let mut model = Account::default();
-    let mut rng = Rng(seed);
-    let sid = |n: u64| StreamId::parse(&format!("s{n}")).unwrap();
-    let plan =
-        |n: u64| PlanName::parse(["standard", "premium", "basic", "gone"][n as usize]).unwrap();
-    // No secret, or one of two players' secrets.
-    let key = |rng: &mut Rng| match rng.below(3) {
-        0 => None,
-        n => Some(
-            streamguard::domain::SecretHash::of(&format!("player-{n}-secret-0123456789")).unwrap(),
-        ),
-    };
-    let mut outcomes = std::collections::HashMap::new();
-    for step in 0..800 {
-        clock.advance(Duration::from_millis(rng.below(12_000)));
-        let now = streamguard::domain::Clock::now(&clock);
-        let id = sid(rng.below(7));
-        let context = format!("seed {seed}, step {step}");
-        match rng.below(12) {
-            0..=4 => {
-                let mut tags: Vec<(&str, &str)> = Vec::new();
-                if rng.below(4) > 0 {
-                    tags.push(("channel", ["dmax", "tlc", "ard"][rng.below(3) as usize]));
-                }
-                if rng.below(2) == 0 {
-                    tags.push(("quality", ["uhd", "hd"][rng.below(2) as usize]));
-                }
-                let req = StartRequest {
-                    device_id: (rng.below(3) == 0)
-                        .then(|| DeviceId::parse(&format!("d{}", rng.below(3))).unwrap()),
-                    content_id: (rng.below(4) > 0)
-                        .then(|| ContentId::parse(&format!("m{}", rng.below(3))).unwrap()),
-                    tags: Tags::from_pairs(tags).unwrap(),
-                    secret: key(&mut rng),
-                    terminate: (0..rng.below(2)).map(|_| sid(rng.below(7))).collect(),
-                    plan: (rng.below(5) == 0).then(|| plan(rng.below(3))),
-                    ..StartRequest::new(id)
-                };
-                if rng.below(4) == 0 {
-                    // A heartbeat that found nothing, resumed from its grant.
-                    let resume = StartRequest {
-                        terminate: Vec::new(),
-                        ..req
-                    };
-                    let expected = model.resume(resume.clone(), now, &policy);
-                    assert_eq!(
-                        redis.resume(&user, resume).await.unwrap(),
-                        expected,
-                        "{context}"
-                    );
-                    continue;
-                }
-                let expected = model.start(req.clone(), now, &policy);
-                let kind = format!("{expected:?}")
-                    .split(['(', ' '])
-                    .next()
-                    .unwrap()
-                    .to_owned();
-                *outcomes.entry(kind).or_insert(0) += 1;
-                assert_eq!(
-                    redis.start(&user, req).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            5..=6 => {
-                let presented = key(&mut rng);
-                let expected = model.heartbeat_with(&id, presented.as_ref(), now, &policy);
-                assert_eq!(
-                    redis
-                        .heartbeat_with(&user, &id, presented.as_ref())
-                        .await
-                        .unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            7 => {
-                let expected = model.end(&id, EndReason::Stopped, now, &policy);
-                assert_eq!(
-                    redis.end(&user, &id, EndReason::Stopped).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            8 => {
-                let limit = (rng.below(3) == 0).then(|| Limit::new(rng.below(5) as u32).unwrap());
-                let expected = model.set_limit(limit, now, &policy);
-                assert_eq!(
-                    redis.set_limit(&user, limit).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            9 => {
-                // "gone" is a plan no file defines: passed over, as after an edit.
-                let assigned = (rng.below(3) > 0).then(|| plan(rng.below(4)));
-                let expected = model.set_plan(assigned.clone(), now, &policy);
-                assert_eq!(
-                    redis.set_plan(&user, assigned).await.unwrap(),
-                    expected,
-                    "{context}"
-                );
-            }
-            10 => book.replace(files[rng.below(2) as usize].clone()),
-            _ => {}
-        }
-        if model.is_idle() {
-            model = Account::default();
-        }
-        assert_eq!(
-            redis.view(&user).await.unwrap(),
-            model.view(now, &policy),
-            "{context}"
-        );
-    }
-    // The walk must reach every outcome, or it proves little.
-    for outcome in [
-        "Granted",
-        "LimitReached",
-        "MissingAttribute",
-        "StreamIdConflict",
-    ] {
-        assert!(
-            outcomes.get(outcome).copied().unwrap_or(0) > 3,
-            "seed {seed}: {outcome} seen {outcomes:?}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn the_scripts_decide_plans_and_rules_like_the_rust_rules() {
     for seed in [1, 2, 3] {
-        walk_plans(OnLimit::Reject, 0x9A1_0000 + seed).await;
-        walk_plans(OnLimit::EvictOldest, 0x9A1_1000 + seed).await;
+        for on_limit in [OnLimit::Reject, OnLimit::EvictOldest] {
+            walk(
+                Mix::PLANS,
+                on_limit,
+                0x9A1_0000 + seed,
+                ScriptCalls::Auto,
+                Begin::Empty,
+            )
+            .await;
+        }
     }
 }
