@@ -21,7 +21,7 @@ use streamguard::domain::{
     ContentId, DeviceId, Limit, OnLimit, Policy, StartDecision, StartRequest, StreamId,
     SystemClock, UserId,
 };
-use streamguard::store::{EmbeddedStore, MemoryStore, StreamStore};
+use streamguard::store::{FileStore, MemoryStore, StreamStore};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -142,11 +142,11 @@ async fn main() {
     let store: Arc<dyn StreamStore> = if spec == "memory" {
         MemoryStore::open(policy(), clock)
     } else if let Some(dir) = spec.strip_prefix("file:") {
-        EmbeddedStore::open(dir.as_ref(), policy(), clock)
+        FileStore::open(dir.as_ref(), policy(), clock)
             .await
             .unwrap()
     } else if let Some(dir) = spec.strip_prefix("reopen:") {
-        let store = EmbeddedStore::open(dir.as_ref(), policy(), clock)
+        let store = FileStore::open(dir.as_ref(), policy(), clock)
             .await
             .unwrap();
         store.ping().await.unwrap();

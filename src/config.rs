@@ -35,7 +35,7 @@ pub struct Cli {
 pub static VERSION: LazyLock<String> = LazyLock::new(|| {
     let stores = [
         (true, "memory"),
-        (cfg!(feature = "embedded"), "file"),
+        (cfg!(feature = "file"), "file"),
         (cfg!(feature = "redis"), "redis"),
         (cfg!(feature = "dynamodb"), "dynamodb"),
     ];
@@ -81,7 +81,7 @@ impl Cli {
 
 /// The embedded store when it is compiled in; otherwise there is no
 /// durable default and a build without it starts on `memory`.
-pub const DEFAULT_STORE: &str = if cfg!(feature = "embedded") {
+pub const DEFAULT_STORE: &str = if cfg!(feature = "file") {
     "file:./streamguard-data"
 } else {
     "memory"
@@ -531,7 +531,7 @@ mod tests {
         let c = cli.config;
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.store.to_string(), DEFAULT_STORE);
-        #[cfg(feature = "embedded")]
+        #[cfg(feature = "file")]
         assert_eq!(c.store.to_string(), "file:./streamguard-data");
         assert_eq!(c.default_limit.get(), 3);
         assert_eq!(c.lease_ttl, Duration::from_secs(90));
@@ -577,7 +577,7 @@ mod tests {
         let prefix = format!("streamguard {} (stores: memory", env!("CARGO_PKG_VERSION"));
         assert!(version.starts_with(&prefix), "{version}");
         for (built, name) in [
-            (cfg!(feature = "embedded"), ", file"),
+            (cfg!(feature = "file"), ", file"),
             (cfg!(feature = "redis"), ", redis"),
             (cfg!(feature = "dynamodb"), ", dynamodb"),
             (cfg!(feature = "lambda"), "; lambda"),
@@ -585,7 +585,7 @@ mod tests {
             assert_eq!(version.contains(name), built, "{name}: {version}");
         }
         #[cfg(all(
-            feature = "embedded",
+            feature = "file",
             feature = "redis",
             feature = "dynamodb",
             feature = "lambda"

@@ -398,7 +398,7 @@ fn sentinel_failover(name: &str, primary_args: &[&str]) {
 /// The `file:` store's data directory removed with the process killed
 /// (the disk lost with the machine), and the process started again on its
 /// port with an empty directory: every viewer resumes from its grant.
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 #[test]
 fn a_file_store_restarted_on_an_empty_directory_stops_no_viewer() {
     let dir = tempfile::tempdir().unwrap();

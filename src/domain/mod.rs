@@ -19,7 +19,8 @@ pub use pace::{LeasePace, Pace, PaceInstant, Paced, Rate, Rates, Verdict};
 pub use plan::{ACCOUNT_RULE, Attr, Plan, PlanBook, PlanSource, Plans, Rule, Scope};
 pub use policy::{Limit, LimitOutOfRange, OnLimit, Policy};
 pub use rules::{
-    Conflict, Grant, HeartbeatDecision, Marks, Refusal, ResumeDecision, StartDecision, StartRequest,
+    Admission, Conflict, HeartbeatDecision, Marks, Refusal, ResumeDecision, StartDecision,
+    StartRequest,
 };
 pub use secret::{InvalidSecret, SecretHash};
 pub use tags::{InvalidTags, TagName, Tags};

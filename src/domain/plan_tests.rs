@@ -84,7 +84,7 @@ fn start(id: &str, content: Option<&str>, tags: &[(&str, &str)]) -> StartRequest
     }
 }
 
-fn granted(d: StartDecision) -> Grant {
+fn granted(d: StartDecision) -> Admission {
     match d {
         StartDecision::Granted(g) => g,
         other => panic!("expected a grant, got {other:?}"),

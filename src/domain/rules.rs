@@ -72,9 +72,10 @@ impl StartRequest {
     }
 }
 
-/// A granted start.
+/// A granted start: the admitted lease and what the start ended (not the
+/// signed token a player receives, which is `crate::grant`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
+pub struct Admission {
     pub stream: Lease,
     /// Streams this start ended by eviction: evict-oldest and `terminate`.
     pub evicted: Vec<StreamId>,
@@ -123,7 +124,7 @@ impl Refusal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartDecision {
     /// A new lease was granted.
-    Granted(Grant),
+    Granted(Admission),
     /// The named stream is already live: an idempotent retry, nothing changed.
     AlreadyLive {
         stream: Lease,
@@ -422,7 +423,7 @@ impl Account {
         self.next_seq = self.next_seq.saturating_add(1);
         live.push(stream.clone());
         self.live = live.into();
-        StartDecision::Granted(Grant {
+        StartDecision::Granted(Admission {
             stream,
             evicted,
             replaced,
@@ -663,7 +664,7 @@ mod tests {
         }
     }
 
-    fn granted(d: StartDecision) -> Grant {
+    fn granted(d: StartDecision) -> Admission {
         match d {
             StartDecision::Granted(g) => g,
             other => panic!("expected a grant, got {other:?}"),

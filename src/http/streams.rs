@@ -82,15 +82,15 @@ pub async fn start(
     let dto = |lease: &Lease| StreamDto::new(&user, lease, &state.policy);
     let ids = |ids: Vec<StreamId>| ids.into_iter().map(String::from).collect();
     match decision {
-        StartDecision::Granted(grant) => {
-            let location = format!("/streams/{}", grant.stream.id);
+        StartDecision::Granted(admitted) => {
+            let location = format!("/streams/{}", admitted.stream.id);
             let body = StartResponse {
-                stream: dto(&grant.stream),
-                grant: sign(&state, &user, &grant.stream),
-                active: grant.active,
-                limit: grant.limit.get(),
-                evicted: ids(grant.evicted),
-                replaced: ids(grant.replaced),
+                stream: dto(&admitted.stream),
+                grant: sign(&state, &user, &admitted.stream),
+                active: admitted.active,
+                limit: admitted.limit.get(),
+                evicted: ids(admitted.evicted),
+                replaced: ids(admitted.replaced),
             };
             Ok(created(location, body))
         }
@@ -321,10 +321,10 @@ fn unenforced(
 /// Counts what a start decided: a grant and what it ended, or a denial.
 fn record_start(decision: &StartDecision) {
     match decision {
-        StartDecision::Granted(grant) => {
+        StartDecision::Granted(admitted) => {
             telemetry::record_decision("granted", 1);
-            telemetry::record_decision("evicted", grant.evicted.len());
-            telemetry::record_decision("replaced", grant.replaced.len());
+            telemetry::record_decision("evicted", admitted.evicted.len());
+            telemetry::record_decision("replaced", admitted.replaced.len());
         }
         StartDecision::LimitReached(refusal) => {
             telemetry::record_decision("denied", 1);

@@ -17,11 +17,11 @@ use crate::domain::{
 mod backoff;
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
-#[cfg(feature = "embedded")]
-mod embedded;
+#[cfg(feature = "file")]
+mod file;
 #[cfg(feature = "dynamodb")]
 mod group;
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 mod journal;
 mod memory;
 #[cfg(feature = "redis")]
@@ -32,8 +32,8 @@ mod url;
 
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
-#[cfg(feature = "embedded")]
-pub use embedded::EmbeddedStore;
+#[cfg(feature = "file")]
+pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{Durability, RedisStore, RedisTime, ScriptCalls};
@@ -177,8 +177,8 @@ pub async fn connect_with(
 ) -> Result<Arc<dyn StreamStore>, StoreError> {
     match url {
         StoreUrl::Memory => Ok(MemoryStore::open(policy, clock)),
-        #[cfg(feature = "embedded")]
-        StoreUrl::File(path) => Ok(EmbeddedStore::open(path, policy, clock).await?),
+        #[cfg(feature = "file")]
+        StoreUrl::File(path) => Ok(FileStore::open(path, policy, clock).await?),
         #[cfg(feature = "redis")]
         StoreUrl::Redis(target) => {
             Ok(
@@ -202,8 +202,8 @@ pub async fn init(
 ) -> Result<(), StoreError> {
     match url {
         StoreUrl::Memory => Ok(()),
-        #[cfg(feature = "embedded")]
-        StoreUrl::File(path) => EmbeddedStore::init(path).await,
+        #[cfg(feature = "file")]
+        StoreUrl::File(path) => FileStore::init(path).await,
         #[cfg(feature = "redis")]
         StoreUrl::Redis(target) => {
             let store = RedisStore::open_checked(

@@ -84,7 +84,7 @@ pub(crate) struct AccountTable<J> {
 }
 
 /// An answer together with the journal position it depends on.
-#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+#[cfg_attr(not(feature = "file"), allow(dead_code))]
 pub(crate) struct Applied<R> {
     pub value: R,
     pub lsn: u64,
@@ -103,7 +103,7 @@ impl<J: Journal> AccountTable<J> {
     /// A table holding recovered accounts, sized for them up front: growing
     /// it by doubling would leave the outgrown tables (half the final
     /// size again) with the allocator after a restart.
-    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    #[cfg_attr(not(feature = "file"), allow(dead_code))]
     pub fn restored(
         policy: Policy,
         clock: Arc<dyn Clock>,
@@ -122,7 +122,7 @@ impl<J: Journal> AccountTable<J> {
         table
     }
 
-    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    #[cfg_attr(not(feature = "file"), allow(dead_code))]
     pub fn journal(&self) -> &J {
         &self.journal
     }

@@ -1,7 +1,7 @@
 //! Parsing of `--store` URLs.
 
 use std::fmt;
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -13,7 +13,7 @@ pub enum StoreUrl {
     /// `memory`: in-process and volatile.
     Memory,
     /// `file:PATH`: the embedded durable store in directory PATH.
-    #[cfg(feature = "embedded")]
+    #[cfg(feature = "file")]
     File(PathBuf),
     /// `redis://…`, `rediss://…`, `redis+cluster://h1:p1,h2:p2`,
     /// `redis+sentinel://s1:p1,s2:p2/MASTER`.
@@ -40,7 +40,7 @@ impl StoreUrl {
     pub fn is_shared(&self) -> bool {
         match self {
             StoreUrl::Memory => false,
-            #[cfg(feature = "embedded")]
+            #[cfg(feature = "file")]
             StoreUrl::File(_) => false,
             #[cfg(feature = "redis")]
             StoreUrl::Redis(_) => true,
@@ -126,7 +126,7 @@ impl FromStr for StoreUrl {
     }
 }
 
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 fn file_store(path: &str) -> Result<StoreUrl, String> {
     let path = path.strip_prefix("//").unwrap_or(path);
     if path.is_empty() {
@@ -135,9 +135,9 @@ fn file_store(path: &str) -> Result<StoreUrl, String> {
     Ok(StoreUrl::File(PathBuf::from(path)))
 }
 
-#[cfg(not(feature = "embedded"))]
+#[cfg(not(feature = "file"))]
 fn file_store(_: &str) -> Result<StoreUrl, String> {
-    Err("the file store is not part of this build (enable the `embedded` feature)".into())
+    Err("the file store is not part of this build (enable the `file` feature)".into())
 }
 
 /// Splits `?prefix=` off a Redis URL and, for a cluster, the seed list.
@@ -252,7 +252,7 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::Memory => f.write_str("memory"),
-            #[cfg(feature = "embedded")]
+            #[cfg(feature = "file")]
             StoreUrl::File(path) => write!(f, "file:{}", path.display()),
             #[cfg(feature = "redis")]
             StoreUrl::Redis(target) => {
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!("memory".parse(), Ok(StoreUrl::Memory));
     }
 
-    #[cfg(feature = "embedded")]
+    #[cfg(feature = "file")]
     #[test]
     fn parses_file() {
         assert_eq!(

@@ -132,7 +132,7 @@ fn describe() {
     process::describe();
     let mut stores = String::from("memory");
     for (feature, on) in [
-        ("file", cfg!(feature = "embedded")),
+        ("file", cfg!(feature = "file")),
         ("redis", cfg!(feature = "redis")),
         ("dynamodb", cfg!(feature = "dynamodb")),
     ] {

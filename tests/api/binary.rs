@@ -427,7 +427,7 @@ fn metrics_can_have_their_own_port() {
 /// SIGTERM with a request that never completes: the drain gives up after
 /// `--shutdown-timeout`, the process exits 0, and the file store was
 /// closed (what it acknowledged is there on the next start).
-#[cfg(all(unix, feature = "embedded"))]
+#[cfg(all(unix, feature = "file"))]
 #[test]
 fn with_a_shutdown_delay_readyz_fails_while_requests_are_still_served() {
     // A delay long enough that a test thread starved by a loaded machine

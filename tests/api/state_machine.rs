@@ -311,7 +311,7 @@ proptest! {
     }
 }
 
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 proptest! {
     #![proptest_config(cases(200))]
     #[test]

@@ -42,7 +42,7 @@ fn on_device(s: &str, device: &str) -> StartRequest {
     }
 }
 
-fn granted(d: StartDecision) -> streamguard::domain::Grant {
+fn granted(d: StartDecision) -> streamguard::domain::Admission {
     match d {
         StartDecision::Granted(g) => g,
         other => panic!("expected a grant, got {other:?}"),

@@ -1,6 +1,6 @@
-//! What only the embedded store promises: acknowledged state survives a
+//! What only the `file:` store promises: acknowledged state survives a
 //! restart, each live stream comes back with a fresh lease.
-#![cfg(feature = "embedded")]
+#![cfg(feature = "file")]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -69,7 +69,7 @@ pub fn memory(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
     })
 }
 
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 pub fn file(policy: Policy) -> Pin<Box<dyn Future<Output = Harness> + Send>> {
     Box::pin(async move {
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -2,7 +2,7 @@
 
 mod cases;
 mod durability;
-mod dynamodb_table;
+mod dynamodb_only;
 #[cfg(feature = "dynamodb")]
 #[path = "../common/dynamodb.rs"]
 mod emulator;
@@ -56,7 +56,7 @@ macro_rules! conformance {
 }
 
 conformance!(memory, crate::harness::memory);
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 conformance!(file, crate::harness::file);
 #[cfg(feature = "redis")]
 conformance!(redis, crate::harness::redis);

@@ -38,7 +38,7 @@ fn start(id: &str, content: Option<&str>, tags: &[(&str, &str)]) -> StartRequest
     }
 }
 
-fn granted(d: StartDecision) -> streamguard::domain::Grant {
+fn granted(d: StartDecision) -> streamguard::domain::Admission {
     match d {
         StartDecision::Granted(g) => g,
         other => panic!("expected a grant, got {other:?}"),

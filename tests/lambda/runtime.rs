@@ -296,7 +296,7 @@ async fn the_binary_serves_api_gateway_events_from_the_runtime_api() {
 #[test]
 fn local_stores_are_refused_in_lambda() {
     let mut stores = vec!["memory"];
-    if cfg!(feature = "embedded") {
+    if cfg!(feature = "file") {
         stores.push("file:./never-created");
     }
     for store in stores {

@@ -66,7 +66,7 @@ pub async fn memory(on_limit: OnLimit) -> Backend {
     }
 }
 
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 pub async fn file(on_limit: OnLimit) -> Backend {
     let dir = tempfile::tempdir().expect("temporary directory");
     let clock = start_clock();

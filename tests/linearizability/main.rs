@@ -69,7 +69,7 @@ async fn memory_evict_oldest() {
     assert_linearizable(backends::memory(OnLimit::EvictOldest).await, 300).await;
 }
 
-#[cfg(feature = "embedded")]
+#[cfg(feature = "file")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn file_evict_oldest() {
     assert_linearizable(backends::file(OnLimit::EvictOldest).await, 100).await;

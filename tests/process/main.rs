@@ -1,6 +1,6 @@
 //! The real binary as an operator runs it: flags and environment, crash
 //! recovery after `kill -9`, and a clean exit on SIGTERM.
-#![cfg(feature = "embedded")]
+#![cfg(feature = "file")]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -196,7 +196,7 @@ fn version_lists_the_stores_built_in() {
     let version = String::from_utf8(output.stdout).unwrap();
     let stores: Vec<&str> = [
         (true, "memory"),
-        (cfg!(feature = "embedded"), "file"),
+        (cfg!(feature = "file"), "file"),
         (cfg!(feature = "redis"), "redis"),
         (cfg!(feature = "dynamodb"), "dynamodb"),
     ]

@@ -15,7 +15,7 @@
 //! after a crash the restore can tell a lease that had run out (its
 //! deadline is before `synced_at`: no renewal can be missing, and a lease
 //! that ran out is never renewed again) from one that may have been renewed
-//! in the last unflushed moment (see `EmbeddedStore::open`).
+//! in the last unflushed moment (see `FileStore::open`).
 //!
 //! Changes no answer waits for (the sweeper's expiries) wait in a separate,
 //! coalesced queue and go to disk a bounded chunk per transaction, after the

@@ -27,9 +27,9 @@ use super::url::RedisTarget;
 use super::{StoreError, StreamStore};
 use crate::domain::rules::MAX_TOMBSTONES;
 use crate::domain::{
-    AccountView, Clock, Conflict, EndReason, Grant, HeartbeatDecision, Limit, OnLimit, PlanName,
-    Plans, Policy, Refusal, ResumeDecision, SecretHash, StartDecision, StartRequest, StreamId,
-    UserId,
+    AccountView, Admission, Clock, Conflict, EndReason, HeartbeatDecision, Limit, OnLimit,
+    PlanName, Plans, Policy, Refusal, ResumeDecision, SecretHash, StartDecision, StartRequest,
+    StreamId, UserId,
 };
 use crate::telemetry;
 
@@ -295,7 +295,7 @@ fn start_decision(reply: Reply) -> Result<StartDecision, StoreError> {
             active,
             limit,
             ..
-        } => StartDecision::Granted(Grant {
+        } => StartDecision::Granted(Admission {
             stream,
             evicted: evicted.0,
             replaced: replaced.0,

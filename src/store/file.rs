@@ -26,11 +26,11 @@ use crate::domain::{
 /// process after the restart (BENCHMARKS.md, restart of `file:`).
 const RESTORE_AHEAD: u64 = 65_536;
 
-pub struct EmbeddedStore {
+pub struct FileStore {
     table: Arc<AccountTable<SqliteJournal>>,
 }
 
-impl EmbeddedStore {
+impl FileStore {
     /// Opens the store in `dir`, restoring what it holds.
     pub async fn open(
         dir: &Path,
@@ -131,7 +131,7 @@ fn restore_leases(
 }
 
 #[async_trait]
-impl StreamStore for EmbeddedStore {
+impl StreamStore for FileStore {
     async fn start(&self, user: &UserId, req: StartRequest) -> Result<StartDecision, StoreError> {
         self.writable()?;
         self.durable(self.table.start(user, req)).await
