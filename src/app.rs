@@ -241,6 +241,7 @@ pub fn give_back_freed_memory() {
 /// Binds the API's address (and `--metrics-listen`'s) from `config` and
 /// serves `state` until SIGTERM or Ctrl-C.
 pub async fn run(config: &Config, state: AppState) -> std::io::Result<()> {
+    let shutdown = shutdown_signal();
     let bind = |flag: &'static str, addr: std::net::SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -256,30 +257,44 @@ pub async fn run(config: &Config, state: AppState) -> std::io::Result<()> {
     }
     tracing::info!(addr = %listener.local_addr()?, store = %config.store, "listening");
     let serving = Serving::new(config);
-    serve_with_metrics(listener, metrics, state, serving, shutdown_signal()).await?;
+    serve_with_metrics(listener, metrics, state, serving, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called, not when the future is first polled: a SIGTERM that arrives
+/// while the server is starting (a deploy that gives up on it, a test that
+/// stops it as soon as it answers) must drain it, not kill it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: draining in-flight requests");
     }
-    tracing::info!("shutting down: draining in-flight requests");
 }
