@@ -31,16 +31,19 @@
 --         while gv is current: how many live streams each group of the
 --         plan's rules holds (a per rule's group by value, a match rule's
 --         one group), so that a start can be decided from its own groups
--- A heartbeat reads n, x, tx, o, p, pa, pc and its own lease; while nothing is due
--- (no lease ran out, no tombstone is past retention, not over the limit)
--- it rewrites only its own field. Every other write goes through `save`,
+-- A heartbeat reads n, x, tx, o, p, its own lease (and pa, pc with plans);
+-- while nothing is due (no lease ran out, no tombstone is past retention,
+-- not over the limit) it rewrites only its own field, as a string, and
+-- answers with it as stored. Every other write goes through `save`,
 -- which writes the fields that changed and recomputes n, x, tn and tx.
 -- Ids never contain '|' (ids are [A-Za-z0-9._:@-]).
 
 -- now in ms: argv[1], or the Redis server's clock when argv[1] is ''.
 local function clock(given)
-  local now = tonumber(given)
-  if now ~= nil then return now end
+  if given ~= '' then
+    local now = tonumber(given)
+    if now ~= nil then return now end
+  end
   local t = redis.call('TIME')
   -- Arithmetic reads TIME's strings as numbers; tonumber() took longer.
   return t[1] * 1000 + math.floor(t[2] / 1000)
@@ -947,17 +950,25 @@ end
 -- fields and rewrites one: its own lease is renewed as a string, not
 -- decoded, and the key's expiry needs no change (see `save`). It never
 -- evaluates plan rules.
+-- What a heartbeat reads first: n, x, tx, o, p, its lease, and pa, pc
+-- only when there are plans to look them up in. Each field read costs
+-- about a fifth of a microsecond; the tombstone is read when no lease is.
+local function heartbeat_fields(key, lease_field, plans)
+  if plans == '' then return redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field) end
+  return redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field, 'pa', 'pc')
+end
+
 local function heartbeat(keys, argv)
   local key, id, presented = keys[1], argv[4], argv[5] or ''
   local now = clock(argv[1])
   local p = parse_policy(argv[2])
   local lease_field = 'l:' .. id
-  local h = redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field, 't:' .. id, 'pa', 'pc')
+  local h = heartbeat_fields(key, lease_field, argv[3])
   if not h.err then
     local n, x, tx = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(h[3])
     local limit = tonumber(h[4]) or tonumber(h[5])
     if limit == nil and argv[3] ~= '' then
-      limit = plan_limit(resolve_plan(argv[3], h[8] or nil, h[9] or nil))
+      limit = plan_limit(resolve_plan(argv[3], h[7] or nil, h[8] or nil))
     end
     limit = limit or p.default_limit
     local due = n > limit or (x ~= nil and now >= x)
@@ -970,8 +981,9 @@ local function heartbeat(keys, argv)
         redis.call('HSET', key, lease_field, renewed)
         return renewed_reply(renewed, 0)
       end
-      if h[7] then
-        return '{"outcome":"ended","reason":"' .. decode_tombstone(id, h[7]).reason .. '","expired":0}'
+      local tombstone = redis.call('HGET', key, 't:' .. id)
+      if tombstone then
+        return '{"outcome":"ended","reason":"' .. decode_tombstone(id, tombstone).reason .. '","expired":0}'
       end
       return '{"outcome":"unknown","expired":0}'
     end
