@@ -34,6 +34,8 @@ for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; slee
 cp -r "$PEER" "$TMP/peer"
 sed -i 's/max: 50,/max: 1000000000,/' "$TMP/peer/src/server.js"
 
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # fill sg|peer: starts the STREAMS streams of the audience.
 fill() {
   python3 - "$PORT" "$STREAMS" "$1" <<'PY'
@@ -77,15 +79,16 @@ measure() {
 wrk.method = "POST"
 wrk.path = "$beat"
 LUA
-  local before after out n bad
-  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local before after redis_before redis_after out n bad
+  before=$(ticks "$pid") redis_before=$(ticks "$REDIS")
   out=$(taskset -c 1 wrk -t1 -c32 -d"$DURATION" "${load[@]}")
-  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  after=$(ticks "$pid") redis_after=$(ticks "$REDIS")
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  awk -v name="$name" -v t=$((after - before)) -v hz="$HZ" -v n="$n" -v bad="${bad:-0}" \
-    'BEGIN { printf "%-28s %6.1f us server CPU/heartbeat (%d requests, %d non-2xx)\n", name, t / hz * 1e6 / n, n, bad }'
+  awk -v name="$name" -v t=$((after - before)) -v r=$((redis_after - redis_before)) -v hz="$HZ" \
+    -v n="$n" -v bad="${bad:-0}" 'BEGIN { printf "%-28s %6.1f us server CPU/heartbeat, Redis %.1f (%d requests, %d non-2xx)\n",
+      name, t / hz * 1e6 / n, r / hz * 1e6 / n, n, bad }'
 }
 
 for round in $(seq "$ROUNDS"); do

@@ -943,13 +943,6 @@ local function start(keys, argv)
     .. ',"expired":' .. expired .. '}'
 end
 
--- Renew a live lease. argv[4] stream id, argv[5] the hash of the lease
--- secret presented, or ''. A lease started with a secret answers
--- 'unknown' to any other. Mirrors Account::heartbeat_with.
--- While nothing is due (see the layout above) this reads a few small
--- fields and rewrites one: its own lease is renewed as a string, not
--- decoded, and the key's expiry needs no change (see `save`). It never
--- evaluates plan rules.
 -- What a heartbeat reads first: n, x, tx, o, p, its lease, and pa, pc
 -- only when there are plans to look them up in. Each field read costs
 -- about a fifth of a microsecond; the tombstone is read when no lease is.
@@ -958,6 +951,13 @@ local function heartbeat_fields(key, lease_field, plans)
   return redis.pcall('HMGET', key, 'n', 'x', 'tx', 'o', 'p', lease_field, 'pa', 'pc')
 end
 
+-- Renew a live lease. argv[4] stream id, argv[5] the hash of the lease
+-- secret presented, or ''. A lease started with a secret answers
+-- 'unknown' to any other. Mirrors Account::heartbeat_with.
+-- While nothing is due (see the layout above) this reads a few small
+-- fields and rewrites one: its own lease is renewed as a string, not
+-- decoded, and the key's expiry needs no change (see `save`). It never
+-- evaluates plan rules.
 local function heartbeat(keys, argv)
   local key, id, presented = keys[1], argv[4], argv[5] or ''
   local now = clock(argv[1])
