@@ -20,14 +20,14 @@ use async_trait::async_trait;
 
 use self::connection::Connection;
 pub use self::durability::Durability;
-use self::reply::Reply;
+use self::reply::{Reply, unpack_lease};
 pub use self::scripts::ScriptCalls;
 use self::scripts::{Op, Scripts};
 use super::url::RedisTarget;
 use super::{StoreError, StreamStore};
 use crate::domain::rules::MAX_TOMBSTONES;
 use crate::domain::{
-    AccountView, Admission, Clock, Conflict, EndReason, HeartbeatDecision, Limit, OnLimit,
+    AccountView, Admission, Clock, Conflict, EndReason, HeartbeatDecision, Lease, Limit, OnLimit,
     PlanName, Plans, Policy, Refusal, ResumeDecision, SecretHash, StartDecision, StartRequest,
     StreamId, UserId,
 };
@@ -335,6 +335,13 @@ fn start_decision(reply: Reply) -> Result<StartDecision, StoreError> {
     })
 }
 
+/// The lease a renewal answered with, as the script stores it.
+fn renewed(id: &StreamId, packed: &str) -> Result<Lease, StoreError> {
+    unpack_lease(id, packed).ok_or_else(|| StoreError::Corrupt {
+        detail: format!("heartbeat script renewed {id} as {packed:?}"),
+    })
+}
+
 fn unexpected(op: &'static str, reply: Reply) -> StoreError {
     StoreError::Corrupt {
         detail: format!("{op} script gave an answer of another operation: {reply:?}"),
@@ -357,8 +364,8 @@ impl StreamStore for RedisStore {
             .run(Op::Resume, user, &start_args(&req).as_args())
             .await?;
         match reply {
-            Reply::Renewed { stream, .. } => Ok(ResumeDecision::Heartbeat(
-                HeartbeatDecision::Renewed(stream),
+            Reply::Renewed { lease, .. } => Ok(ResumeDecision::Heartbeat(
+                HeartbeatDecision::Renewed(renewed(&req.stream_id, &lease)?),
             )),
             Reply::Ended { reason, .. } => {
                 Ok(ResumeDecision::Heartbeat(HeartbeatDecision::Ended(reason)))
@@ -379,7 +386,9 @@ impl StreamStore for RedisStore {
         let args = [stream.as_str(), secret.as_deref().unwrap_or("")];
         let reply = self.run(Op::Heartbeat, user, &args).await?;
         match reply {
-            Reply::Renewed { stream, .. } => Ok(HeartbeatDecision::Renewed(stream)),
+            Reply::Renewed { lease, .. } => {
+                Ok(HeartbeatDecision::Renewed(renewed(stream, &lease)?))
+            }
             Reply::Ended { reason, .. } => Ok(HeartbeatDecision::Ended(reason)),
             Reply::Unknown { .. } => Ok(HeartbeatDecision::Unknown),
             other => Err(unexpected("heartbeat", other)),
