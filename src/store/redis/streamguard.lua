@@ -13,24 +13,10 @@
 --          (per) or 'name;max;required;m;attr=v,v/attr=v' (match)
 -- argv[4…] the operation's own arguments
 --
--- The account's hash:
--- l:<id>  a live lease: 'expires_at|started_at|seq|device|content[|tags[|secret]]'
---         (tags: 'name=value,…' sorted by name; secret: the hex hash of the
---         lease secret; each written only when the stream has it)
--- t:<id>  a tombstone:  'order|reason|ended_at' (order: burial order)
--- n, tn   how many leases, how many tombstones
--- x       no later than the earliest lease's expires_at (absent: no lease)
--- tx      no later than the earliest tombstone's ended_at (absent: none)
--- o, p    the limit override and the token's limit claim (absent: none)
--- pa, pc  the plan an admin assigned, the plan the last start claimed
--- q, to   the next grant seq and the next burial order
--- gv      the plans (a fingerprint of argv[3]) whose rules the live streams
---         are known to fit: written after the rules were applied (settle),
---         dropped when the plans or the account's plan names change
--- g:<rule>=<value>, g:<rule>
---         while gv is current: how many live streams each group of the
---         plan's rules holds (a per rule's group by value, a match rule's
---         one group), so that a start can be decided from its own groups
+-- The account's hash and what each field holds: DESIGN.md, "Redis and
+-- Redis Cluster", "Data model" (l:<id> leases, t:<id> tombstones, n/tn
+-- counts, x/tx deadlines, o/p limits, pa/pc plan names, q/to counters,
+-- gv and g: the rule groups' counts).
 -- A heartbeat reads n, x, tx, o, p, its own lease (and pa, pc with plans);
 -- while nothing is due (no lease ran out, no tombstone is past retention,
 -- not over the limit) it rewrites only its own field, as a string, and
