@@ -73,7 +73,7 @@ impl StartRequest {
 }
 
 /// A granted start: the admitted lease and what the start ended (not the
-/// signed token a player receives, which is `crate::grant`).
+/// signed token a player receives, which the `grant` module makes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admission {
     pub stream: Lease,
