@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, PlanName, StreamId};
 use super::pace::LeasePace;
-use super::plan::{Plan, PlanSource};
+use super::plan::{Plan, PlanSource, Plans};
 use super::policy::{Limit, Policy};
 use super::secret::SecretHash;
 use super::tags::Tags;
@@ -128,8 +128,17 @@ pub struct Account {
 /// within the rules, and nothing else adds streams. 0 is "not known"
 /// (a new or loaded account, or changed plan names). A cache, not state:
 /// two accounts that differ only here are equal.
+///
+/// It also remembers which plan the account's names resolved to in that
+/// generation, so that a decision on a settled account finds its plan by
+/// position rather than by comparing names. Both fit in what was padding:
+/// an account stays 48 bytes.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct SettledFor(pub(crate) u32);
+pub(crate) struct SettledFor {
+    pub(crate) generation: u32,
+    /// The plan's position in [`Plans::all`] at `generation`.
+    pub(crate) plan: u32,
+}
 
 impl PartialEq for SettledFor {
     fn eq(&self, _: &Self) -> bool {
@@ -138,6 +147,25 @@ impl PartialEq for SettledFor {
 }
 
 impl Eq for SettledFor {}
+
+/// What one decision reads of the policy and the plans: the limit in
+/// force and the plan whose rules apply (`None` without `--plans`), with
+/// the generation of the plans they come from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Terms<'p> {
+    pub(crate) limit: Limit,
+    pub(crate) plan: Option<&'p Plan>,
+    pub(crate) generation: u32,
+    /// The plan's position in [`Plans::all`].
+    pub(crate) index: usize,
+}
+
+impl<'p> Terms<'p> {
+    /// The plan's rules; none without `--plans`.
+    pub(crate) fn rules(&self) -> &'p [super::plan::Rule] {
+        self.plan.map_or(&[], |p| &p.rules)
+    }
+}
 
 /// The plan names an account records.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,7 +215,35 @@ impl Account {
         }
         match &policy.plans {
             None => policy.default_limit,
-            Some(book) => self.resolve(&book.read()).0.limit,
+            Some(book) => self.terms(policy, Some(&book.read())).limit,
+        }
+    }
+
+    /// The limit and plan in force, resolved against `plans` (one load of
+    /// the policy's book, taken by the caller): a decision resolves its
+    /// terms once, not at every step that needs the limit or the rules.
+    pub(crate) fn terms<'p>(&self, policy: &Policy, plans: Option<&'p Plans>) -> Terms<'p> {
+        let chosen = self.limit.or(self.limit_claim);
+        let Some(plans) = plans else {
+            return Terms {
+                limit: chosen.unwrap_or(policy.default_limit),
+                plan: None,
+                generation: 0,
+                index: 0,
+            };
+        };
+        let settled = self.settled;
+        let index = if settled.generation == plans.generation() {
+            settled.plan as usize
+        } else {
+            self.resolve_index(plans).0
+        };
+        let plan = &plans.all()[index];
+        Terms {
+            limit: chosen.unwrap_or(plan.limit),
+            plan: Some(plan),
+            generation: plans.generation(),
+            index,
         }
     }
 
@@ -202,9 +258,15 @@ impl Account {
     }
 
     /// The plan of `plans` this account has.
-    pub(super) fn resolve<'p>(&self, plans: &'p super::plan::Plans) -> (&'p Arc<Plan>, PlanSource) {
+    pub(super) fn resolve<'p>(&self, plans: &'p Plans) -> (&'p Arc<Plan>, PlanSource) {
+        let (index, source) = self.resolve_index(plans);
+        (&plans.all()[index], source)
+    }
+
+    /// [`Account::resolve`], as the plan's position in [`Plans::all`].
+    fn resolve_index(&self, plans: &Plans) -> (usize, PlanSource) {
         let names = self.plan_names.as_deref();
-        plans.resolve(
+        plans.resolve_index(
             names.and_then(|n| n.assigned.as_ref()),
             names.and_then(|n| n.claimed.as_ref()),
         )

@@ -85,17 +85,39 @@ pub struct Rule {
     pub required: bool,
 }
 
-/// The streams one rule counts together with a given stream.
+/// The streams one rule counts together with a given stream. What a group
+/// looks for is held as text, read out of the rule and the stream once: a
+/// start compares it with every live stream.
+#[derive(Clone, Copy, Debug)]
 pub enum Group<'r> {
-    SameValue(&'r Attr, &'r str),
+    /// The streams with this `content_id`.
+    SameContent(&'r str),
+    /// The streams whose tag (the name) has this value.
+    SameTag(&'r str, &'r str),
+    /// The streams that match every condition of a `match` rule.
     Matching(&'r [(Attr, Vec<TagValue>)]),
 }
 
 impl Group<'_> {
     pub fn contains(&self, s: Attrs<'_>) -> bool {
-        match self {
-            Group::SameValue(attr, value) => attr.value_of(s) == Some(*value),
+        match *self {
+            Group::SameContent(value) => s.content_id.is_some_and(|c| c.as_str() == value),
+            Group::SameTag(name, value) => s.tags.has(name, value),
             Group::Matching(conds) => matches_all(conds, s),
+        }
+    }
+
+    /// How many of `streams` are in the group: [`Group::contains`] with
+    /// the kind of group decided once, outside the loop, so each kind
+    /// counts in a loop of its own (a start counts over every live stream).
+    pub fn count<'l>(&self, streams: impl Iterator<Item = &'l Lease>) -> usize {
+        let streams = streams.map(Attrs::from);
+        match *self {
+            Group::SameContent(value) => streams
+                .filter(|s| s.content_id.is_some_and(|c| c.as_str() == value))
+                .count(),
+            Group::SameTag(name, value) => streams.filter(|s| s.tags.has(name, value)).count(),
+            Group::Matching(conds) => streams.filter(|s| matches_all(conds, *s)).count(),
         }
     }
 }
@@ -112,7 +134,10 @@ impl Rule {
     /// apply to it.
     pub fn group_of<'r>(&'r self, s: Attrs<'r>) -> Option<Group<'r>> {
         match &self.scope {
-            Scope::Per(attr) => attr.value_of(s).map(|v| Group::SameValue(attr, v)),
+            Scope::Per(attr) => attr.value_of(s).map(|value| match attr {
+                Attr::Content => Group::SameContent(value),
+                Attr::Tag(name) => Group::SameTag(name.as_str(), value),
+            }),
             Scope::Match(conds) => matches_all(conds, s).then_some(Group::Matching(conds)),
         }
     }
@@ -325,13 +350,25 @@ impl Plans {
         assigned: Option<&PlanName>,
         claimed: Option<&PlanName>,
     ) -> (&Arc<Plan>, PlanSource) {
-        if let Some(p) = assigned.and_then(|n| self.get(n)) {
-            return (p, PlanSource::Override);
+        let (index, source) = self.resolve_index(assigned, claimed);
+        (&self.plans[index], source)
+    }
+
+    /// [`Plans::resolve`], as the plan's position in [`Plans::all`]: an
+    /// account remembers it while these plans stay in use.
+    pub fn resolve_index(
+        &self,
+        assigned: Option<&PlanName>,
+        claimed: Option<&PlanName>,
+    ) -> (usize, PlanSource) {
+        let position = |name: &PlanName| self.plans.iter().position(|p| &p.name == name);
+        if let Some(i) = assigned.and_then(position) {
+            return (i, PlanSource::Override);
         }
-        if let Some(p) = claimed.and_then(|n| self.get(n)) {
-            return (p, PlanSource::Claim);
+        if let Some(i) = claimed.and_then(position) {
+            return (i, PlanSource::Claim);
         }
-        (self.default_plan(), PlanSource::Default)
+        (self.default, PlanSource::Default)
     }
 }
 

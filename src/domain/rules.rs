@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::account::{Account, EndReason, Lease, SettledFor, Tombstone};
+use super::account::{Account, EndReason, Lease, SettledFor, Terms, Tombstone};
 use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, PlanName, StreamId};
 use super::plan::{ACCOUNT_RULE, Attrs, Group, Rule};
@@ -73,7 +73,7 @@ impl StartRequest {
 }
 
 /// A granted start: the admitted lease and what the start ended (not the
-/// signed token a player receives: the `grant` module).
+/// signed token a player receives, which the `grant` module makes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admission {
     pub stream: Lease,
@@ -217,15 +217,15 @@ impl Account {
     /// account holds streams or tombstones, and the next start's token
     /// brings them again. Returns how many leases expired.
     pub fn expire(&mut self, now: Timestamp, policy: &Policy) -> usize {
-        let (expired, _) = self.lapse(now, policy);
+        let (expired, _) = self.lapse(now, policy, self.limit(policy));
         self.forget_claims_if_idle();
         expired
     }
 
-    /// Expiry, retention and the limit, as [`Account::expire`] describes,
-    /// keeping the claims. Returns how many leases expired and which
-    /// streams the limit revoked.
-    fn lapse(&mut self, now: Timestamp, policy: &Policy) -> (usize, Vec<StreamId>) {
+    /// Expiry, retention and `limit` (the one in force), as
+    /// [`Account::expire`] describes, keeping the claims. Returns how many
+    /// leases expired and which streams the limit revoked.
+    fn lapse(&mut self, now: Timestamp, policy: &Policy, limit: Limit) -> (usize, Vec<StreamId>) {
         let before = self.live.len();
         let mut i = 0;
         while i < self.live.len() {
@@ -240,7 +240,7 @@ impl Account {
         let expired = before - self.live.len();
         let keep_for = policy.tombstone_ttl();
         self.ended.retain(|t| now < t.ended_at + keep_for);
-        (expired, self.trim(now, policy))
+        (expired, self.trim(now, policy, limit))
     }
 
     /// What `now` implies ([`Account::expire`], claims kept), then revokes
@@ -250,16 +250,18 @@ impl Account {
     /// limit does. Every decision but a heartbeat starts with it. Returns
     /// the streams revoked, the limit's first.
     pub fn settle(&mut self, now: Timestamp, policy: &Policy) -> Vec<StreamId> {
-        let (_, mut revoked) = self.lapse(now, policy);
-        let Some(book) = &policy.plans else {
-            return revoked;
-        };
-        let plans = book.read();
-        if self.settled.0 == plans.generation() {
+        let snapshot = policy.plans.as_ref().map(|book| book.read());
+        let terms = self.terms(policy, snapshot.as_deref().map(|p| &**p));
+        self.settle_by(now, policy, &terms)
+    }
+
+    /// [`Account::settle`] under terms the caller resolved.
+    fn settle_by(&mut self, now: Timestamp, policy: &Policy, terms: &Terms<'_>) -> Vec<StreamId> {
+        let (_, mut revoked) = self.lapse(now, policy, terms.limit);
+        if terms.plan.is_none() || self.settled.generation == terms.generation {
             return revoked;
         }
-        let (plan, _) = self.resolve(&plans);
-        for rule in &plan.rules {
+        for rule in terms.rules() {
             while let Some(group) = rule.overfull_group(&self.live) {
                 let victim = match policy.on_limit {
                     OnLimit::Reject => group
@@ -277,7 +279,10 @@ impl Account {
                 self.bury(lease.id, EndReason::Revoked, now);
             }
         }
-        self.settled = SettledFor(plans.generation());
+        self.settled = SettledFor {
+            generation: terms.generation,
+            plan: terms.index as u32,
+        };
         revoked
     }
 
@@ -286,40 +291,67 @@ impl Account {
     /// decision (a lowered one revokes the excess at once), unless the
     /// account is left with nothing to remember them by.
     pub fn start(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
-        self.expire(now, policy);
+        // One load of the plans for the whole decision; the terms are
+        // resolved again only if the claims below change them.
+        let snapshot = policy.plans.as_ref().map(|book| book.read());
+        let plans = snapshot.as_deref().map(|p| &**p);
+        let mut terms = self.terms(policy, plans);
+        self.lapse(now, policy, terms.limit);
+        let forgot = self.forget_claims_if_idle();
+        if self.record_claims(&req) || forgot {
+            terms = self.terms(policy, plans);
+        }
+        self.settle_by(now, policy, &terms);
+        let decision = self.admit(req, now, policy, &terms);
+        self.forget_claims_if_idle();
+        decision
+    }
+
+    /// Records the limit and plan the start's caller claims; returns
+    /// whether either changed.
+    fn record_claims(&mut self, req: &StartRequest) -> bool {
+        let mut changed = false;
         if req.limit_claim.is_some() && req.limit_claim != self.limit_claim {
             self.limit_claim = req.limit_claim;
+            changed = true;
         }
         if req.plan.is_some()
             && req.plan.as_ref() != self.plan_names.as_deref().and_then(|n| n.claimed.as_ref())
         {
             let claimed = req.plan.clone();
             self.edit_plan_names(|n| n.claimed = claimed);
+            changed = true;
         }
-        self.settle(now, policy);
-        let decision = self.admit(req, now, policy);
-        self.forget_claims_if_idle();
-        decision
+        changed
     }
 
-    pub(crate) fn forget_claims_if_idle(&mut self) {
-        if self.limit.is_none() && self.live.is_empty() && self.ended.is_empty() {
-            self.limit_claim = None;
-            if self
-                .plan_names
-                .as_deref()
-                .is_some_and(|n| n.claimed.is_some())
-            {
-                self.edit_plan_names(|n| n.claimed = None);
-            }
+    /// Forgets the claims of an account left with nothing; returns whether
+    /// it had any.
+    pub(crate) fn forget_claims_if_idle(&mut self) -> bool {
+        if self.limit.is_some() || !self.live.is_empty() || !self.ended.is_empty() {
+            return false;
         }
+        let had_limit = self.limit_claim.take().is_some();
+        let had_plan = self
+            .plan_names
+            .as_deref()
+            .is_some_and(|n| n.claimed.is_some());
+        if had_plan {
+            self.edit_plan_names(|n| n.claimed = None);
+        }
+        had_limit || had_plan
     }
 
     /// The admission decision proper, on an account already brought to `now`.
-    fn admit(&mut self, req: StartRequest, now: Timestamp, policy: &Policy) -> StartDecision {
-        let limit = self.limit(policy);
-        let (plan, _) = self.plan(policy);
-        let rules: &[Rule] = plan.as_deref().map_or(&[], |p| &p.rules);
+    fn admit(
+        &mut self,
+        req: StartRequest,
+        now: Timestamp,
+        policy: &Policy,
+        terms: &Terms<'_>,
+    ) -> StartDecision {
+        let limit = terms.limit;
+        let rules = terms.rules();
 
         if let Some(stream) = self.live.iter().find(|s| s.id == req.stream_id) {
             if stream.device_id != req.device_id
@@ -351,13 +383,9 @@ impl Account {
         let mut kept: Vec<usize> = (0..self.live.len())
             .filter(|&i| !terminated(&self.live[i]) && !same_device(&self.live[i]))
             .collect();
-        let groups: Vec<(&Rule, Group<'_>)> = rules
-            .iter()
-            .filter_map(|r| r.group_of(req.attrs()).map(|g| (r, g)))
-            .collect();
         let mut overflow: Vec<usize> = Vec::new();
         loop {
-            let breaches = self.breaches(&kept, limit, &groups);
+            let breaches = self.breaches(&kept, limit, rules, req.attrs());
             if breaches.is_empty() {
                 break;
             }
@@ -434,7 +462,13 @@ impl Account {
 
     /// Every limit one more stream would break, given the streams `kept`:
     /// the account's first, then each rule the new stream falls under.
-    fn breaches(&self, kept: &[usize], limit: Limit, groups: &[(&Rule, Group<'_>)]) -> Vec<Breach> {
+    fn breaches(
+        &self,
+        kept: &[usize],
+        limit: Limit,
+        rules: &[Rule],
+        start: Attrs<'_>,
+    ) -> Vec<Breach> {
         let mut out = Vec::new();
         if limit.is_reached_by(kept.len()) {
             out.push(Breach {
@@ -443,15 +477,17 @@ impl Account {
                 scope: kept.to_vec(),
             });
         }
-        for (rule, group) in groups {
-            let in_scope = |i: &usize| group.contains((&self.live[*i]).into());
+        // Each rule's group is found afresh (cheap: the starting stream
+        // alone) rather than kept in a list a start would allocate.
+        for rule in rules {
+            let Some(group) = rule.group_of(start) else {
+                continue;
+            };
             // Counted first: most starts breach nothing, and need no list.
-            if !rule
-                .max
-                .is_reached_by(kept.iter().filter(|i| in_scope(i)).count())
-            {
+            if !rule.max.is_reached_by(self.count_in(kept, group)) {
                 continue;
             }
+            let in_scope = |i: &usize| group.contains((&self.live[*i]).into());
             out.push(Breach {
                 rule: rule.name.clone(),
                 limit: rule.max,
@@ -459,6 +495,17 @@ impl Account {
             });
         }
         out
+    }
+
+    /// How many of the streams `kept` are in `group`. When nothing is set
+    /// aside (no `terminate`, no replaced device stream), it counts over
+    /// the leases themselves rather than through the indices.
+    fn count_in(&self, kept: &[usize], group: Group<'_>) -> usize {
+        if kept.len() == self.live.len() {
+            group.count(self.live.iter())
+        } else {
+            group.count(kept.iter().map(|&i| &self.live[i]))
+        }
     }
 
     fn refusal(&self, breaches: Vec<Breach>) -> Refusal {
@@ -591,8 +638,8 @@ impl Account {
 
     /// Revokes live streams above the limit in force: the newest under
     /// `reject` (who came last yields), the oldest under `evict-oldest`.
-    fn trim(&mut self, now: Timestamp, policy: &Policy) -> Vec<StreamId> {
-        let allowed = self.limit(policy).get() as usize;
+    fn trim(&mut self, now: Timestamp, policy: &Policy, limit: Limit) -> Vec<StreamId> {
+        let allowed = limit.get() as usize;
         let mut revoked = Vec::new();
         while self.live.len() > allowed {
             let victim = match policy.on_limit {

@@ -122,6 +122,16 @@ impl Tags {
             .map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// Whether the stream carries the tag `name` with `value`. The value is
+    /// compared first: among an account's streams values differ far more
+    /// often than names, and mostly in length, which settles it without
+    /// comparing bytes (a rule's group is counted over every live stream).
+    pub fn has(&self, name: &str, value: &str) -> bool {
+        self.as_slice()
+            .iter()
+            .any(|(n, v)| v.as_str() == value && n.as_str() == name)
+    }
+
     /// The value of the tag `name`, if the stream carries it.
     pub fn get(&self, name: &str) -> Option<&TagValue> {
         self.as_slice()
@@ -164,6 +174,8 @@ mod tests {
         );
         assert_eq!(tags.get("quality").unwrap().as_str(), "uhd");
         assert!(tags.get("kind").is_none());
+        assert!(tags.has("quality", "uhd"));
+        assert!(!tags.has("quality", "eurosport") && !tags.has("kind", "uhd"));
         assert_eq!(
             serde_json::to_string(&tags).unwrap(),
             r#"{"channel":"eurosport","quality":"uhd"}"#
