@@ -32,7 +32,7 @@ fn is_id_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-')
 }
 
-fn check(what: &'static str, s: &str) -> Result<(), InvalidId> {
+pub(crate) fn check(what: &'static str, s: &str) -> Result<(), InvalidId> {
     if s.is_empty() {
         return Err(InvalidId::Empty { what });
     }

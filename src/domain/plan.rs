@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::account::Lease;
 use super::ids::{ContentId, PlanName, TagValue};
 use super::policy::Limit;
-use super::tags::{CONTENT_ID, TagName, Tags};
+use super::tags::{CONTENT_ID, TagName, TagProbe, Tags};
 
 /// The name under which a refusal by the account-wide limit is reported.
 pub const ACCOUNT_RULE: &str = "account";
@@ -44,7 +44,7 @@ impl Attr {
     pub fn value_of<'a>(&self, s: Attrs<'a>) -> Option<&'a str> {
         match self {
             Attr::Content => s.content_id.map(ContentId::as_str),
-            Attr::Tag(name) => s.tags.get(name.as_str()).map(TagValue::as_str),
+            Attr::Tag(name) => s.tags.get(name.as_str()),
         }
     }
 }
@@ -92,8 +92,9 @@ pub struct Rule {
 pub enum Group<'r> {
     /// The streams with this `content_id`.
     SameContent(&'r str),
-    /// The streams whose tag (the name) has this value.
-    SameTag(&'r str, &'r str),
+    /// The streams whose tag has this value (the pair, with its
+    /// signature bits: see [`Tags`]).
+    SameTag(TagProbe<'r>),
     /// The streams that match every condition of a `match` rule.
     Matching(&'r [(Attr, Vec<TagValue>)]),
 }
@@ -102,7 +103,7 @@ impl Group<'_> {
     pub fn contains(&self, s: Attrs<'_>) -> bool {
         match *self {
             Group::SameContent(value) => s.content_id.is_some_and(|c| c.as_str() == value),
-            Group::SameTag(name, value) => s.tags.has(name, value),
+            Group::SameTag(probe) => s.tags.has_probe(&probe),
             Group::Matching(conds) => matches_all(conds, s),
         }
     }
@@ -116,7 +117,7 @@ impl Group<'_> {
             Group::SameContent(value) => streams
                 .filter(|s| s.content_id.is_some_and(|c| c.as_str() == value))
                 .count(),
-            Group::SameTag(name, value) => streams.filter(|s| s.tags.has(name, value)).count(),
+            Group::SameTag(probe) => streams.filter(|s| s.tags.has_probe(&probe)).count(),
             Group::Matching(conds) => streams.filter(|s| matches_all(conds, *s)).count(),
         }
     }
@@ -136,7 +137,7 @@ impl Rule {
         match &self.scope {
             Scope::Per(attr) => attr.value_of(s).map(|value| match attr {
                 Attr::Content => Group::SameContent(value),
-                Attr::Tag(name) => Group::SameTag(name.as_str(), value),
+                Attr::Tag(name) => Group::SameTag(TagProbe::new(name.as_str(), value)),
             }),
             Scope::Match(conds) => matches_all(conds, s).then_some(Group::Matching(conds)),
         }

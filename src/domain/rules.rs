@@ -19,10 +19,10 @@ use std::sync::Arc;
 use super::account::{Account, EndReason, Lease, SettledFor, Terms, Tombstone};
 use super::clock::Timestamp;
 use super::ids::{ContentId, DeviceId, PlanName, StreamId};
-use super::plan::{ACCOUNT_RULE, Attrs, Group, Rule};
+use super::plan::{ACCOUNT_RULE, Attr, Attrs, Group, Rule, Scope};
 use super::policy::{Limit, OnLimit, Policy};
 use super::secret::SecretHash;
-use super::tags::Tags;
+use super::tags::{TagProbe, Tags};
 
 /// Ended streams remembered per account at most; past this, the oldest
 /// tombstones are forgotten early (their stream still never comes back).
@@ -197,6 +197,101 @@ struct Breach {
     scope: Vec<usize>,
 }
 
+/// The `per` groups of a starting stream counted in one pass over the
+/// streams that stay: its title group (if a `per content_id` rule applies)
+/// and the first two of its tag pairs under `per` rules. Each stream's title
+/// and tag signature are read once, however many of these rules look at
+/// them; other groups are counted on their own ([`Group::count`]).
+#[derive(Default)]
+struct Tally<'r> {
+    /// The start's title, if a `per content_id` rule applies.
+    content: Option<&'r str>,
+    /// The pairs of the first two `per` tag rules that apply, with the
+    /// rule's position.
+    probes: [Option<(usize, TagProbe<'r>)>; 2],
+}
+
+/// What a [`Tally`] counted: the streams with the title, with each pair.
+#[derive(Default)]
+struct Counts {
+    content: usize,
+    tags: [usize; 2],
+}
+
+impl<'r> Tally<'r> {
+    /// Takes in rule `i`, a `per` rule of `attr`, under which the start has
+    /// `value`.
+    fn note(&mut self, i: usize, attr: &'r Attr, value: Option<&'r str>) {
+        let Some(value) = value else {
+            return;
+        };
+        match attr {
+            Attr::Content => self.content = Some(value),
+            Attr::Tag(name) => {
+                if let Some(slot) = self.probes.iter_mut().find(|p| p.is_none()) {
+                    *slot = Some((i, TagProbe::new(name.as_str(), value)));
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.content.is_none() && self.probes[0].is_none()
+    }
+
+    fn count<'l>(&self, streams: impl Iterator<Item = &'l Lease>) -> Counts {
+        let probe = |k: usize| self.probes[k].map(|(_, probe)| probe);
+        let (mut content, mut tag0, mut tag1) = (0, 0, 0);
+        // The plans' most common shape (a title rule and one tag rule)
+        // without the tests for the others in the loop.
+        if let (Some(title), Some(first), None) = (self.content, probe(0), probe(1)) {
+            for s in streams {
+                content += usize::from(same_title(s, title));
+                tag0 += usize::from(s.tags.has_probe(&first));
+            }
+        } else {
+            let (title, first, second) = (self.content, probe(0), probe(1));
+            for s in streams {
+                if let Some(title) = title {
+                    content += usize::from(same_title(s, title));
+                }
+                if let Some(probe) = &first {
+                    tag0 += usize::from(s.tags.has_probe(probe));
+                }
+                if let Some(probe) = &second {
+                    tag1 += usize::from(s.tags.has_probe(probe));
+                }
+            }
+        }
+        Counts {
+            content,
+            tags: [tag0, tag1],
+        }
+    }
+
+    /// The group and count of rule `i`, if this tally counted it.
+    fn counted(&self, i: usize, rule: &Rule, counts: &Counts) -> Option<(Group<'r>, usize)> {
+        match &rule.scope {
+            Scope::Per(Attr::Content) => self
+                .content
+                .map(|v| (Group::SameContent(v), counts.content)),
+            Scope::Per(Attr::Tag(_)) => (0..2).find_map(|k| match self.probes[k] {
+                Some((rule, probe)) if rule == i => Some((Group::SameTag(probe), counts.tags[k])),
+                _ => None,
+            }),
+            Scope::Match(_) => None,
+        }
+    }
+}
+
+/// Whether `s` plays `title`: the length first, which settles most.
+#[inline]
+fn same_title(s: &Lease, title: &str) -> bool {
+    s.content_id
+        .as_ref()
+        .is_some_and(|c| c.as_str().len() == title.len() && c.as_str() == title)
+}
+
 impl Account {
     /// See [`Marks`].
     pub fn marks(&self) -> Marks {
@@ -367,8 +462,19 @@ impl Account {
                 limit,
             };
         }
-        for rule in rules {
-            if let Some(attribute) = rule.missing_attribute(req.attrs()) {
+        // The required attributes, and the start's `per` groups that one
+        // pass over the streams counts (each attribute looked up once).
+        let mut tally = Tally::default();
+        for (i, rule) in rules.iter().enumerate() {
+            let missing = match &rule.scope {
+                Scope::Per(attr) => {
+                    let value = attr.value_of(req.attrs());
+                    tally.note(i, attr, value);
+                    (rule.required && value.is_none()).then(|| attr.name())
+                }
+                Scope::Match(_) => rule.missing_attribute(req.attrs()),
+            };
+            if let Some(attribute) = missing {
                 return StartDecision::MissingAttribute {
                     rule: rule.name.clone(),
                     attribute: attribute.to_owned(),
@@ -385,7 +491,7 @@ impl Account {
             .collect();
         let mut overflow: Vec<usize> = Vec::new();
         loop {
-            let breaches = self.breaches(&kept, limit, rules, req.attrs());
+            let breaches = self.breaches(&kept, limit, rules, req.attrs(), &tally);
             if breaches.is_empty() {
                 break;
             }
@@ -468,6 +574,7 @@ impl Account {
         limit: Limit,
         rules: &[Rule],
         start: Attrs<'_>,
+        tally: &Tally<'_>,
     ) -> Vec<Breach> {
         let mut out = Vec::new();
         if limit.is_reached_by(kept.len()) {
@@ -477,14 +584,28 @@ impl Account {
                 scope: kept.to_vec(),
             });
         }
-        // Each rule's group is found afresh (cheap: the starting stream
-        // alone) rather than kept in a list a start would allocate.
-        for rule in rules {
-            let Some(group) = rule.group_of(start) else {
-                continue;
+        // The title and the first two tag pairs of `per` rules are counted
+        // in one pass; other groups are found afresh (cheap: the starting
+        // stream alone) and counted on their own, rather than kept in a
+        // list a start would allocate.
+        let counts = if tally.is_empty() {
+            Counts::default()
+        } else if kept.len() == self.live.len() {
+            tally.count(self.live.iter())
+        } else {
+            tally.count(kept.iter().map(|&i| &self.live[i]))
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let (group, count) = if let Some(counted) = tally.counted(i, rule, &counts) {
+                counted
+            } else {
+                let Some(group) = rule.group_of(start) else {
+                    continue;
+                };
+                (group, self.count_in(kept, group))
             };
             // Counted first: most starts breach nothing, and need no list.
-            if !rule.max.is_reached_by(self.count_in(kept, group)) {
+            if !rule.max.is_reached_by(count) {
                 continue;
             }
             let in_scope = |i: &usize| group.contains((&self.live[*i]).into());

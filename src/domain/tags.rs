@@ -35,6 +35,11 @@ pub enum InvalidTags {
 
 impl TagName {
     pub fn parse(s: &str) -> Result<Self, InvalidTags> {
+        Self::check(s)?;
+        Ok(Self(CompactString::new(s)))
+    }
+
+    fn check(s: &str) -> Result<(), InvalidTags> {
         let well_formed = !s.is_empty()
             && s.len() <= MAX_TAG_NAME_LEN
             && s.bytes()
@@ -45,7 +50,7 @@ impl TagName {
         if s == CONTENT_ID {
             return Err(InvalidTags::Reserved);
         }
-        Ok(Self(CompactString::new(s)))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -65,13 +70,103 @@ impl fmt::Debug for TagName {
     }
 }
 
-/// Name/value pairs, sorted by name.
-type TagList = Box<[(TagName, TagValue)]>;
-
 /// A stream's tags, sorted by name. Most streams carry none, so the empty
 /// set is one null pointer in the lease.
+///
+/// The pairs are packed into one string, each as a character holding the
+/// name's length less one, the name, one holding the value's length less
+/// one, the value (names are at most 32 characters and values 128, all
+/// ASCII, so every length is one ASCII character). Beside it, a 64-bit
+/// signature sets two bits per pair, drawn from a hash of the pair: a rule
+/// that counts the streams with one pair ([`TagProbe`]) reads that word
+/// and passes over nearly every stream without the pair (a start counts
+/// over every live stream; BENCHMARKS.md, plans).
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Tags(Option<Box<TagList>>);
+pub struct Tags(Option<Box<Packed>>);
+
+#[derive(Clone, PartialEq, Eq)]
+struct Packed {
+    signature: u64,
+    text: Box<str>,
+}
+
+/// One name/value pair looked for on many streams, with its signature
+/// bits worked out once.
+#[derive(Clone, Copy, Debug)]
+pub struct TagProbe<'a> {
+    name: &'a str,
+    value: &'a str,
+    bits: u64,
+}
+
+impl<'a> TagProbe<'a> {
+    pub fn new(name: &'a str, value: &'a str) -> Self {
+        Self {
+            name,
+            value,
+            bits: pair_bits(name, value),
+        }
+    }
+
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    pub fn value(&self) -> &'a str {
+        self.value
+    }
+}
+
+/// The two signature bits of a pair.
+fn pair_bits(name: &str, value: &str) -> u64 {
+    let h = mix(
+        mix(0x9e37_79b9_7f4a_7c15, name.as_bytes()),
+        value.as_bytes(),
+    );
+    (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63))
+}
+
+/// A small multiplicative hash, eight bytes at a time.
+fn mix(mut h: u64, bytes: &[u8]) -> u64 {
+    const K: u64 = 0xff51_afd7_ed55_8ccd;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let word = u64::from_le_bytes(c.try_into().expect("eight bytes"));
+        h = (h ^ word).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    let rest = chunks.remainder();
+    // Four to seven bytes as two overlapping words, fewer one by one.
+    let tail = if rest.len() >= 4 {
+        let word = |at: usize| {
+            u64::from(u32::from_le_bytes(
+                rest[at..at + 4].try_into().expect("four bytes"),
+            ))
+        };
+        word(0) | (word(rest.len() - 4) << 32)
+    } else {
+        rest.iter().fold(0u64, |t, &b| (t << 8) | u64::from(b))
+    };
+    h = (h ^ tail ^ ((bytes.len() as u64) << 56)).wrapping_mul(K);
+    h ^ (h >> 32)
+}
+
+/// Whether two short strings are equal. Names and values are mostly 4 to
+/// 16 bytes, compared here as two overlapping words each rather than by a
+/// call to `bcmp` (which costs more than the whole of such a comparison).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let u32_at = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    let u64_at = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    match n {
+        4..=8 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, n - 4) == u32_at(b, n - 4),
+        9..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, n - 8) == u64_at(b, n - 8),
+        _ => a.first() == b.first() && a == b,
+    }
+}
 
 impl Tags {
     /// Tags from name/value pairs, each checked; a name given twice keeps
@@ -79,29 +174,37 @@ impl Tags {
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, InvalidTags> {
-        let mut list: Vec<(TagName, TagValue)> = Vec::new();
+        let mut list: Vec<(&'a str, &'a str)> = Vec::new();
         for (name, value) in pairs {
-            let name = TagName::parse(name)?;
-            let value = TagValue::parse(value).map_err(|source| InvalidTags::BadValue {
-                name: name.to_string(),
+            TagName::check(name)?;
+            super::ids::check(TagValue::WHAT, value).map_err(|source| InvalidTags::BadValue {
+                name: name.to_owned(),
                 source,
             })?;
-            list.retain(|(n, _)| n != &name);
+            list.retain(|(n, _)| *n != name);
             list.push((name, value));
             if list.len() > MAX_TAGS {
                 return Err(InvalidTags::TooMany);
             }
         }
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Self::from_sorted(list))
-    }
-
-    fn from_sorted(list: Vec<(TagName, TagValue)>) -> Self {
         if list.is_empty() {
-            Self(None)
-        } else {
-            Self(Some(Box::new(list.into_boxed_slice())))
+            return Ok(Self(None));
         }
+        list.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut text = String::with_capacity(list.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+        let mut signature = 0;
+        for (name, value) in list {
+            // Lengths 1..=128, stored less one: an ASCII character.
+            text.push(char::from((name.len() - 1) as u8));
+            text.push_str(name);
+            text.push(char::from((value.len() - 1) as u8));
+            text.push_str(value);
+            signature |= pair_bits(name, value);
+        }
+        Ok(Self(Some(Box::new(Packed {
+            signature,
+            text: text.into_boxed_str(),
+        }))))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,36 +212,64 @@ impl Tags {
     }
 
     pub fn len(&self) -> usize {
-        self.as_slice().len()
+        self.iter().count()
     }
 
-    pub fn as_slice(&self) -> &[(TagName, TagValue)] {
-        self.0.as_deref().map(|b| &b[..]).unwrap_or(&[])
-    }
-
+    /// The pairs, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.as_slice()
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+        let text = self.0.as_deref().map_or("", |p| &p.text);
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= text.len() {
+                return None;
+            }
+            let (name, next) = field(text, at);
+            let (value, next) = field(text, next);
+            at = next;
+            Some((name, value))
+        })
     }
 
-    /// Whether the stream carries the tag `name` with `value`. The value is
-    /// compared first: among an account's streams values differ far more
-    /// often than names, and mostly in length, which settles it without
-    /// comparing bytes (a rule's group is counted over every live stream).
+    /// Whether the stream carries the tag `name` with `value`.
     pub fn has(&self, name: &str, value: &str) -> bool {
-        self.as_slice()
-            .iter()
-            .any(|(n, v)| v.as_str() == value && n.as_str() == name)
+        self.get(name)
+            .is_some_and(|v| same(v.as_bytes(), value.as_bytes()))
+    }
+
+    /// Whether the stream carries the probe's pair: the signature first,
+    /// which settles it for nearly every stream without the pair.
+    #[inline]
+    pub fn has_probe(&self, probe: &TagProbe<'_>) -> bool {
+        match &self.0 {
+            Some(p) => p.signature & probe.bits == probe.bits && self.has(probe.name, probe.value),
+            None => false,
+        }
     }
 
     /// The value of the tag `name`, if the stream carries it.
-    pub fn get(&self, name: &str) -> Option<&TagValue> {
-        self.as_slice()
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, v)| v)
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let text = &self.0.as_deref()?.text;
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = usize::from(bytes[at]) + 1;
+            let value_at = at + 1 + len;
+            let value_len = usize::from(bytes[value_at]) + 1;
+            let end = value_at + 1 + value_len;
+            if same(&bytes[at + 1..value_at], name.as_bytes()) {
+                return Some(&text[value_at + 1..end]);
+            }
+            at = end;
+        }
+        None
     }
+}
+
+/// The length-prefixed field at `at` of a packed text, and where the next
+/// begins.
+fn field(text: &str, at: usize) -> (&str, usize) {
+    let len = usize::from(text.as_bytes()[at]) + 1;
+    (&text[at + 1..at + 1 + len], at + 1 + len)
 }
 
 impl fmt::Debug for Tags {
@@ -172,7 +303,19 @@ mod tests {
             tags.iter().collect::<Vec<_>>(),
             [("channel", "eurosport"), ("quality", "uhd")]
         );
-        assert_eq!(tags.get("quality").unwrap().as_str(), "uhd");
+        assert_eq!(tags.get("quality"), Some("uhd"));
+        assert_eq!(tags.len(), 2);
+        assert!(tags.has_probe(&TagProbe::new("quality", "uhd")));
+        assert!(!tags.has_probe(&TagProbe::new("quality", "hd")));
+        assert!(!tags.has_probe(&TagProbe::new("channel", "uhd")));
+        assert!(!Tags::default().has_probe(&TagProbe::new("quality", "uhd")));
+        let long = "v".repeat(128);
+        let tags_long = Tags::from_pairs([(&*"n".repeat(32), long.as_str()), ("a", "b")]).unwrap();
+        assert_eq!(tags_long.get(&"n".repeat(32)), Some(long.as_str()));
+        assert_eq!(tags_long.iter().next(), Some(("a", "b")));
+        assert!(tags_long.has_probe(&TagProbe::new(&"n".repeat(32), &long)));
+        let twice = Tags::from_pairs([("a", "1"), ("b", "2"), ("a", "3")]).unwrap();
+        assert_eq!(twice.iter().collect::<Vec<_>>(), [("a", "3"), ("b", "2")]);
         assert!(tags.get("kind").is_none());
         assert!(tags.has("quality", "uhd"));
         assert!(!tags.has("quality", "eurosport") && !tags.has("kind", "uhd"));
@@ -201,6 +344,16 @@ mod tests {
             Err(InvalidTags::BadValue { .. })
         ));
         assert!(Tags::from_pairs([]).unwrap().is_empty());
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] = b'_';
+                assert!(!same(&a, &b), "{n} {i}");
+            }
+            assert!(!same(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
         assert_eq!(std::mem::size_of::<Tags>(), 8);
     }
 }

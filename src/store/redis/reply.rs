@@ -185,7 +185,7 @@ mod tests {
         let full = unpack_lease(&id, &full).unwrap();
         assert_eq!(full.expires_at, Timestamp::from_millis(-5));
         assert_eq!(full.content_id.unwrap().as_str(), "movie");
-        assert_eq!(full.tags.get("quality").unwrap().as_str(), "hd");
+        assert_eq!(full.tags.get("quality"), Some("hd"));
         assert_eq!(full.secret.as_deref(), Some(&hash));
         let secret_only = format!("1|1|0||||{}", hash.to_hex());
         let secret_only = unpack_lease(&id, &secret_only).unwrap();
