@@ -44,16 +44,49 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# N distinct free ports below the kernel's ephemeral range (32768+), so that
+# no client connection's source port can take one between the pick and the
+# bind.
+free_ports() { # n
+    python3 - "$1" <<'PY'
+import random, socket, sys
+picked = []
+while len(picked) < int(sys.argv[1]):
+    port = random.randint(20000, 32000)
+    if port in picked:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        picked.append(port)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(*picked)
+PY
 }
-wait_for() { # url
+# Shows what a process that does not answer said, so that CI's log tells why.
+show_logs() {
+    local log
+    for log in "$WORK"/*.log "$WORK"/*/*.log; do
+        [[ -s $log ]] || continue
+        echo "--- $log (last 20 lines)" >&2
+        tail -n 20 "$log" >&2
+    done
+}
+wait_for() { # url [pid]: up to 30 s, failing at once when pid has exited
     local i
-    for i in $(seq 100); do
+    for i in $(seq 300); do
         curl -s -o /dev/null "$1" && return 0
+        if [[ -n ${2:-} ]] && ! kill -0 "$2" 2>/dev/null; then
+            show_logs
+            die "the process meant to answer at $1 exited"
+        fi
         sleep 0.1
     done
-    die "nothing answers at $1"
+    show_logs
+    die "nothing answers at $1 after 30 s"
 }
 
 # --- media: a real HLS test pattern, two contents ----------------------------
@@ -70,18 +103,15 @@ SEGMENTS=$(grep -c '\.ts$' "$WORK/media/movie-1/index.m3u8")
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/key1.pem" 2>/dev/null
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/key2.pem" 2>/dev/null
 cp "$WORK/key1.pem" "$WORK/grant.pem"
-SG_PORT=$(free_port)
+read -r SG_PORT NGINX_PORT ONLINE_PORT HAPROXY_PORT <<<"$(free_ports 4)"
 API=http://127.0.0.1:$SG_PORT
 "$SG" --listen "127.0.0.1:$SG_PORT" --store memory --auth header --admin-token "$ADMIN" \
     --grant-key "$WORK/grant.pem" --lease-ttl "${LEASE}s" --default-limit 1 --edge-renew-every 3s \
     >"$WORK/streamguard.log" 2>&1 &
 PIDS+=($!)
-wait_for "$API/healthz"
+wait_for "$API/healthz" "$!"
 
 # --- the edges -----------------------------------------------------------------
-NGINX_PORT=$(free_port)
-ONLINE_PORT=$(free_port)
-HAPROXY_PORT=$(free_port)
 edge() { # name kind port [args…]
     local name=$1 kind=$2 port=$3
     shift 3
@@ -89,11 +119,15 @@ edge() { # name kind port [args…]
         --jwks "$API/.well-known/jwks.json" --keys-every 1 --streamguard "$SG" \
         --run "$WORK/$name" "$@" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
+    EDGE_PIDS[$port]=$!
 }
+declare -A EDGE_PIDS
 edge nginx nginx "$NGINX_PORT"
 edge online nginx "$ONLINE_PORT" --verify-url "$API/edge/verify" --verify-cache 1s
 edge haproxy haproxy "$HAPROXY_PORT"
-for port in "$NGINX_PORT" "$ONLINE_PORT" "$HAPROXY_PORT"; do wait_for "http://127.0.0.1:$port/"; done
+for port in "$NGINX_PORT" "$ONLINE_PORT" "$HAPROXY_PORT"; do
+    wait_for "http://127.0.0.1:$port/" "${EDGE_PIDS[$port]}"
+done
 EDGES=("nginx:$NGINX_PORT" "online:$ONLINE_PORT" "haproxy:$HAPROXY_PORT")
 OFFLINE=("nginx:$NGINX_PORT" "haproxy:$HAPROXY_PORT")
 
