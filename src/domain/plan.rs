@@ -407,9 +407,14 @@ impl Plans {
 }
 
 /// The plans in use, swapped whole when the file changes; every decision
-/// reads one consistent snapshot.
+/// reads one consistent snapshot. The generation in use is also kept apart,
+/// so that a decision that needs no plan (a stop on an account already
+/// checked against these plans) can tell without loading them.
 #[derive(Debug)]
-pub struct PlanBook(ArcSwap<Plans>);
+pub struct PlanBook {
+    plans: ArcSwap<Plans>,
+    in_use: AtomicU32,
+}
 
 /// The last plans generation given out in this process. One counter for
 /// every book, so that plans put in use anywhere never share a generation
@@ -418,23 +423,36 @@ static GENERATIONS: AtomicU32 = AtomicU32::new(0);
 
 impl PlanBook {
     pub fn new(plans: Plans) -> Self {
-        Self(ArcSwap::from_pointee(Self::generation(plans)))
+        let plans = Self::generation(plans);
+        Self {
+            in_use: AtomicU32::new(plans.generation),
+            plans: ArcSwap::from_pointee(plans),
+        }
     }
 
     pub fn current(&self) -> Arc<Plans> {
-        self.0.load_full()
+        self.plans.load_full()
     }
 
     /// The plans in use, for a read that ends within the caller (no
     /// reference count taken: the heartbeat path reads a plan's limit).
     pub fn read(&self) -> arc_swap::Guard<Arc<Plans>> {
-        self.0.load()
+        self.plans.load()
+    }
+
+    /// The generation of the plans in use. Set after the swap: a reader
+    /// that still sees the old one decides as if before the swap.
+    pub fn generation_in_use(&self) -> u32 {
+        self.in_use.load(Ordering::Acquire)
     }
 
     /// Puts `plans` in use under a new generation, so that an account
     /// checked against other plans is checked again.
     pub fn replace(&self, plans: Plans) {
-        self.0.store(Arc::new(Self::generation(plans)));
+        let plans = Self::generation(plans);
+        let generation = plans.generation;
+        self.plans.store(Arc::new(plans));
+        self.in_use.store(generation, Ordering::Release);
     }
 
     fn generation(mut plans: Plans) -> Plans {

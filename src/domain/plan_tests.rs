@@ -284,3 +284,61 @@ fn heartbeats_never_evaluate_rules() {
     }
     assert_eq!(acc.settle(at(2), &tighter), [sid("b")]);
 }
+
+#[test]
+fn a_stop_on_an_account_checked_against_the_plans_in_use_still_applies_expiry() {
+    let p = policy(
+        OnLimit::Reject,
+        vec![plan("p", 3, vec![per("same-title", "content_id", 3)])],
+        "p",
+    );
+    let mut acc = Account::default();
+    granted(acc.start(start("a", Some("m"), &[]), at(0), &p));
+    granted(acc.start(start("b", Some("m"), &[]), at(60), &p));
+    let book = p.plans.as_ref().unwrap();
+    assert_eq!(acc.settled.generation, book.generation_in_use());
+    // "a" ran out at 90 s; the stop of "b" at 95 s buries it as expired.
+    assert!(acc.end(&sid("b"), EndReason::Stopped, at(95), &p));
+    assert!(acc.live.is_empty());
+    let reasons: Vec<_> = acc
+        .ended
+        .iter()
+        .map(|t| (t.id.as_str(), t.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [("a", EndReason::Expired), ("b", EndReason::Stopped)]
+    );
+}
+
+#[test]
+fn a_stop_applies_plans_replaced_in_the_same_book() {
+    let p = policy(
+        OnLimit::Reject,
+        vec![plan("p", 3, vec![per("same-title", "content_id", 3)])],
+        "p",
+    );
+    let mut acc = Account::default();
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        granted(acc.start(start(id, Some("m"), &[]), at(i as u64), &p));
+    }
+    let book = p.plans.as_ref().unwrap();
+    book.replace(
+        Plans::new(
+            vec![plan("p", 3, vec![per("same-title", "content_id", 1)])],
+            &name("p"),
+        )
+        .unwrap(),
+    );
+    assert_ne!(acc.settled.generation, book.generation_in_use());
+    // The stop checks the new rule first: the newest two of the title go,
+    // "c" among them, so the stop itself finds nothing live to end.
+    assert!(!acc.end(&sid("c"), EndReason::Stopped, at(5), &p));
+    assert_eq!(ids(&acc.live), ["a"]);
+    assert!(
+        acc.ended
+            .iter()
+            .all(|t| t.reason == EndReason::Revoked && t.id.as_str() != "a")
+    );
+    assert_eq!(acc.settled.generation, book.generation_in_use());
+}

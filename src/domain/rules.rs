@@ -321,6 +321,13 @@ impl Account {
     /// [`Account::expire`] describes, keeping the claims. Returns how many
     /// leases expired and which streams the limit revoked.
     fn lapse(&mut self, now: Timestamp, policy: &Policy, limit: Limit) -> (usize, Vec<StreamId>) {
+        let expired = self.run_out(now, policy);
+        (expired, self.trim(now, policy, limit))
+    }
+
+    /// Expiry and retention alone: leases that ran out become `expired`
+    /// tombstones, tombstones past retention go. Returns how many expired.
+    fn run_out(&mut self, now: Timestamp, policy: &Policy) -> usize {
         let before = self.live.len();
         let mut i = 0;
         while i < self.live.len() {
@@ -335,7 +342,7 @@ impl Account {
         let expired = before - self.live.len();
         let keep_for = policy.tombstone_ttl();
         self.ended.retain(|t| now < t.ended_at + keep_for);
-        (expired, self.trim(now, policy, limit))
+        expired
     }
 
     /// What `now` implies ([`Account::expire`], claims kept), then revokes
@@ -348,6 +355,14 @@ impl Account {
         let snapshot = policy.plans.as_ref().map(|book| book.read());
         let terms = self.terms(policy, snapshot.as_deref().map(|p| &**p));
         self.settle_by(now, policy, &terms)
+    }
+
+    /// Whether the account's streams were last checked against the plans in
+    /// use (never without `--plans`, where the limit is checked every time).
+    fn settled_under_plans_in_use(&self, policy: &Policy) -> bool {
+        policy.plans.as_ref().is_some_and(|book| {
+            self.settled.generation != 0 && self.settled.generation == book.generation_in_use()
+        })
     }
 
     /// [`Account::settle`] under terms the caller resolved.
@@ -713,7 +728,15 @@ impl Account {
         now: Timestamp,
         policy: &Policy,
     ) -> bool {
-        self.settle(now, policy);
+        if self.settled_under_plans_in_use(policy) {
+            // Checked against these plans, and nothing since changed the
+            // limit or the plan names without checking again (those settle
+            // themselves): the streams fit, so only time applies, and the
+            // plans need not be loaded.
+            self.run_out(now, policy);
+        } else {
+            self.settle(now, policy);
+        }
         let Some(i) = self.live.iter().position(|s| &s.id == id) else {
             self.forget_claims_if_idle();
             return false;
