@@ -76,6 +76,16 @@ fn policy(on_limit: OnLimit, plans: Vec<Plan>, default: &str) -> Policy {
     }
 }
 
+/// Plan "p" alone: 3 streams, at most `max` of a title.
+fn title_plan(max: u32) -> Vec<Plan> {
+    vec![plan("p", 3, vec![per("same-title", "content_id", max)])]
+}
+
+/// [`title_plan`] under `reject`.
+fn one_title_rule(max: u32) -> Policy {
+    policy(OnLimit::Reject, title_plan(max), "p")
+}
+
 fn start(id: &str, content: Option<&str>, tags: &[(&str, &str)]) -> StartRequest {
     StartRequest {
         content_id: content.map(|c| ContentId::parse(c).unwrap()),
@@ -261,20 +271,12 @@ fn a_plan_change_revokes_the_excess_as_a_lowered_limit_does() {
 
 #[test]
 fn heartbeats_never_evaluate_rules() {
-    let p = policy(
-        OnLimit::Reject,
-        vec![plan("p", 3, vec![per("same-title", "content_id", 2)])],
-        "p",
-    );
+    let p = one_title_rule(2);
     let mut acc = Account::default();
     for id in ["a", "b"] {
         granted(acc.start(start(id, Some("m"), &[]), at(0), &p));
     }
-    let tighter = policy(
-        OnLimit::Reject,
-        vec![plan("p", 3, vec![per("same-title", "content_id", 1)])],
-        "p",
-    );
+    let tighter = one_title_rule(1);
     // Over the tightened rule, both still renew until the next decision.
     for id in ["a", "b"] {
         assert!(matches!(
@@ -287,11 +289,7 @@ fn heartbeats_never_evaluate_rules() {
 
 #[test]
 fn a_stop_on_an_account_checked_against_the_plans_in_use_still_applies_expiry() {
-    let p = policy(
-        OnLimit::Reject,
-        vec![plan("p", 3, vec![per("same-title", "content_id", 3)])],
-        "p",
-    );
+    let p = one_title_rule(3);
     let mut acc = Account::default();
     granted(acc.start(start("a", Some("m"), &[]), at(0), &p));
     granted(acc.start(start("b", Some("m"), &[]), at(60), &p));
@@ -313,23 +311,13 @@ fn a_stop_on_an_account_checked_against_the_plans_in_use_still_applies_expiry() 
 
 #[test]
 fn a_stop_applies_plans_replaced_in_the_same_book() {
-    let p = policy(
-        OnLimit::Reject,
-        vec![plan("p", 3, vec![per("same-title", "content_id", 3)])],
-        "p",
-    );
+    let p = one_title_rule(3);
     let mut acc = Account::default();
     for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
         granted(acc.start(start(id, Some("m"), &[]), at(i as u64), &p));
     }
     let book = p.plans.as_ref().unwrap();
-    book.replace(
-        Plans::new(
-            vec![plan("p", 3, vec![per("same-title", "content_id", 1)])],
-            &name("p"),
-        )
-        .unwrap(),
-    );
+    book.replace(Plans::new(title_plan(1), &name("p")).unwrap());
     assert_ne!(acc.settled.generation, book.generation_in_use());
     // The stop checks the new rule first: the newest two of the title go,
     // "c" among them, so the stop itself finds nothing live to end.

@@ -242,25 +242,16 @@ impl<'r> Tally<'r> {
     fn count<'l>(&self, streams: impl Iterator<Item = &'l Lease>) -> Counts {
         let probe = |k: usize| self.probes[k].map(|(_, probe)| probe);
         let (mut content, mut tag0, mut tag1) = (0, 0, 0);
-        // The plans' most common shape (a title rule and one tag rule)
-        // without the tests for the others in the loop.
-        if let (Some(title), Some(first), None) = (self.content, probe(0), probe(1)) {
-            for s in streams {
+        let (title, first, second) = (self.content, probe(0), probe(1));
+        for s in streams {
+            if let Some(title) = title {
                 content += usize::from(same_title(s, title));
-                tag0 += usize::from(s.tags.has_probe(&first));
             }
-        } else {
-            let (title, first, second) = (self.content, probe(0), probe(1));
-            for s in streams {
-                if let Some(title) = title {
-                    content += usize::from(same_title(s, title));
-                }
-                if let Some(probe) = &first {
-                    tag0 += usize::from(s.tags.has_probe(probe));
-                }
-                if let Some(probe) = &second {
-                    tag1 += usize::from(s.tags.has_probe(probe));
-                }
+            if let Some(probe) = &first {
+                tag0 += usize::from(s.tags.has_probe(probe));
+            }
+            if let Some(probe) = &second {
+                tag1 += usize::from(s.tags.has_probe(probe));
             }
         }
         Counts {

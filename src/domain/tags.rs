@@ -223,10 +223,10 @@ impl Tags {
             if at >= text.len() {
                 return None;
             }
-            let (name, next) = field(text, at);
-            let (value, next) = field(text, next);
-            at = next;
-            Some((name, value))
+            let name = field(text.as_bytes(), at);
+            let value = field(text.as_bytes(), name.end);
+            at = value.end;
+            Some((&text[name], &text[value]))
         })
     }
 
@@ -252,24 +252,21 @@ impl Tags {
         let bytes = text.as_bytes();
         let mut at = 0;
         while at < bytes.len() {
-            let len = usize::from(bytes[at]) + 1;
-            let value_at = at + 1 + len;
-            let value_len = usize::from(bytes[value_at]) + 1;
-            let end = value_at + 1 + value_len;
-            if same(&bytes[at + 1..value_at], name.as_bytes()) {
-                return Some(&text[value_at + 1..end]);
+            let key = field(bytes, at);
+            let value = field(bytes, key.end);
+            if same(&bytes[key], name.as_bytes()) {
+                return Some(&text[value]);
             }
-            at = end;
+            at = value.end;
         }
         None
     }
 }
 
-/// The length-prefixed field at `at` of a packed text, and where the next
-/// begins.
-fn field(text: &str, at: usize) -> (&str, usize) {
-    let len = usize::from(text.as_bytes()[at]) + 1;
-    (&text[at + 1..at + 1 + len], at + 1 + len)
+/// Where the characters of the length-prefixed field at `at` of a packed
+/// text lie; the next field begins at its end.
+fn field(bytes: &[u8], at: usize) -> std::ops::Range<usize> {
+    at + 1..at + 2 + usize::from(bytes[at])
 }
 
 impl fmt::Debug for Tags {
