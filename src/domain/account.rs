@@ -580,8 +580,8 @@ mod tests {
         // What a ten-million-account table pays per account.
         assert!(std::mem::size_of::<Account>() <= 48);
         // And per lease, its flood-limit pace included: mimalloc's
-        // 112-byte class holds a one-lease account's list.
-        assert!(std::mem::size_of::<Lease>() <= 112);
+        // 96-byte class holds a one-lease account's list.
+        assert!(std::mem::size_of::<Lease>() <= 96);
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! Every id is 1–128 characters of `A-Z a-z 0-9 . _ : @ -`; anything else is
 //! rejected when the id is parsed, so the rest of the code never sees a bad one.
 //!
-//! An id up to 24 bytes long is stored inline (`CompactString`), so the ids
-//! of a typical lease cost no allocation of their own: at ten million live
-//! streams the heap blocks and pointers of boxed strings would be a third of
-//! the memory.
+//! Account, stream, tag and plan ids up to 24 bytes long are stored inline
+//! (`CompactString`): they cost no allocation of their own. Device and
+//! content ids are boxed strings instead, because a lease holds them as
+//! options that are often absent: 16 bytes each while absent rather than 24
+//! keep a one-stream account's lease in mimalloc's 96-byte class (at ten
+//! million live streams, 239 rather than 255 bytes per stream; streams that
+//! carry both ids pay two 16-byte blocks, 220 rather than 205).
 
 use std::fmt;
 
@@ -47,10 +50,13 @@ pub(crate) fn check(what: &'static str, s: &str) -> Result<(), InvalidId> {
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        id_type!($(#[$doc])* $name, $what, CompactString);
+    };
+    ($(#[$doc:meta])* $name:ident, $what:literal, $repr:ty) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(CompactString);
+        pub struct $name($repr);
 
         impl $name {
             /// What this id is called in error messages.
@@ -58,7 +64,7 @@ macro_rules! id_type {
 
             pub fn parse(s: &str) -> Result<Self, InvalidId> {
                 check($what, s)?;
-                Ok(Self(CompactString::new(s)))
+                Ok(Self(<$repr>::from(s)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -70,15 +76,15 @@ macro_rules! id_type {
             type Error = InvalidId;
             fn try_from(s: String) -> Result<Self, InvalidId> {
                 check($what, &s)?;
-                // `new` copies short ids inline rather than keeping the
-                // `String`'s heap block.
-                Ok(Self(CompactString::new(&s)))
+                // Copies a short id inline (or into a block of its own
+                // length) rather than keeping the `String`'s heap block.
+                Ok(Self(<$repr>::from(s.as_str())))
             }
         }
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0.into_string()
+                String::from(&*id.0)
             }
         }
 
@@ -108,13 +114,19 @@ id_type!(
 );
 id_type!(
     /// The device a stream plays on; one device holds at most one slot.
+    /// A boxed string, not inline: in a lease it is an `Option`, and absent
+    /// it costs 16 bytes instead of an inline id's 24 (BENCHMARKS.md, memory
+    /// per live stream).
     DeviceId,
-    "device id"
+    "device id",
+    Box<str>
 );
 id_type!(
     /// What is being watched; plan rules may count streams per content.
+    /// Boxed, as a device id is.
     ContentId,
-    "content id"
+    "content id",
+    Box<str>
 );
 id_type!(
     /// The value of a stream's tag (`{"channel": "eurosport"}`).
