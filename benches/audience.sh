@@ -47,6 +47,15 @@ if [ -n "${SG_B:-}" ]; then
   SERVER_B=${SERVERS[1]}
 fi
 
+# One unmeasured second each: a restored server's first pass pays page
+# faults the rounds would charge to whichever build comes first.
+for s in "${SERVERS[@]}"; do
+  port=$PORT
+  [ "$s" != "$SERVER" ] && port=$((PORT + 2))
+  pinned_load "$s" 2s "$SCRIPT" "http://127.0.0.1:$port" "$STREAMS" >/dev/null
+  settle "$s"
+done
+
 echo "# $STREAMS live streams, random heartbeats, $ROUNDS rounds of $DURATION, load average $(cut -d' ' -f1 /proc/loadavg)"
 echo "# round server us_cpu_per_request requests_per_s non_2xx"
 for round in $(seq "$ROUNDS"); do
@@ -56,11 +65,13 @@ for round in $(seq "$ROUNDS"); do
   h=$(pinned_load "$hello" "$DURATION" "$SCRIPT" "http://127.0.0.1:$HELLO_PORT" "$STREAMS")
   kill "$hello"; wait "$hello" 2>/dev/null || true
   g=$(pinned_load "$SERVER" "$DURATION" "$SCRIPT" "http://127.0.0.1:$PORT" "$STREAMS")
+  settle "$SERVER"
   echo "$round hello $h"
   echo "$round streamguard $g"
   echo "$h $g" | awk -v r="$round" '{ printf "%s ratio cpu %.2f, rate %.2f\n", r, $4 / $1, $5 / $2 }'
   if [ -n "${SG_B:-}" ]; then
     b=$(pinned_load "$SERVER_B" "$DURATION" "$SCRIPT" "http://127.0.0.1:$((PORT + 2))" "$STREAMS")
+    settle "$SERVER_B"
     echo "$round streamguard-b $b"
     echo "$h $b" | awk -v r="$round" '{ printf "%s ratio-b cpu %.2f, rate %.2f\n", r, $4 / $1, $5 / $2 }'
   fi

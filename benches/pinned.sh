@@ -14,6 +14,20 @@ wait_http() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# settle PID: waits (at most 10 s) until the process has used no CPU for
+# half a second: a server's journal writer still draining what the last
+# load left runs on the same core as the next server measured, and made
+# whichever build ran second look 3-6 % slower.
+settle() {
+  local before after
+  for _ in $(seq 20); do
+    before=$(cpu_ticks "$1")
+    sleep 0.5
+    after=$(cpu_ticks "$1")
+    [ "$before" = "$after" ] && return 0
+  done
+}
+
 # pinned_load PID DURATION SCRIPT URL [SCRIPT_ARGS...]: runs wrk -t1 -c64
 # from core 1, prints "us_cpu_per_request requests_per_s non_2xx" for the
 # server process PID.
