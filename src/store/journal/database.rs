@@ -108,13 +108,20 @@ pub(super) fn write_batch(
             };
             forget.execute(params![write.user.as_str()])?;
         }
-        // Renewals stay: a queued state may be older than them, and the
-        // larger deadline wins at restore.
-        for (user, state) in behind {
+        // A queued state may be older than some renewals of its leases, so
+        // only rows no lease of it can need go: those at or before its
+        // earliest deadline (all of them when it has no lease). Without
+        // this, the row of a lease that ran out stayed until the account's
+        // next acknowledged write, which a viewer who never returns never
+        // makes.
+        let mut stale =
+            tx.prepare_cached("DELETE FROM renewals WHERE user_id = ?1 AND expires_at <= ?2")?;
+        for (user, state, stale_until) in behind {
             match state {
                 Some(state) => put.execute(params![user.as_str(), state])?,
                 None => delete.execute(params![user.as_str()])?,
             };
+            stale.execute(params![user.as_str(), stale_until])?;
         }
         let mut renew = tx.prepare_cached(
             "INSERT INTO renewals (user_id, stream_id, expires_at) VALUES (?1, ?2, ?3)

@@ -174,7 +174,12 @@ impl Journal for SqliteJournal {
         }
         let state = (!account.is_idle())
             .then(|| serde_json::to_vec(account).expect("an account always serializes"));
-        self.shared.pending.lock().unwrap().behind.push(user, state);
+        let stale_until = account.live.iter().map(|l| l.expires_at.as_millis()).min();
+        self.shared.pending.lock().unwrap().behind.push(
+            user,
+            state,
+            stale_until.unwrap_or(i64::MAX),
+        );
         self.shared.wake.notify_one();
     }
 }
@@ -224,5 +229,69 @@ mod tests {
             "close drains the background queue"
         );
         assert_eq!((limit(7), limit(8), limit(9)), (2, 3, 1));
+    }
+
+    fn with_leases(deadlines: &[(&str, i64)]) -> Account {
+        let live: Vec<_> = deadlines
+            .iter()
+            .map(|&(id, ms)| crate::domain::Lease {
+                id: StreamId::parse(id).unwrap(),
+                device_id: None,
+                content_id: None,
+                tags: Default::default(),
+                secret: None,
+                started_at: Timestamp::from_millis(0),
+                expires_at: Timestamp::from_millis(ms),
+                seq: 0,
+                pace: Default::default(),
+            })
+            .collect();
+        Account {
+            live: live.into(),
+            ..Account::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_background_write_drops_the_renewal_rows_no_lease_of_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open(dir.path()).unwrap();
+        let clock = Arc::new(crate::domain::SystemClock);
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90));
+        let renew = |n: u32, id: &str, ms: i64| {
+            journal.renewed(
+                &user(n),
+                &StreamId::parse(id).unwrap(),
+                Timestamp::from_millis(ms),
+            )
+        };
+        // Renewal rows on disk for three accounts.
+        for n in 1..=3 {
+            journal.record(&user(n), &with_leases(&[("a", 100), ("b", 300)]));
+            renew(n, "a", 150);
+            renew(n, "b", 350);
+        }
+        let lsn = journal.record(&user(9), &Account::default());
+        journal.wait(lsn).await.unwrap();
+        // Then the sweeper's writes: `a` ran out and `b` lives on until
+        // 400 (1); `a` ran out and `b` lives until 200 (2); every stream
+        // ran out and only tombstones are left, or the account is gone (3).
+        journal.record_behind(&user(1), &with_leases(&[("b", 400)]));
+        journal.record_behind(&user(2), &with_leases(&[("b", 200)]));
+        journal.record_behind(&user(3), &Account::default());
+        let lsn = journal.record(&user(9), &account(2));
+        journal.wait(lsn).await.unwrap();
+        journal.close();
+
+        let (_, stored) = open(dir.path()).unwrap();
+        let mut rows: Vec<_> = stored
+            .renewals
+            .iter()
+            .map(|((u, s), at)| (u.as_str().to_owned(), s.as_str().to_owned(), at.as_millis()))
+            .collect();
+        rows.sort();
+        // Account 2 keeps `b`'s 350: above the state's earliest deadline
+        // (200), and larger than the state's own deadline for `b`.
+        assert_eq!(rows, [("u2".to_owned(), "b".to_owned(), 350)]);
     }
 }

@@ -44,9 +44,12 @@ pub(super) struct Write {
     pub state: Option<Vec<u8>>,
 }
 
-/// A write no answer waits for: the account and its state (`None`
-/// deletes it).
-pub(super) type BehindWrite = (UserId, Option<Vec<u8>>);
+/// A write no answer waits for: the account, its state (`None` deletes
+/// it), and the deadline at or before which the account's `renewals` rows
+/// are stale (ms; the earliest deadline of the state's leases, or
+/// `i64::MAX` when it has none): no lease of the state has a deadline
+/// below it, so deleting those rows cannot shorten one at restore.
+pub(super) type BehindWrite = (UserId, Option<Vec<u8>>, i64);
 
 /// Writes no answer waits for, oldest first, at most one per account: a
 /// newer state replaces a queued one in place, and an acknowledged write
@@ -61,13 +64,14 @@ pub(super) struct Behind {
 }
 
 impl Behind {
-    pub fn push(&mut self, user: &UserId, state: Option<Vec<u8>>) {
+    pub fn push(&mut self, user: &UserId, state: Option<Vec<u8>>, stale_until: i64) {
+        let write = Some((user.clone(), state, stale_until));
         match self.index.get(user) {
-            Some(&at) => self.queue[(at - self.popped) as usize] = Some((user.clone(), state)),
+            Some(&at) => self.queue[(at - self.popped) as usize] = write,
             None => {
                 self.index
                     .insert(user.clone(), self.popped + self.queue.len() as u64);
-                self.queue.push_back(Some((user.clone(), state)));
+                self.queue.push_back(write);
             }
         }
     }
@@ -85,9 +89,9 @@ impl Behind {
                 break;
             };
             self.popped += 1;
-            if let Some((user, state)) = slot {
-                self.index.remove(&user);
-                taken.push((user, state));
+            if let Some(write) = slot {
+                self.index.remove(&write.0);
+                taken.push(write);
             }
         }
         taken
@@ -109,20 +113,20 @@ mod tests {
     #[test]
     fn behind_keeps_one_write_per_account_in_first_queued_order() {
         let mut behind = Behind::default();
-        behind.push(&user(1), Some(b"1a".to_vec()));
-        behind.push(&user(2), Some(b"2".to_vec()));
-        behind.push(&user(1), Some(b"1b".to_vec()));
-        behind.push(&user(3), None);
+        behind.push(&user(1), Some(b"1a".to_vec()), 5);
+        behind.push(&user(2), Some(b"2".to_vec()), 5);
+        behind.push(&user(1), Some(b"1b".to_vec()), 6);
+        behind.push(&user(3), None, i64::MAX);
         behind.cancel(&user(2));
         let first = behind.take(1);
-        assert_eq!(first, [(user(1), Some(b"1b".to_vec()))]);
+        assert_eq!(first, [(user(1), Some(b"1b".to_vec()), 6)]);
         assert_eq!(
             behind.take(10),
-            [(user(3), None)],
+            [(user(3), None, i64::MAX)],
             "the cancelled write is gone"
         );
         assert!(behind.is_empty());
-        behind.push(&user(1), None);
-        assert_eq!(behind.take(10), [(user(1), None)]);
+        behind.push(&user(1), None, i64::MAX);
+        assert_eq!(behind.take(10), [(user(1), None, i64::MAX)]);
     }
 }
