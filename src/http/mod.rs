@@ -17,6 +17,7 @@ use crate::store::{StoreError, StreamStore};
 
 mod admin;
 mod admin_plan;
+mod answer;
 pub mod bearer;
 mod console;
 mod cors;

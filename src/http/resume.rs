@@ -5,9 +5,9 @@
 //! (a Redis restarted without persistence, a failover, a restored table)
 //! must not stop every viewer at once.
 
-use axum::Json;
 use axum::http::HeaderMap;
 
+use super::answer::Json;
 use super::dto::HeartbeatResponse;
 use super::streams::{GRANT_HEADER, limit_reached, renewed};
 use super::{ApiError, AppState};

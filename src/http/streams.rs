@@ -1,10 +1,10 @@
 //! The player's routes: list, start, heartbeat, stop.
 
-use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::answer::Json;
 use super::dto::{
     ConflictDto, HeartbeatResponse, StartBody, StartResponse, StreamDto, StreamsResponse,
 };
@@ -168,11 +168,14 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     Identity(caller): Identity,
     StreamPath(id): StreamPath,
-    headers: HeaderMap,
+    // The request itself rather than `HeaderMap`, which would copy every
+    // header: only the lease secret and, for a resume, the grant are read.
+    request: Request,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let headers = request.headers();
     let user = caller.user.clone();
     state.throttle_stream(&user, &id)?;
-    let secret = lease_secret(&headers);
+    let secret = lease_secret(headers);
     let decision = match state
         .call(
             "heartbeat",
@@ -201,7 +204,7 @@ pub async fn heartbeat(
         HeartbeatDecision::Renewed(lease) => Ok(renewed(&state, &user, &lease, false)),
         HeartbeatDecision::Ended(reason) => Err(ApiError::StreamEnded(reason)),
         HeartbeatDecision::Unknown => {
-            super::resume::from_grant(&state, caller, id, secret, &headers).await
+            super::resume::from_grant(&state, caller, id, secret, headers).await
         }
     }
 }

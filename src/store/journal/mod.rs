@@ -253,6 +253,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_renewal_keeps_the_later_of_its_deadlines_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open(dir.path()).unwrap();
+        let clock = Arc::new(crate::domain::SystemClock);
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90));
+        let stream = |i: i64| StreamId::parse(&format!("s{i}")).unwrap();
+        for i in 0..150 {
+            journal.renewed(&user(1), &stream(i), Timestamp::from_millis(1_000 + i));
+        }
+        journal
+            .wait(journal.record(&user(9), &Account::default()))
+            .await
+            .unwrap();
+        // A later batch: even streams later, odd ones earlier (kept).
+        for i in 0..150 {
+            let shift = if i % 2 == 0 { 500 } else { -500 };
+            journal.renewed(
+                &user(1),
+                &stream(i),
+                Timestamp::from_millis(1_000 + i + shift),
+            );
+        }
+        journal
+            .wait(journal.record(&user(9), &account(2)))
+            .await
+            .unwrap();
+        journal.close();
+
+        let (_, stored) = open(dir.path()).unwrap();
+        assert_eq!(stored.renewals.len(), 150);
+        for i in 0..150 {
+            let expected = 1_000 + i + if i % 2 == 0 { 500 } else { 0 };
+            assert_eq!(
+                stored.renewals[&(user(1), stream(i))].as_millis(),
+                expected,
+                "s{i}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_background_write_drops_the_renewal_rows_no_lease_of_it_needs() {
         let dir = tempfile::tempdir().unwrap();
         let (conn, _) = open(dir.path()).unwrap();
