@@ -249,7 +249,9 @@ impl ApiError {
                 active,
                 ..
             } => format!(
-                "rule {rule} of the account's plan allows {limit} such streams and {active} are live; stop one to start another"
+                "rule {rule} of the account's plan allows {limit} such {} and {active} {} live; stop one to start another",
+                if *limit == 1 { "stream" } else { "streams" },
+                if *active == 1 { "is" } else { "are" },
             ),
             MissingAttribute { rule, attribute } => format!(
                 "rule {rule} of the account's plan requires `{attribute}` on every start"
@@ -362,5 +364,33 @@ impl IntoResponse for ApiError {
             headers.insert(REASON_HEADER, HeaderValue::from_static(reason));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_by(rule: &str, limit: u32, active: usize) -> String {
+        ApiError::LimitReached {
+            rule: rule.into(),
+            limit,
+            active,
+            streams: Vec::new(),
+            conflicts: Vec::new(),
+        }
+        .detail()
+    }
+
+    #[test]
+    fn a_rule_refusal_counts_its_streams_in_good_english() {
+        assert_eq!(
+            refused_by("uhd", 1, 1),
+            "rule uhd of the account's plan allows 1 such stream and 1 is live; stop one to start another"
+        );
+        assert_eq!(
+            refused_by("uhd", 2, 2),
+            "rule uhd of the account's plan allows 2 such streams and 2 are live; stop one to start another"
+        );
     }
 }
