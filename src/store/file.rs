@@ -42,7 +42,7 @@ impl FileStore {
             .await
             .map_err(|e| StoreError::unavailable("opening the database", e))??;
         let now = clock.now();
-        let journal = SqliteJournal::start(conn, clock.clone(), policy.lease_ttl);
+        let journal = SqliteJournal::start(conn, clock.clone(), policy.lease_ttl, behind.log_tail);
         let (mut restored, mut expired, mut lsn) = (0, 0, 0);
         let mut chunk_start = 0;
         let mut accounts = std::mem::take(&mut behind.accounts);

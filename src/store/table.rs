@@ -28,6 +28,10 @@ pub(crate) trait Journal: Send + Sync + 'static {
     fn record_behind(&self, user: &UserId, account: &Account) {
         self.record(user, account);
     }
+
+    /// A sweep that began at `at` is over: it has recorded the expiry of
+    /// every lease whose deadline was at or before `at`.
+    fn swept(&self, _at: Timestamp) {}
 }
 
 /// The memory store journals nothing.
@@ -257,6 +261,7 @@ impl<J: Journal> AccountTable<J> {
             }
             self.accounts.remove_if(&user, |_, e| e.account.is_idle());
         }
+        self.journal.swept(now);
         self.accounts.len()
     }
 

@@ -1,6 +1,7 @@
-//! The SQLite database: its file, its tables (`accounts`, `renewals`,
-//! `meta`; what they hold: DESIGN.md, "file:", data model), and the
-//! transaction that writes one batch.
+//! The SQLite database: its file, its tables (`accounts`, `renewal_log`,
+//! `meta`, and `renewals`, which older versions wrote; what they hold:
+//! DESIGN.md, "file:", data model), and the transaction that writes one
+//! batch.
 
 use std::path::Path;
 
@@ -15,10 +16,11 @@ const DB_FILE: &str = "streamguard.sqlite3";
 
 /// Opens (creating if needed) the database in `dir`, takes its exclusive
 /// lock and returns every stored account. The page cache may grow to
-/// 64 MiB (SQLite's default is 2 MiB): heartbeats renew leases at random,
-/// and each renewal written behind upserts a row of `renewals` (one per
-/// live stream) on a page the default cache rarely held (BENCHMARKS.md,
-/// audience).
+/// 64 MiB (SQLite's default is 2 MiB), for the account rows decisions
+/// rewrite at random. Renewals are appended to `renewal_log` instead: an
+/// upsert per renewal into a table of every live stream dirtied a page of
+/// its own per heartbeat once the table outgrew the cache (BENCHMARKS.md,
+/// audience at 10 M).
 pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
     private_files(dir)?;
     let conn = Connection::open(dir.join(DB_FILE))
@@ -38,6 +40,12 @@ pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
              expires_at INTEGER NOT NULL,
              PRIMARY KEY (user_id, stream_id)
          ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS renewal_log (
+             seq        INTEGER PRIMARY KEY,
+             user_id    TEXT NOT NULL,
+             stream_id  TEXT NOT NULL,
+             expires_at INTEGER NOT NULL
+         );
          CREATE TABLE IF NOT EXISTS meta (
              key   TEXT PRIMARY KEY NOT NULL,
              value INTEGER NOT NULL
@@ -82,24 +90,28 @@ fn private_files(dir: &Path) -> Result<(), StoreError> {
 
 /// Writes `batch`, then `behind` (whose states are newer where both name
 /// an account: an acknowledged write cancels older queued ones), then the
-/// renewals and `synced_at`.
+/// renewals, appended to `renewal_log`, less the log's entries up to
+/// `prune_through` (a `seq`), and `synced_at`. Returns the `seq` of the
+/// last renewal appended, if any.
 pub(super) fn write_batch(
     conn: &mut Connection,
     batch: &[Write],
     behind: &[BehindWrite],
     renewals: &Renewals,
+    prune_through: Option<i64>,
     synced_at: Timestamp,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Option<i64>> {
     let tx = conn.transaction()?;
+    let mut last_seq = None;
     {
         let mut put = tx.prepare_cached(
             "INSERT INTO accounts (user_id, state) VALUES (?1, ?2)
              ON CONFLICT (user_id) DO UPDATE SET state = excluded.state",
         )?;
         let mut delete = tx.prepare_cached("DELETE FROM accounts WHERE user_id = ?1")?;
-        // An account row holds every deadline as of its decision, so older
-        // renewals of that account go; the renewals taken with this batch
-        // are written after (the larger deadline wins at restore anyway).
+        // Rows of `renewals`, which older versions wrote, go as their
+        // accounts are written: an account row holds every deadline as of
+        // its decision.
         let mut forget = tx.prepare_cached("DELETE FROM renewals WHERE user_id = ?1")?;
         for write in batch {
             match &write.state {
@@ -110,10 +122,7 @@ pub(super) fn write_batch(
         }
         // A queued state may be older than some renewals of its leases, so
         // only rows no lease of it can need go: those at or before its
-        // earliest deadline (all of them when it has no lease). Without
-        // this, the row of a lease that ran out stayed until the account's
-        // next acknowledged write, which a viewer who never returns never
-        // makes.
+        // earliest deadline (all of them when it has no lease).
         let mut stale =
             tx.prepare_cached("DELETE FROM renewals WHERE user_id = ?1 AND expires_at <= ?2")?;
         for (user, state, stale_until) in behind {
@@ -123,17 +132,20 @@ pub(super) fn write_batch(
             };
             stale.execute(params![user.as_str(), stale_until])?;
         }
-        let mut renew = tx.prepare_cached(
-            "INSERT INTO renewals (user_id, stream_id, expires_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user_id, stream_id) DO UPDATE
-             SET expires_at = max(expires_at, excluded.expires_at)",
+        if let Some(seq) = prune_through {
+            tx.prepare_cached("DELETE FROM renewal_log WHERE seq <= ?1")?
+                .execute(params![seq])?;
+        }
+        let mut append = tx.prepare_cached(
+            "INSERT INTO renewal_log (user_id, stream_id, expires_at) VALUES (?1, ?2, ?3)",
         )?;
         for ((user, stream), expires_at) in renewals {
-            renew.execute(params![
+            append.execute(params![
                 user.as_str(),
                 stream.as_str(),
                 expires_at.as_millis()
             ])?;
+            last_seq = Some(tx.last_insert_rowid());
         }
         tx.prepare_cached(
             "INSERT INTO meta (key, value) VALUES ('synced_at', ?1)
@@ -141,7 +153,8 @@ pub(super) fn write_batch(
         )?
         .execute(params![synced_at.as_millis()])?;
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(last_seq)
 }
 
 #[cfg(all(test, unix))]

@@ -8,9 +8,11 @@
 //!
 //! Heartbeats are written behind: [`SqliteJournal::renewed`] notes the new
 //! deadline of a lease (nobody waits for it), and the writer persists the
-//! notes with its next batch, at the latest [`FLUSH_EVERY`] later, in a
-//! `renewals` table, together with `synced_at`: a time before which every
-//! renewal is on disk. While any lease may still be live the writer moves
+//! notes with its next batch, at the latest [`FLUSH_EVERY`] later,
+//! appended to `renewal_log`, together with `synced_at`: a time before
+//! which every renewal is on disk. The log is pruned from the front once a
+//! complete sweep covers its entries (`Writer::prune_through`; DESIGN.md,
+//! "file:"). While any lease may still be live the writer moves
 //! `synced_at` on every [`FLUSH_EVERY`] even with nothing else to write, so
 //! after a crash the restore can tell a lease that had run out (its
 //! deadline is before `synced_at`: no renewal can be missing, and a lease
@@ -76,15 +78,21 @@ pub(crate) struct SqliteJournal {
 
 impl SqliteJournal {
     /// Starts the writer thread on an opened database. `clock` and
-    /// `lease_ttl` time `synced_at` (see the module's documentation).
-    pub(crate) fn start(conn: Connection, clock: Arc<dyn Clock>, lease_ttl: Duration) -> Self {
+    /// `lease_ttl` time `synced_at` (see the module's documentation);
+    /// `log_tail` is what the database's `renewal_log` already holds.
+    pub(crate) fn start(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        lease_ttl: Duration,
+        log_tail: Option<(i64, Timestamp)>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::new()),
             wake: Condvar::new(),
         });
         let (tx, durable) = watch::channel(Durable::default());
         let writer = {
-            let writer = Writer::new(conn, shared.clone(), tx, clock, lease_ttl);
+            let writer = Writer::new(conn, shared.clone(), tx, clock, lease_ttl, log_tail);
             std::thread::Builder::new()
                 .name("streamguard-journal".into())
                 .spawn(move || writer.run())
@@ -182,6 +190,11 @@ impl Journal for SqliteJournal {
         );
         self.shared.wake.notify_one();
     }
+
+    fn swept(&self, at: Timestamp) {
+        let mut pending = self.shared.pending.lock().unwrap();
+        pending.swept_at = pending.swept_at.max(Some(at));
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (conn, _) = open(dir.path()).unwrap();
         let clock = Arc::new(crate::domain::SystemClock);
-        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90));
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
         for n in 0..5_000 {
             journal.record_behind(&user(n), &account(1));
         }
@@ -257,7 +270,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (conn, _) = open(dir.path()).unwrap();
         let clock = Arc::new(crate::domain::SystemClock);
-        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90));
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
         let stream = |i: i64| StreamId::parse(&format!("s{i}")).unwrap();
         for i in 0..150 {
             journal.renewed(&user(1), &stream(i), Timestamp::from_millis(1_000 + i));
@@ -294,45 +307,111 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_background_write_drops_the_renewal_rows_no_lease_of_it_needs() {
+    async fn a_complete_sweep_lets_the_log_drop_what_it_covers() {
         let dir = tempfile::tempdir().unwrap();
         let (conn, _) = open(dir.path()).unwrap();
         let clock = Arc::new(crate::domain::SystemClock);
-        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90));
-        let renew = |n: u32, id: &str, ms: i64| {
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
+        let renew = |id: &str, ms: i64| {
             journal.renewed(
-                &user(n),
+                &user(1),
                 &StreamId::parse(id).unwrap(),
                 Timestamp::from_millis(ms),
             )
         };
-        // Renewal rows on disk for three accounts.
-        for n in 1..=3 {
-            journal.record(&user(n), &with_leases(&[("a", 100), ("b", 300)]));
-            renew(n, "a", 150);
-            renew(n, "b", 350);
-        }
-        let lsn = journal.record(&user(9), &Account::default());
-        journal.wait(lsn).await.unwrap();
-        // Then the sweeper's writes: `a` ran out and `b` lives on until
-        // 400 (1); `a` ran out and `b` lives until 200 (2); every stream
-        // ran out and only tombstones are left, or the account is gone (3).
-        journal.record_behind(&user(1), &with_leases(&[("b", 400)]));
-        journal.record_behind(&user(2), &with_leases(&[("b", 200)]));
-        journal.record_behind(&user(3), &Account::default());
-        let lsn = journal.record(&user(9), &account(2));
-        journal.wait(lsn).await.unwrap();
+        let commit = |limit: u32| {
+            let lsn = journal.record(&user(9), &account(limit));
+            journal.wait(lsn)
+        };
+        // Three transactions of renewals: deadlines up to 200, then one at
+        // 300 with one at 900, then 1 000.
+        renew("a", 100);
+        renew("b", 200);
+        renew("d", 150);
+        commit(1).await.unwrap();
+        renew("a", 300);
+        renew("c", 900);
+        commit(2).await.unwrap();
+        renew("b", 1_000);
+        commit(3).await.unwrap();
+        // A sweep from 500 on: the first transaction's entries go; the
+        // second's stay whole (one of its deadlines is later), and with it
+        // every later one.
+        journal.swept(Timestamp::from_millis(500));
+        commit(4).await.unwrap();
         journal.close();
 
         let (_, stored) = open(dir.path()).unwrap();
         let mut rows: Vec<_> = stored
             .renewals
             .iter()
-            .map(|((u, s), at)| (u.as_str().to_owned(), s.as_str().to_owned(), at.as_millis()))
+            .map(|((_, s), at)| (s.as_str().to_owned(), at.as_millis()))
             .collect();
         rows.sort();
-        // Account 2 keeps `b`'s 350: above the state's earliest deadline
-        // (200), and larger than the state's own deadline for `b`.
-        assert_eq!(rows, [("u2".to_owned(), "b".to_owned(), 350)]);
+        // `d`, renewed only in the first transaction, is gone.
+        assert_eq!(
+            rows,
+            [("a".into(), 300), ("b".into(), 1_000), ("c".into(), 900)]
+        );
+        let logged: i64 = rusqlite::Connection::open(dir.path().join("streamguard.sqlite3"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM renewal_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logged, 3);
+        // What is left is the log's tail, for the next run to prune.
+        assert_eq!(stored.log_tail.unwrap().1.as_millis(), 1_000);
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_everything_until_a_sweep_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open(dir.path()).unwrap();
+        let clock = Arc::new(crate::domain::SystemClock);
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
+        let stream = StreamId::parse("a").unwrap();
+        journal.renewed(&user(1), &stream, Timestamp::from_millis(100));
+        journal
+            .wait(journal.record(&user(9), &account(1)))
+            .await
+            .unwrap();
+        journal
+            .wait(journal.record(&user(9), &account(2)))
+            .await
+            .unwrap();
+        journal.close();
+        let (_, stored) = open(dir.path()).unwrap();
+        assert_eq!(stored.renewals.len(), 1, "no sweep, no pruning");
+        assert_eq!(stored.log_tail.map(|(_, at)| at.as_millis()), Some(100));
+    }
+
+    #[tokio::test]
+    async fn a_later_run_prunes_what_an_earlier_one_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(crate::domain::SystemClock);
+        let (conn, _) = open(dir.path()).unwrap();
+        let journal = SqliteJournal::start(conn, clock.clone(), Duration::from_secs(90), None);
+        journal.renewed(
+            &user(1),
+            &StreamId::parse("a").unwrap(),
+            Timestamp::from_millis(100),
+        );
+        journal
+            .wait(journal.record(&user(9), &account(1)))
+            .await
+            .unwrap();
+        journal.close();
+
+        let (conn, stored) = open(dir.path()).unwrap();
+        assert_eq!(stored.renewals.len(), 1);
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), stored.log_tail);
+        journal.swept(Timestamp::from_millis(500));
+        journal
+            .wait(journal.record(&user(9), &account(2)))
+            .await
+            .unwrap();
+        journal.close();
+        let (_, stored) = open(dir.path()).unwrap();
+        assert!(stored.renewals.is_empty());
+        assert_eq!(stored.log_tail, None);
     }
 }

@@ -15,6 +15,9 @@ pub(super) struct Pending {
     /// costs a heartbeat no lookup and, once the buffer has grown, no
     /// allocation; the writer keeps the latest per lease.
     pub renewals: Vec<Renewal>,
+    /// When the last complete sweep began: it queued the expiry of every
+    /// lease whose deadline was before then (see `Writer::take`).
+    pub swept_at: Option<Timestamp>,
     pub closing: bool,
 }
 
@@ -25,6 +28,7 @@ impl Pending {
             writes: Vec::new(),
             behind: Behind::default(),
             renewals: Vec::new(),
+            swept_at: None,
             closing: false,
         }
     }

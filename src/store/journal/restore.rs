@@ -17,6 +17,9 @@ pub(crate) struct Restored {
     /// Every renewal decided before this instant is in `renewals` or in the
     /// account rows. `None` for a database never synced (fresh, or older).
     pub synced_at: Option<Timestamp>,
+    /// The last entry of `renewal_log` (its `seq`) and the latest deadline
+    /// in it: what the writer may prune once no restore can need it.
+    pub log_tail: Option<(i64, Timestamp)>,
 }
 
 pub(super) fn renewals(conn: &Connection) -> Result<Restored, StoreError> {
@@ -40,6 +43,34 @@ pub(super) fn renewals(conn: &Connection) -> Result<Restored, StoreError> {
             .renewals
             .insert(key, Timestamp::from_millis(row.get(2).map_err(read)?));
     }
+    // The log: appended in order, so a later entry of a lease may still
+    // hold an earlier deadline only across a clock step; the latest wins.
+    let mut stmt = conn
+        .prepare("SELECT user_id, stream_id, expires_at FROM renewal_log")
+        .map_err(read)?;
+    let mut rows = stmt.query([]).map_err(read)?;
+    while let Some(row) = rows.next().map_err(read)? {
+        let (user, stream): (String, String) =
+            (row.get(0).map_err(read)?, row.get(1).map_err(read)?);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            detail: format!("logged renewal of {user:?}/{stream:?}: {detail}"),
+        };
+        let key = (
+            UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?,
+            StreamId::parse(&stream).map_err(|e| corrupt(e.to_string()))?,
+        );
+        let at = Timestamp::from_millis(row.get(2).map_err(read)?);
+        let latest = restored.renewals.entry(key).or_insert(at);
+        *latest = (*latest).max(at);
+    }
+    let (seq, deadline) = conn
+        .query_row(
+            "SELECT max(seq), max(expires_at) FROM renewal_log",
+            [],
+            |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )
+        .map_err(read)?;
+    restored.log_tail = seq.zip(deadline.map(Timestamp::from_millis));
     restored.synced_at = conn
         .query_row("SELECT value FROM meta WHERE key = 'synced_at'", [], |r| {
             r.get(0)

@@ -1,7 +1,7 @@
 //! The writer thread: takes what is pending, writes it in one transaction,
 //! publishes how far it got, and retries while the disk refuses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,11 @@ const BEHIND_WHILE_BUSY: usize = 32;
 /// Background rows per transaction when no answer waits.
 const BEHIND_WHILE_IDLE: usize = 1024;
 
+/// Appended transactions whose log entries one transaction deletes, at
+/// most: each appends one, so the log catches up after a sweep, while a
+/// transaction answers wait for never deletes a whole sweep's worth.
+const PRUNED_PER_TRANSACTION: usize = 4;
+
 /// The writer thread's state between two transactions.
 pub(super) struct Writer {
     conn: Connection,
@@ -47,6 +52,13 @@ pub(super) struct Writer {
     renewals: Renewals,
     /// The notes last taken from `Pending`, whose buffer goes back to it.
     noted: Vec<Renewal>,
+    /// Each committed transaction's renewals in `renewal_log`, oldest
+    /// first: the `seq` of its last entry and its latest deadline.
+    appended: VecDeque<(i64, Timestamp)>,
+    /// Log entries with a deadline at or before this may go: a sweep that
+    /// began then is over and every write it queued is written by now or
+    /// in the next transaction (see [`Writer::prune_through`]).
+    prunable: Option<Timestamp>,
     /// The last attempt failed.
     failing: bool,
 }
@@ -66,6 +78,7 @@ impl Writer {
         durable: watch::Sender<Durable>,
         clock: Arc<dyn Clock>,
         lease_ttl: Duration,
+        log_tail: Option<(i64, Timestamp)>,
     ) -> Self {
         Self {
             conn,
@@ -79,6 +92,8 @@ impl Writer {
             behind: Vec::new(),
             renewals: HashMap::new(),
             noted: Vec::new(),
+            appended: log_tail.into_iter().collect(),
+            prunable: None,
             failing: false,
         }
     }
@@ -93,14 +108,23 @@ impl Writer {
                 self.active_until = self.active_until.max(now + self.lease_ttl);
             }
             let synced = Timestamp::from_millis(now.as_millis() - NOTE_SLACK.as_millis() as i64);
+            let (pruned, through) = self.prune_through(synced);
             match write_batch(
                 &mut self.conn,
                 &self.batch,
                 &self.behind,
                 &self.renewals,
+                through,
                 synced,
             ) {
-                Ok(()) => self.written(synced),
+                Ok(last_seq) => {
+                    self.appended.drain(..pruned);
+                    let latest = self.renewals.values().max().copied();
+                    if let Some(entry) = last_seq.zip(latest) {
+                        self.appended.push_back(entry);
+                    }
+                    self.written(synced);
+                }
                 Err(e) => {
                     self.refused(&e);
                     if taken.closing {
@@ -148,6 +172,11 @@ impl Writer {
             self.behind = pending.behind.take(chunk);
         }
         let more_behind = !pending.behind.is_empty();
+        if !more_behind {
+            // Every write the last complete sweep queued is written, or is
+            // in `self.behind` and goes with this transaction.
+            self.prunable = pending.swept_at;
+        }
         std::mem::swap(&mut pending.renewals, &mut self.noted);
         // Nobody can record any more (the store was dropped unclosed):
         // write what is left, then stop.
@@ -161,6 +190,28 @@ impl Writer {
             closing,
             more_behind,
         }
+    }
+
+    /// How many of the oldest appended transactions' log entries the next
+    /// transaction may delete, and the `seq` it deletes through. An entry
+    /// may go once its deadline is at or before both `prunable` and the
+    /// `synced_at` the transaction writes: its lease then either ran out
+    /// and the sweep's write of that is on disk, or was renewed later, and
+    /// a restore would bury it only if that later renewal were missing,
+    /// which means it was decided after `synced_at`, when the lease was
+    /// still live, so a deadline after `synced_at` is on disk for it.
+    fn prune_through(&self, synced: Timestamp) -> (usize, Option<i64>) {
+        let Some(limit) = self.prunable.map(|p| p.min(synced)) else {
+            return (0, None);
+        };
+        let prunable = self
+            .appended
+            .iter()
+            .take(PRUNED_PER_TRANSACTION)
+            .take_while(|(_, latest)| *latest <= limit)
+            .count();
+        let through = prunable.checked_sub(1).map(|last| self.appended[last].0);
+        (prunable, through)
     }
 
     /// The transaction is on disk: publish its last log number.
