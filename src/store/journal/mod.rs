@@ -414,4 +414,39 @@ mod tests {
         assert!(stored.renewals.is_empty());
         assert_eq!(stored.log_tail, None);
     }
+
+    #[tokio::test]
+    async fn rows_of_the_old_renewals_table_go_as_their_accounts_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open(dir.path()).unwrap();
+        // What a version before the log left behind.
+        conn.execute_batch(
+            "INSERT INTO renewals VALUES ('u1', 'a', 150), ('u1', 'b', 350),
+                                         ('u2', 'a', 150), ('u2', 'b', 350),
+                                         ('u3', 'a', 150);",
+        )
+        .unwrap();
+        let clock = Arc::new(crate::domain::SystemClock);
+        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
+        // An acknowledged write of u1 drops all of its rows; the sweeper's
+        // write of u2, whose earliest deadline is 200, drops the rows up
+        // to it; u3 is not written.
+        journal.record(&user(1), &with_leases(&[("a", 400)]));
+        journal.record_behind(&user(2), &with_leases(&[("b", 200)]));
+        journal.close();
+        let (_, stored) = open(dir.path()).unwrap();
+        let mut rows: Vec<_> = stored
+            .renewals
+            .iter()
+            .map(|((u, s), at)| (u.as_str().to_owned(), s.as_str().to_owned(), at.as_millis()))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                ("u2".to_owned(), "b".to_owned(), 350),
+                ("u3".to_owned(), "a".to_owned(), 150)
+            ]
+        );
+    }
 }
