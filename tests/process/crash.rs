@@ -172,3 +172,48 @@ async fn a_lease_that_ran_out_before_kill_9_stays_expired() {
     );
     assert_eq!(live(&server, "keen").await, ["watched"]);
 }
+
+/// Renewals go to an append-only log that the writer prunes behind the
+/// sweeper (DESIGN.md, "file:"). With a 3 s lease (the shortest) the
+/// sweeps fall every 3 s: `left`, heartbeated for its first second only,
+/// runs out at about 4 s and is buried by the sweep at 6 s, which lets its
+/// log entries go; `watched`, heartbeated throughout, has its older
+/// entries pruned too. A `kill -9` after 12 s must bring `watched` back
+/// live and keep `left` ended, with none of `left`'s entries in the log.
+#[tokio::test]
+async fn a_pruned_renewal_log_restores_what_lives_and_what_ran_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &["--lease-ttl", "3s"], &[]);
+    start(&server, "keen", json!({"stream_id": "watched"})).await;
+    start(&server, "quitter", json!({"stream_id": "left"})).await;
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(12) {
+        assert_eq!(heartbeat(&server, "keen", "watched").await.0, 200);
+        if began.elapsed() < Duration::from_secs(1) {
+            assert_eq!(heartbeat(&server, "quitter", "left").await.0, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(live(&server, "quitter").await.is_empty());
+    kill_9(server);
+
+    let db = rusqlite::Connection::open(dir.path().join("streamguard.sqlite3")).unwrap();
+    let logged = |stream: &str| -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM renewal_log WHERE stream_id = ?1",
+            [stream],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(logged("left"), 0, "a buried lease's renewals are pruned");
+    assert!(logged("watched") > 0, "a live lease's latest renewals stay");
+    drop(db);
+
+    let server = serve(dir.path(), &["--lease-ttl", "3s"], &[]);
+    assert_eq!(heartbeat(&server, "keen", "watched").await.0, 200);
+    assert_eq!(
+        heartbeat(&server, "quitter", "left").await,
+        ended("expired")
+    );
+}
