@@ -206,6 +206,17 @@ mod tests {
         UserId::parse(&format!("u{n}")).unwrap()
     }
 
+    /// A journal on a fresh or existing database in `dir`, 90 s leases.
+    fn started(dir: &std::path::Path) -> SqliteJournal {
+        let (conn, _) = open(dir).unwrap();
+        SqliteJournal::start(
+            conn,
+            Arc::new(crate::domain::SystemClock),
+            Duration::from_secs(90),
+            None,
+        )
+    }
+
     /// An account told apart by its limit override.
     fn account(limit: u32) -> Account {
         Account {
@@ -217,9 +228,7 @@ mod tests {
     #[tokio::test]
     async fn the_newest_state_wins_whichever_queue_it_came_from() {
         let dir = tempfile::tempdir().unwrap();
-        let (conn, _) = open(dir.path()).unwrap();
-        let clock = Arc::new(crate::domain::SystemClock);
-        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
+        let journal = started(dir.path());
         for n in 0..5_000 {
             journal.record_behind(&user(n), &account(1));
         }
@@ -268,9 +277,7 @@ mod tests {
     #[tokio::test]
     async fn a_renewal_keeps_the_later_of_its_deadlines_across_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let (conn, _) = open(dir.path()).unwrap();
-        let clock = Arc::new(crate::domain::SystemClock);
-        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
+        let journal = started(dir.path());
         let stream = |i: i64| StreamId::parse(&format!("s{i}")).unwrap();
         for i in 0..150 {
             journal.renewed(&user(1), &stream(i), Timestamp::from_millis(1_000 + i));
@@ -309,9 +316,7 @@ mod tests {
     #[tokio::test]
     async fn a_complete_sweep_lets_the_log_drop_what_it_covers() {
         let dir = tempfile::tempdir().unwrap();
-        let (conn, _) = open(dir.path()).unwrap();
-        let clock = Arc::new(crate::domain::SystemClock);
-        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
+        let journal = started(dir.path());
         let renew = |id: &str, ms: i64| {
             journal.renewed(
                 &user(1),
@@ -365,9 +370,7 @@ mod tests {
     #[tokio::test]
     async fn the_log_keeps_everything_until_a_sweep_is_complete() {
         let dir = tempfile::tempdir().unwrap();
-        let (conn, _) = open(dir.path()).unwrap();
-        let clock = Arc::new(crate::domain::SystemClock);
-        let journal = SqliteJournal::start(conn, clock, Duration::from_secs(90), None);
+        let journal = started(dir.path());
         let stream = StreamId::parse("a").unwrap();
         journal.renewed(&user(1), &stream, Timestamp::from_millis(100));
         journal

@@ -25,43 +25,11 @@ pub(crate) struct Restored {
 pub(super) fn renewals(conn: &Connection) -> Result<Restored, StoreError> {
     let read = |e| StoreError::unavailable("reading the database", e);
     let mut restored = Restored::default();
-    let mut stmt = conn
-        .prepare("SELECT user_id, stream_id, expires_at FROM renewals")
-        .map_err(read)?;
-    let mut rows = stmt.query([]).map_err(read)?;
-    while let Some(row) = rows.next().map_err(read)? {
-        let (user, stream): (String, String) =
-            (row.get(0).map_err(read)?, row.get(1).map_err(read)?);
-        let corrupt = |detail: String| StoreError::Corrupt {
-            detail: format!("renewal of {user:?}/{stream:?}: {detail}"),
-        };
-        let key = (
-            UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?,
-            StreamId::parse(&stream).map_err(|e| corrupt(e.to_string()))?,
-        );
-        restored
-            .renewals
-            .insert(key, Timestamp::from_millis(row.get(2).map_err(read)?));
-    }
-    // The log: appended in order, so a later entry of a lease may still
-    // hold an earlier deadline only across a clock step; the latest wins.
-    let mut stmt = conn
-        .prepare("SELECT user_id, stream_id, expires_at FROM renewal_log")
-        .map_err(read)?;
-    let mut rows = stmt.query([]).map_err(read)?;
-    while let Some(row) = rows.next().map_err(read)? {
-        let (user, stream): (String, String) =
-            (row.get(0).map_err(read)?, row.get(1).map_err(read)?);
-        let corrupt = |detail: String| StoreError::Corrupt {
-            detail: format!("logged renewal of {user:?}/{stream:?}: {detail}"),
-        };
-        let key = (
-            UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?,
-            StreamId::parse(&stream).map_err(|e| corrupt(e.to_string()))?,
-        );
-        let at = Timestamp::from_millis(row.get(2).map_err(read)?);
-        let latest = restored.renewals.entry(key).or_insert(at);
-        *latest = (*latest).max(at);
+    // The table older versions wrote, then the log; the latest deadline of
+    // a lease wins (in the log, an earlier one can follow a later one only
+    // across a clock step).
+    for table in ["renewals", "renewal_log"] {
+        latest_deadlines(conn, table, &mut restored.renewals)?;
     }
     let (seq, deadline) = conn
         .query_row(
@@ -82,6 +50,37 @@ pub(super) fn renewals(conn: &Connection) -> Result<Restored, StoreError> {
             e => Err(read(e)),
         })?;
     Ok(restored)
+}
+
+/// Reads `table`'s `(user_id, stream_id, expires_at)` rows into
+/// `deadlines`, keeping the latest deadline of each lease.
+fn latest_deadlines(
+    conn: &Connection,
+    table: &str,
+    deadlines: &mut HashMap<(UserId, StreamId), Timestamp>,
+) -> Result<(), StoreError> {
+    let read = |e| StoreError::unavailable("reading the database", e);
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT user_id, stream_id, expires_at FROM {table}"
+        ))
+        .map_err(read)?;
+    let mut rows = stmt.query([]).map_err(read)?;
+    while let Some(row) = rows.next().map_err(read)? {
+        let (user, stream): (String, String) =
+            (row.get(0).map_err(read)?, row.get(1).map_err(read)?);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            detail: format!("{table} row of {user:?}/{stream:?}: {detail}"),
+        };
+        let key = (
+            UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?,
+            StreamId::parse(&stream).map_err(|e| corrupt(e.to_string()))?,
+        );
+        let at = Timestamp::from_millis(row.get(2).map_err(read)?);
+        let latest = deadlines.entry(key).or_insert(at);
+        *latest = (*latest).max(at);
+    }
+    Ok(())
 }
 
 pub(super) fn accounts(conn: &Connection) -> Result<Vec<(UserId, Account)>, StoreError> {
