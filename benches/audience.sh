@@ -16,6 +16,11 @@
 # heartbeats into 410s. The run ends with the server's RSS and its count of
 # answers other than 200 (wrk's "Non-2xx").
 #
+# HELLO_SIZED=1 adds, each round, the hello server answering as a heartbeat
+# does (`hello_json ADDR heartbeat-sized`: the same JSON fields, ~226
+# bytes, and an X-Request-Id), and streamguard's ratio to it: what is left
+# once the size of the answer is paid.
+#
 # SG_B=path/to/another/build measures it too in each round, on a copy of
 # the same population (before/after in one run). SG_ARGS adds flags (e.g. "--rate-per-stream 0 --rate-per-account 0" to
 # see what the throttles cost).
@@ -69,6 +74,15 @@ for round in $(seq "$ROUNDS"); do
   echo "$round hello $h"
   echo "$round streamguard $g"
   echo "$h $g" | awk -v r="$round" '{ printf "%s ratio cpu %.2f, rate %.2f\n", r, $4 / $1, $5 / $2 }'
+  if [ -n "${HELLO_SIZED:-}" ]; then
+    taskset -c 0 "$HELLO" "127.0.0.1:$HELLO_PORT" heartbeat-sized >/dev/null 2>&1 &
+    hello=$!
+    wait_http "http://127.0.0.1:$HELLO_PORT/"
+    z=$(pinned_load "$hello" "$DURATION" "$SCRIPT" "http://127.0.0.1:$HELLO_PORT" "$STREAMS")
+    kill "$hello"; wait "$hello" 2>/dev/null || true
+    echo "$round hello-sized $z"
+    echo "$h $z $g" | awk -v r="$round" '{ printf "%s ratio hello-sized/hello %.2f, streamguard/hello-sized %.2f\n", r, $4 / $1, $7 / $4 }'
+  fi
   if [ -n "${SG_B:-}" ]; then
     b=$(pinned_load "$SERVER_B" "$DURATION" "$SCRIPT" "http://127.0.0.1:$((PORT + 2))" "$STREAMS")
     settle "$SERVER_B"

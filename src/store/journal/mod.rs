@@ -314,6 +314,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lease_renewed_twice_in_one_batch_restores_the_later_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = started(dir.path());
+        let stream = StreamId::parse("s").unwrap();
+        for ms in [2_000, 3_000, 2_500] {
+            journal.renewed(&user(1), &stream, Timestamp::from_millis(ms));
+        }
+        journal
+            .wait(journal.record(&user(9), &account(2)))
+            .await
+            .unwrap();
+        journal.close();
+
+        let (_, stored) = open(dir.path()).unwrap();
+        assert_eq!(stored.renewals[&(user(1), stream)].as_millis(), 3_000);
+    }
+
+    #[tokio::test]
     async fn a_complete_sweep_lets_the_log_drop_what_it_covers() {
         let dir = tempfile::tempdir().unwrap();
         let journal = started(dir.path());
