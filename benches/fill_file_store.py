@@ -3,7 +3,7 @@
 each, in the very format the server journals (the JSON of `Account`), so a
 restart at 10 M live streams can be timed without 10 M durable starts.
 
-    python3 benches/fill_file_store.py DIR N [one|audience]
+    python3 benches/fill_file_store.py DIR N [one|audience] [RENEWALS]
 
 `one` (default): N one-stream accounts; ids are the load tool's: account
 `acct-0001234567`, 22-character stream ids.
@@ -13,6 +13,11 @@ streams per three accounts), each with a device and a content id, laid out
 so that `benches/load/audience.lua` can name any of them from its index:
 stream i is `str-%012d` % i, in account `acct-%010d` % (3 * (i // 6) +
 AUDIENCE_SLOT[i % 6]).
+
+RENEWALS (audience only, default 0): that many entries per stream in
+`renewal_log`, 30 s of deadline apart, the last one the lease's own: the
+log a restart reads after heartbeats at the advised interval (a 90 s lease
+renewed every 30 s keeps 3 to 6 per stream until the sweeps prune them).
 """
 import json
 import os
@@ -22,6 +27,7 @@ import time
 
 directory, count = sys.argv[1], int(sys.argv[2])
 layout = sys.argv[3] if len(sys.argv) > 3 else "one"
+renewals = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 # Which of its block's three accounts the stream at i % 6 belongs to.
 AUDIENCE_SLOT = [0, 1, 1, 2, 2, 2]
 os.makedirs(directory, exist_ok=True)
@@ -32,7 +38,13 @@ db.executescript(
        CREATE TABLE IF NOT EXISTS accounts (
            user_id TEXT PRIMARY KEY NOT NULL,
            state   BLOB NOT NULL
-       ) WITHOUT ROWID;"""
+       ) WITHOUT ROWID;
+       CREATE TABLE IF NOT EXISTS renewal_log (
+           seq        INTEGER PRIMARY KEY,
+           user_id    TEXT NOT NULL,
+           stream_id  TEXT NOT NULL,
+           expires_at INTEGER NOT NULL
+       );"""
 )
 now = int(time.time() * 1000)
 
@@ -83,10 +95,23 @@ def row(account, streams):
     return (f"acct-{account:010}", json.dumps(state, separators=(",", ":")).encode())
 
 
+def log_rows():
+    for k in range(renewals):
+        expires_at = now + 90_000 - 30_000 * (renewals - 1 - k)
+        for i in range(count):
+            account = 3 * (i // 6) + AUDIENCE_SLOT[i % 6]
+            yield (f"acct-{account:010}", f"str-{i:012d}", expires_at)
+
+
 rows = {"one": one_stream_rows, "audience": audience_rows}[layout]
+assert renewals == 0 or layout == "audience", "RENEWALS needs the audience layout"
 started = time.time()
 with db:
     db.executemany("INSERT OR REPLACE INTO accounts VALUES (?, ?)", rows())
+    db.executemany(
+        "INSERT INTO renewal_log (user_id, stream_id, expires_at) VALUES (?, ?, ?)",
+        log_rows(),
+    )
 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 db.close()
-print(f"{count} accounts written in {time.time() - started:.0f} s")
+print(f"{count} live streams and {count * renewals} log entries written in {time.time() - started:.0f} s")

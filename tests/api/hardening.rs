@@ -404,6 +404,41 @@ async fn with_metrics_listen_the_api_port_has_no_metrics() {
 #[derive(Clone, Default)]
 struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
 
+impl Lines {
+    /// Captures, on this thread, what the service logs as JSON lines.
+    ///
+    /// `tracing` decides once per process whether a log statement is
+    /// wanted at all, when some thread first reaches it. While only one
+    /// subscriber exists, it asks the subscriber of that thread: another
+    /// test, without one, reaching "store call failed" first made it a
+    /// no-op for this one too (a flaky failure). A second subscriber kept
+    /// alive meanwhile makes `tracing` ask every subscriber instead.
+    fn capture() -> (Self, Capturing) {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .event_format(streamguard::telemetry::WithRequestId::json())
+            .with_writer(move || writer.clone())
+            .finish();
+        let anchor = tracing::Dispatch::new(tracing_subscriber::registry());
+        let default = tracing::subscriber::set_default(subscriber);
+        (
+            lines,
+            Capturing {
+                _default: default,
+                _anchor: anchor,
+            },
+        )
+    }
+}
+
+/// Captures until dropped (see [`Lines::capture`]).
+struct Capturing {
+    _default: tracing::subscriber::DefaultGuard,
+    _anchor: tracing::Dispatch,
+}
+
 impl std::io::Write for Lines {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -416,14 +451,7 @@ impl std::io::Write for Lines {
 
 #[tokio::test]
 async fn every_line_logged_for_a_request_carries_its_id() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .event_format(streamguard::telemetry::WithRequestId::json())
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (lines, _capturing) = Lines::capture();
 
     let broken = Arc::new(crate::store_failure::BrokenStore { hangs: false });
     let app = app_with_store(broken, &["--on-store-error", "allow"]);
@@ -467,14 +495,7 @@ async fn every_line_logged_for_a_request_carries_its_id() {
 /// account and the stream, so an operator can tell who played unchecked.
 #[tokio::test]
 async fn unenforced_lines_name_the_account_and_the_stream() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .event_format(streamguard::telemetry::WithRequestId::json())
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (lines, _capturing) = Lines::capture();
 
     let broken = Arc::new(crate::store_failure::BrokenStore { hangs: false });
     let app = app_with_store(broken, &["--on-store-error", "allow"]);
