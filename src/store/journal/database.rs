@@ -61,8 +61,10 @@ pub(crate) fn open(dir: &Path) -> Result<(Connection, Restored), StoreError> {
         }
         _ => StoreError::unavailable("preparing the database", e),
     })?;
-    let mut restored = restore::renewals(&conn)?;
-    restored.accounts = restore::accounts(&conn)?;
+    let accounts = restore::accounts(&conn)?;
+    let live = accounts.iter().map(|(_, a)| a.live.len()).sum();
+    let mut restored = restore::renewals(&conn, live)?;
+    restored.accounts = accounts;
     Ok((conn, restored))
 }
 
