@@ -80,8 +80,8 @@ fn latest_deadlines(
             detail: format!("{table} row of {user:?}/{stream:?}: {detail}"),
         };
         let key = (
-            UserId::parse(&user).map_err(|e| corrupt(e.to_string()))?,
-            StreamId::parse(&stream).map_err(|e| corrupt(e.to_string()))?,
+            UserId::parse(user).map_err(|e| corrupt(e.to_string()))?,
+            StreamId::parse(stream).map_err(|e| corrupt(e.to_string()))?,
         );
         let at = Timestamp::from_millis(row.get(2).map_err(read)?);
         let latest = deadlines.entry(key).or_insert(at);
